@@ -1,0 +1,37 @@
+# Two commands matter: `make run` (the product, with demo data) and `make test` (the suite).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+FLASK := $(BIN)/flask --app wsgi
+
+.DEFAULT_GOAL := help
+.PHONY: help run test lint fmt bench bench-quick chaos clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test,dev]'
+	@touch $(STAMP)
+
+run: $(STAMP) ## Run the product: migrate, seed demo data, start web + worker + cron + Redis
+	$(FLASK) db upgrade
+	$(FLASK) seed-demo
+	$(FLASK) dev
+
+test: $(STAMP) ## Run the test suite (SQLite + embedded Redis unless TEST_DATABASE_URL / TEST_REDIS_URL)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: $(STAMP) ## Format the code
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean: ## Remove the venv and local state
+	rm -rf $(VENV) instance .pytest_cache .ruff_cache

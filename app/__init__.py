@@ -1,0 +1,89 @@
+"""Application factory: configuration, extensions, blueprints, CLI, security headers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask
+
+from app.config import load_config
+from app.extensions import csrf, db, limiter, login_manager, migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def create_app(config: dict | None = None) -> Flask:
+    app = Flask(
+        __name__,
+        instance_path=str(ROOT / "instance"),
+        template_folder=str(ROOT / "templates"),
+        static_folder="static",
+    )
+    app.config.update(load_config(Path(app.instance_path), config))
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+
+    # Import models so metadata is complete for migrations and queries.
+    from app import models  # noqa: F401
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"))
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    _init_limiter(app)
+
+    from app import queue
+
+    queue.init_app(app)
+
+    from app.health import bp as health_bp
+
+    app.register_blueprint(health_bp)
+    _register_optional_blueprints(app)
+
+    from app.cli import register_cli
+
+    register_cli(app)
+    app.after_request(_security_headers)
+    return app
+
+
+def _init_limiter(app: Flask) -> None:
+    if app.config.get("RATELIMIT_ENABLED", True):
+        from app.queue import redis_url
+
+        app.config.setdefault("RATELIMIT_STORAGE_URI", redis_url(app))
+    app.config.setdefault("RATELIMIT_STORAGE_URI", "memory://")
+    limiter.init_app(app)
+
+
+def _register_optional_blueprints(app: Flask) -> None:
+    """Blueprints of the portal and the dashboard (each a feature package)."""
+    import importlib
+
+    for module in ("app.portal.views", "app.admin.views", "app.mail.views"):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        mod.register(app)
+
+
+def _security_headers(response):
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CSP)
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), interest-cohort=()")
+    if response.mimetype == "text/html":
+        headers.setdefault("Cache-Control", "no-store")
+    return response

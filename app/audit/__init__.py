@@ -1,0 +1,64 @@
+"""The append-only audit trail.
+
+``record_event`` adds an event to the caller's session, so it commits or rolls back with the change it
+describes. There is no update or delete path in the code; on PostgreSQL a trigger refuses both.
+Events carry the request id and reference but never the subject's email or name, so the trail can
+outlive the 24-month purge of request records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from flask import has_request_context
+from flask import request as http_request
+
+from app.audit.models import AuditEvent
+from app.extensions import db
+
+
+@dataclass(frozen=True)
+class Actor:
+    kind: str  # "subject", "staff" or "system"
+    id: int | None = None
+    label: str = ""
+
+    @classmethod
+    def system(cls, label: str = "system") -> Actor:
+        return cls("system", None, label)
+
+    @classmethod
+    def subject(cls) -> Actor:
+        return cls("subject", None, "subject")
+
+    @classmethod
+    def staff(cls, user) -> Actor:
+        return cls("staff", user.id, user.email)
+
+
+def record_event(
+    event: str,
+    actor: Actor,
+    *,
+    dsr=None,
+    public: bool = False,
+    message: str = "",
+    data: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Add one audit event to the current transaction. ``public`` events show on the status page."""
+    ip = http_request.remote_addr if has_request_context() and actor.kind == "staff" else None
+    ev = AuditEvent(
+        event=event,
+        actor_type=actor.kind,
+        actor_id=actor.id,
+        actor_label=(actor.label or "")[:254],
+        request_id=getattr(dsr, "id", None),
+        request_reference=getattr(dsr, "reference", None),
+        public=public,
+        message=(message or "")[:1000],
+        data=data or {},
+        ip=ip,
+    )
+    db.session.add(ev)
+    return ev

@@ -1,0 +1,185 @@
+"""Command line (``flask --app wsgi ...``): staff, worker, cron, seed-demo, reconcile, dev."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+from flask.cli import with_appcontext
+from sqlalchemy import select
+
+from app.extensions import db
+
+WORKER_QUEUES = ("mail", "fulfilment", "maintenance")
+
+
+def register_cli(app: Flask) -> None:
+    app.cli.add_command(staff_group)
+    app.cli.add_command(worker_cmd)
+    app.cli.add_command(cron_cmd)
+    app.cli.add_command(seed_demo_cmd)
+    app.cli.add_command(reconcile_cmd)
+    app.cli.add_command(dev_cmd)
+
+
+@click.group("staff", help="Manage staff accounts.")
+def staff_group() -> None:
+    pass
+
+
+@staff_group.command("create")
+@click.argument("email")
+@click.option("--role", type=click.Choice(["admin", "officer", "auditor"]), required=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@with_appcontext
+def staff_create(email: str, role: str, password_stdin: bool) -> None:
+    from app.admin.models import StaffUser
+    from app.audit import Actor, record_event
+    from app.models_base import utcnow
+    from app.security import hash_password, password_problem
+
+    email = email.strip().lower()
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    problem = password_problem(password)
+    if problem:
+        raise click.ClickException(problem)
+    if db.session.execute(select(StaffUser).where(StaffUser.email == email)).scalar_one_or_none():
+        raise click.ClickException(f"{email} already exists")
+    user = StaffUser(email=email, role=role, password_hash=hash_password(password), password_changed_at=utcnow())
+    db.session.add(user)
+    db.session.flush()
+    record_event("staff.created", Actor.system("cli"), data={"staff_id": user.id, "role": role})
+    db.session.commit()
+    click.echo(f"created {role} {email}")
+
+
+@click.command("worker", help="Run an RQ worker inside the app context.")
+@click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
+@click.option("--queues", "-q", multiple=True, help="Queues to listen on (default: all).")
+@with_appcontext
+def worker_cmd(burst: bool, queues: tuple[str, ...]) -> None:
+    from rq import Worker
+
+    from app.queue import get_queue, get_redis
+    from workers.context import mark_parent_process
+
+    names = [n for q in queues for n in q.split(",") if n] or list(WORKER_QUEUES)
+    conn = get_redis()
+    for engine in db.engines.values():
+        engine.dispose()
+    mark_parent_process()
+    worker = Worker([get_queue(n, conn) for n in names], connection=conn)
+    worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
+
+
+@click.command("cron", help="Run the rq cron scheduler with the schedule in workers/cron.py.")
+@with_appcontext
+def cron_cmd() -> None:
+    from rq.cron import CronScheduler
+
+    from app.queue import get_redis
+    from workers.cron import register_schedule
+
+    scheduler = CronScheduler(connection=get_redis())
+    register_schedule(scheduler)
+    scheduler.start()
+
+
+@click.command("seed-demo", help="Demo staff logins and realistic platform data (idempotent).")
+@click.option("--accounts", default=40, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--usage-rows", default=None, type=click.IntRange(0, 50_000_000),
+              help="Top the first (heavy) account up to this many usage rows.")
+@with_appcontext
+def seed_demo_cmd(accounts: int, usage_rows: int | None) -> None:
+    from app.demo import DEMO_STAFF_PASSWORD, seed_demo
+
+    if current_app.config["APP_ENV"] == "production":
+        raise click.ClickException("seed-demo refuses to run with APP_ENV=production")
+    started = time.monotonic()
+    result = seed_demo(accounts=accounts, heavy_usage_rows=usage_rows)
+    click.echo(f"accounts created: {result['accounts_created']}, usage rows inserted: "
+               f"{result['usage_rows_inserted']} ({time.monotonic() - started:.1f}s)")
+    for key, value in result.items():
+        if key not in ("staff", "accounts_created", "usage_rows_inserted"):
+            click.echo(f"{key}: {value}")
+    for email, role, _new in result["staff"]:
+        click.echo(f"demo {role:8} login: {email} / {DEMO_STAFF_PASSWORD}")
+
+
+@click.command("reconcile", help="Re-enqueue approved or running requests and queued mail with no live job.")
+@with_appcontext
+def reconcile_cmd() -> None:
+    from workers.reconcile import reconcile
+
+    summary = reconcile()
+    click.echo(", ".join(f"{k}: {v}" for k, v in summary.items()) or "nothing to do")
+
+
+@click.command("dev", help="Embedded Redis, a worker, cron, localstripe and the web server, for local use.")
+@click.option("--port", default=5000, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@with_appcontext
+def dev_cmd(port: int, host: str) -> None:
+    from app.demo import DEMO_STAFF_EMAIL, DEMO_STAFF_PASSWORD
+    from app.queue import redis_url
+
+    env = dict(os.environ)
+    embedded = not env.get("REDIS_URL")
+    env["REDIS_URL"] = redis_url()
+    env.setdefault("PORTAL_BASE_URL", f"http://{host}:{port}")
+    flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
+    children: list[subprocess.Popen] = []
+    bindir = Path(sys.executable).parent
+    if not env.get("STRIPE_API_KEY") and (bindir / "localstripe").exists():
+        stripe_port = 8420
+        children.append(subprocess.Popen([str(bindir / "localstripe"), "--port", str(stripe_port)], env=env,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        env["STRIPE_API_KEY"] = "sk_test_localstripe"  # noqa: S105 - localstripe accepts any key
+        env["STRIPE_API_BASE"] = f"http://127.0.0.1:{stripe_port}"
+    children.append(subprocess.Popen([*flask, "worker"], env=env))
+    children.append(subprocess.Popen([*flask, "cron"], env=env))
+    children.append(subprocess.Popen([*flask, "run", "--host", host, "--port", str(port), "--no-reload"], env=env))
+    base = env["PORTAL_BASE_URL"]
+    click.echo("")
+    click.echo(f"  DSR portal:  {base}/")
+    click.echo(f"  Staff login: {base}/admin/login  ({DEMO_STAFF_EMAIL} / {DEMO_STAFF_PASSWORD})")
+    if current_app.config.get("MAIL_SERVER") is None:
+        click.echo(f"  Outbox:      {base}/admin/outbox  (mail is kept here, not sent)")
+    click.echo("  Ctrl-C stops everything.")
+    click.echo("")
+
+    stopping = False
+
+    def stop(*_args) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while not stopping and all(c.poll() is None for c in children):
+            time.sleep(0.5)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for child in children:
+            try:
+                child.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+    if embedded:
+        from app.redis_server import stop_embedded_redis
+
+        stop_embedded_redis(Path(current_app.instance_path) / "redis")
+    click.echo("stopped")

@@ -1,0 +1,105 @@
+"""Configuration from the environment (names fixed by INTERFACE.md).
+
+Secrets come only from the environment. In development a signing key is generated once into
+``instance/`` so sessions survive restarts; in production the app refuses to boot without one.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+
+class ConfigError(RuntimeError):
+    """The environment does not describe a bootable app."""
+
+
+TRUE = {"1", "true", "yes", "on"}
+
+
+def _bool(value: str | None, default: bool = False) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in TRUE
+
+
+def _secret_key(env: str, instance_path: Path) -> str:
+    key = os.environ.get("SECRET_KEY")
+    if key:
+        return key
+    if env == "production":
+        raise ConfigError("SECRET_KEY must be set when APP_ENV=production")
+    keyfile = instance_path / "secret_key"
+    if keyfile.exists():
+        return keyfile.read_text().strip()
+    instance_path.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    return key
+
+
+def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
+    """Build the Flask config mapping from the environment, then apply ``overrides``."""
+    overrides = dict(overrides or {})
+    env = overrides.get("APP_ENV") or os.environ.get("APP_ENV", "development")
+    if env not in {"development", "production", "testing"}:
+        raise ConfigError(f"APP_ENV must be development, production or testing, not {env!r}")
+    if "SECRET_KEY" in overrides:
+        secret = overrides["SECRET_KEY"]
+    else:
+        secret = _secret_key(env, instance_path)
+    database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{instance_path / 'portal.db'}"
+    platform_url = os.environ.get("PLATFORM_DATABASE_URL") or database_url
+    production = env == "production"
+    cfg: dict = {
+        "APP_ENV": env,
+        "SECRET_KEY": secret,
+        "TESTING": env == "testing",
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SQLALCHEMY_BINDS": {"platform": platform_url},
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "REDIS_URL": os.environ.get("REDIS_URL") or None,
+        "MAIL_SERVER": os.environ.get("MAIL_SERVER") or None,
+        "MAIL_PORT": int(os.environ.get("MAIL_PORT") or 25),
+        "MAIL_USE_TLS": _bool(os.environ.get("MAIL_USE_TLS")),
+        "MAIL_USERNAME": os.environ.get("MAIL_USERNAME") or None,
+        "MAIL_PASSWORD": os.environ.get("MAIL_PASSWORD") or None,
+        "MAIL_DEFAULT_SENDER": os.environ.get("MAIL_DEFAULT_SENDER") or "privacy@chatgpttech.mobi",
+        "MAIL_TIMEOUT": float(os.environ.get("MAIL_TIMEOUT") or 10),
+        "STRIPE_API_KEY": os.environ.get("STRIPE_API_KEY") or None,
+        "STRIPE_API_BASE": os.environ.get("STRIPE_API_BASE") or None,
+        "EXPORT_DIR": os.environ.get("EXPORT_DIR") or str(instance_path / "exports"),
+        "PORTAL_BASE_URL": (os.environ.get("PORTAL_BASE_URL") or "http://127.0.0.1:5000").rstrip("/"),
+        "STAFF_ALERT_EMAIL": os.environ.get("STAFF_ALERT_EMAIL") or None,
+        # Rate limits (Flask-Limiter syntax); RATELIMIT_ENABLED=false turns them off.
+        "RATELIMIT_ENABLED": _bool(os.environ.get("RATELIMIT_ENABLED"), default=True),
+        "RATELIMIT_INTAKE_IP": os.environ.get("RATELIMIT_INTAKE_IP") or "20 per hour",
+        "RATELIMIT_INTAKE_EMAIL": os.environ.get("RATELIMIT_INTAKE_EMAIL") or "5 per hour",
+        "RATELIMIT_VERIFY": os.environ.get("RATELIMIT_VERIFY") or "30 per hour",
+        "RATELIMIT_LOGIN": os.environ.get("RATELIMIT_LOGIN") or "30 per 15 minutes",
+        "RATELIMIT_HEADERS_ENABLED": False,
+        # Cookies: secure in production, never readable by script, not sent cross-site.
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": production,
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_SECURE": production,
+        "PERMANENT_SESSION_LIFETIME": 8 * 3600,
+        "WTF_CSRF_TIME_LIMIT": 8 * 3600,
+        "MAX_CONTENT_LENGTH": 256 * 1024,
+        "PREFERRED_URL_SCHEME": "https" if production else "http",
+        # Lifetimes of what we send people.
+        "VERIFY_TOKEN_HOURS": 24,
+        "UNVERIFIED_EXPIRY_DAYS": 7,
+        "DOWNLOAD_DAYS": 7,
+        "DOWNLOAD_MAX": 5,
+        "RECORD_RETENTION_DAYS": 730,
+        "USAGE_RETENTION_DAYS": 365,
+        "CLOSED_ACCOUNT_DAYS": 30,
+    }
+    cfg.update(overrides)
+    return cfg

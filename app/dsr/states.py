@@ -1,0 +1,92 @@
+"""Request lifecycle: the statuses and the one table of allowed transitions (PRODUCT.md).
+
+Only ``app.dsr.services.transition`` changes a request's status, and only along this table.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RequestStatus(StrEnum):
+    UNVERIFIED = "unverified"
+    PENDING_REVIEW = "pending_review"
+    ON_HOLD = "on_hold"
+    APPROVED = "approved"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    DENIED = "denied"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    FAILED = "failed"
+
+
+class RequestType(StrEnum):
+    ACCESS = "access"
+    CORRECTION = "correction"
+    DELETION = "deletion"
+
+
+class Jurisdiction(StrEnum):
+    GDPR = "gdpr"
+    CCPA = "ccpa"
+    OTHER = "other"
+
+
+class DenialReason(StrEnum):
+    IDENTITY_NOT_VERIFIED = "identity_not_verified"
+    MANIFESTLY_UNFOUNDED = "manifestly_unfounded"
+    EXCESSIVE = "excessive"
+    SUSPECTED_FRAUD = "suspected_fraud"
+    LEGAL_EXEMPTION = "legal_exemption"
+    OTHER = "other"
+
+
+DENIAL_LABELS = {
+    DenialReason.IDENTITY_NOT_VERIFIED: "We could not verify your identity",
+    DenialReason.MANIFESTLY_UNFOUNDED: "The request is manifestly unfounded",
+    DenialReason.EXCESSIVE: "The request is excessive or repeats an earlier one",
+    DenialReason.SUSPECTED_FRAUD: "We suspect the request is fraudulent",
+    DenialReason.LEGAL_EXEMPTION: "A legal exemption applies",
+    DenialReason.OTHER: "Other reason",
+}
+
+S = RequestStatus
+
+ALLOWED: dict[RequestStatus, frozenset[RequestStatus]] = {
+    S.UNVERIFIED: frozenset({S.PENDING_REVIEW, S.CANCELLED, S.EXPIRED}),
+    S.PENDING_REVIEW: frozenset({S.APPROVED, S.DENIED, S.ON_HOLD, S.CANCELLED}),
+    S.ON_HOLD: frozenset({S.PENDING_REVIEW, S.APPROVED, S.DENIED, S.CANCELLED}),
+    S.APPROVED: frozenset({S.IN_PROGRESS, S.FAILED}),
+    S.IN_PROGRESS: frozenset({S.COMPLETED, S.FAILED}),
+    S.FAILED: frozenset({S.APPROVED, S.CANCELLED}),
+    S.COMPLETED: frozenset(),
+    S.DENIED: frozenset(),
+    S.CANCELLED: frozenset(),
+    S.EXPIRED: frozenset(),
+}
+
+OPEN = frozenset({S.UNVERIFIED, S.PENDING_REVIEW, S.ON_HOLD, S.APPROVED, S.IN_PROGRESS, S.FAILED})
+CLOSED = frozenset(set(RequestStatus) - OPEN)
+# What the subject may cancel from their status page.
+SUBJECT_CANCELLABLE = frozenset({S.UNVERIFIED, S.PENDING_REVIEW, S.ON_HOLD})
+# Statuses whose deadline clock is running (used by overdue / due-soon counts).
+CLOCK_RUNNING = frozenset({S.PENDING_REVIEW, S.APPROVED, S.IN_PROGRESS, S.FAILED})
+
+
+def can_transition(current: RequestStatus | str, to: RequestStatus | str) -> bool:
+    return RequestStatus(to) in ALLOWED[RequestStatus(current)]
+
+
+STATUS_LABELS = {
+    S.UNVERIFIED: "Waiting for email confirmation",
+    S.PENDING_REVIEW: "Waiting for review",
+    S.ON_HOLD: "On hold",
+    S.APPROVED: "Approved",
+    S.IN_PROGRESS: "Being carried out",
+    S.COMPLETED: "Completed",
+    S.DENIED: "Denied",
+    S.CANCELLED: "Cancelled",
+    S.EXPIRED: "Expired (never confirmed)",
+    S.FAILED: "Delayed by a technical problem",
+}

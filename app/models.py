@@ -1,0 +1,23 @@
+"""Every model, imported in one place so the metadata is complete."""
+
+from app.admin.models import Role, StaffUser
+from app.audit.models import AuditEvent
+from app.dsr.models import AppSetting, CorrectionItem, DsrRequest, Export, Token
+from app.mail.models import OutgoingMail
+from app.platform.models import Account, ApiKey, SupportMessage, UsageRecord
+
+__all__ = [
+    "Account",
+    "ApiKey",
+    "AppSetting",
+    "AuditEvent",
+    "CorrectionItem",
+    "DsrRequest",
+    "Export",
+    "OutgoingMail",
+    "Role",
+    "StaffUser",
+    "SupportMessage",
+    "Token",
+    "UsageRecord",
+]

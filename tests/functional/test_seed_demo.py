@@ -1,0 +1,38 @@
+from sqlalchemy import func, select
+
+from app.admin.models import StaffUser
+from app.extensions import db
+from app.platform.models import Account, ApiKey, SupportMessage, UsageRecord
+
+
+def counts():
+    return {m.__name__: db.session.execute(select(func.count()).select_from(m)).scalar_one()
+            for m in (Account, ApiKey, UsageRecord, SupportMessage, StaffUser)}
+
+
+def test_seed_demo_is_idempotent(app):
+    runner = app.test_cli_runner()
+    first = runner.invoke(args=["seed-demo", "--accounts", "8", "--usage-rows", "5000"])
+    assert first.exit_code == 0, first.output
+    assert "admin@example.com" in first.output
+    after_first = counts()
+    assert after_first["Account"] == 8 and after_first["StaffUser"] == 3
+    heavy = db.session.execute(select(Account).order_by(Account.id)).scalars().first()
+    heavy_rows = db.session.execute(
+        select(func.count()).select_from(UsageRecord).where(UsageRecord.account_id == heavy.id)).scalar_one()
+    assert heavy_rows == 5000
+    second = runner.invoke(args=["seed-demo", "--accounts", "8", "--usage-rows", "5000"])
+    assert second.exit_code == 0, second.output
+    assert counts() == after_first
+
+
+def test_seed_demo_spreads_usage_over_18_months(app):
+    from datetime import timedelta
+
+    from app.models_base import utcnow
+
+    app.test_cli_runner().invoke(args=["seed-demo", "--accounts", "5"])
+    oldest = db.session.execute(select(func.min(UsageRecord.created_at))).scalar_one()
+    newest = db.session.execute(select(func.max(UsageRecord.created_at))).scalar_one()
+    assert utcnow() - oldest > timedelta(days=365)  # some rows past the 12-month retention
+    assert utcnow() - newest < timedelta(days=30)

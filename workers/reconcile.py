@@ -15,15 +15,10 @@ from app.dsr.models import DsrRequest
 from app.dsr.services import fulfilment_job
 from app.dsr.states import RequestStatus
 from app.extensions import db
+from app.mail import mail_job
 from app.mail.models import OutgoingMail
 from app.models_base import utcnow
-from app.queue import PendingJob, enqueue_now, get_redis, job_is_live
-
-MAIL_JOB = "workers.jobs.send_mail"
-
-
-def mail_job(mail_id: int) -> PendingJob:
-    return PendingJob(queue="mail", func=MAIL_JOB, args=(mail_id,), job_id=f"mail-{mail_id}")
+from app.queue import enqueue_now, get_redis, job_is_live
 
 
 def reconcile(mail_grace: timedelta = timedelta(seconds=30)) -> dict[str, int]:
@@ -42,7 +37,7 @@ def reconcile(mail_grace: timedelta = timedelta(seconds=30)) -> dict[str, int]:
             summary["requests"] += 1
     cutoff = utcnow() - mail_grace
     queued_mail = db.session.execute(
-        select(OutgoingMail.id).where(OutgoingMail.status.in_(["queued", "sending"]),
+        select(OutgoingMail.id).where(OutgoingMail.status == "queued",
                                       OutgoingMail.created_at < cutoff)
     ).scalars()
     for mail_id in queued_mail:

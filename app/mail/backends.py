@@ -1,0 +1,59 @@
+"""Mail backends: SMTP (``MAIL_SERVER`` set) and the development outbox (the database row is the mail)."""
+
+from __future__ import annotations
+
+import smtplib
+from email.message import EmailMessage
+from email.utils import formatdate
+
+from flask import current_app
+
+from app.mail.models import OutgoingMail
+
+
+class TransientMailError(Exception):
+    """Try again later (server down, temporary refusal)."""
+
+
+class PermanentMailError(Exception):
+    """Retrying will not help (address refused)."""
+
+
+def build_message(mail: OutgoingMail) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = current_app.config["MAIL_DEFAULT_SENDER"]
+    msg["To"] = mail.to_addr
+    msg["Subject"] = mail.subject
+    msg["Message-ID"] = mail.message_id
+    msg["Date"] = formatdate(localtime=False)
+    msg["Auto-Submitted"] = "auto-generated"
+    msg.set_content(mail.body_text)
+    if mail.body_html:
+        msg.add_alternative(mail.body_html, subtype="html")
+    return msg
+
+
+def send_smtp(mail: OutgoingMail) -> None:
+    cfg = current_app.config
+    try:
+        with smtplib.SMTP(cfg["MAIL_SERVER"], cfg["MAIL_PORT"], timeout=cfg["MAIL_TIMEOUT"]) as smtp:
+            if cfg["MAIL_USE_TLS"]:
+                smtp.starttls()
+            if cfg.get("MAIL_USERNAME"):
+                smtp.login(cfg["MAIL_USERNAME"], cfg.get("MAIL_PASSWORD") or "")
+            smtp.send_message(build_message(mail))
+    except smtplib.SMTPRecipientsRefused as exc:
+        codes = [code for code, _ in exc.recipients.values()]
+        if all(500 <= code < 600 for code in codes):
+            raise PermanentMailError(str(exc)) from exc
+        raise TransientMailError(str(exc)) from exc
+    except (OSError, smtplib.SMTPException) as exc:
+        raise TransientMailError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def deliver(mail: OutgoingMail) -> str:
+    """Send through the configured backend; returns the backend's name."""
+    if current_app.config.get("MAIL_SERVER"):
+        send_smtp(mail)
+        return "smtp"
+    return "outbox"

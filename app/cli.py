@@ -96,8 +96,12 @@ def cron_cmd() -> None:
 
 @click.command("seed-demo", help="Demo staff logins and realistic platform data (idempotent).")
 @click.option("--accounts", default=40, show_default=True, type=click.IntRange(1, 10000))
-@click.option("--usage-rows", default=None, type=click.IntRange(0, 50_000_000),
-              help="Top the first (heavy) account up to this many usage rows.")
+@click.option(
+    "--usage-rows",
+    default=None,
+    type=click.IntRange(0, 50_000_000),
+    help="Top the first (heavy) account up to this many usage rows.",
+)
 @with_appcontext
 def seed_demo_cmd(accounts: int, usage_rows: int | None) -> None:
     from app.demo import DEMO_STAFF_PASSWORD, seed_demo
@@ -106,8 +110,10 @@ def seed_demo_cmd(accounts: int, usage_rows: int | None) -> None:
         raise click.ClickException("seed-demo refuses to run with APP_ENV=production")
     started = time.monotonic()
     result = seed_demo(accounts=accounts, heavy_usage_rows=usage_rows)
-    click.echo(f"accounts created: {result['accounts_created']}, usage rows inserted: "
-               f"{result['usage_rows_inserted']} ({time.monotonic() - started:.1f}s)")
+    click.echo(
+        f"accounts created: {result['accounts_created']}, usage rows inserted: "
+        f"{result['usage_rows_inserted']} ({time.monotonic() - started:.1f}s)"
+    )
     for key, value in result.items():
         if key not in ("staff", "accounts_created", "usage_rows_inserted"):
             click.echo(f"{key}: {value}")
@@ -141,8 +147,14 @@ def dev_cmd(port: int, host: str) -> None:
     bindir = Path(sys.executable).parent
     if not env.get("STRIPE_API_KEY") and (bindir / "localstripe").exists():
         stripe_port = 8420
-        children.append(subprocess.Popen([str(bindir / "localstripe"), "--port", str(stripe_port)], env=env,
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        children.append(
+            subprocess.Popen(
+                [str(bindir / "localstripe"), "--port", str(stripe_port)],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         env["STRIPE_API_KEY"] = "sk_test_localstripe"  # noqa: S105 - localstripe accepts any key
         env["STRIPE_API_BASE"] = f"http://127.0.0.1:{stripe_port}"
     children.append(subprocess.Popen([*flask, "worker"], env=env))

@@ -16,16 +16,72 @@ from sqlalchemy import func, insert, select
 from app.extensions import db
 from app.platform.models import Account, ApiKey, SupportMessage, UsageRecord
 
-FIRST = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Margaret", "Dennis",
-         "Radia", "Tim", "Hedy", "Linus", "Katherine", "John", "Sophie", "Niklaus", "Anita", "Guido"]
-LAST = ["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson", "Hamilton",
-        "Ritchie", "Perlman", "Berners-Lee", "Lamarr", "Torvalds", "Johnson", "McCarthy", "Wilson",
-        "Wirth", "Borg", "van Rossum"]
-COMPANIES = ["Analytical Engines Ltd", "Cobol Works", "Enigma Labs", None, "Structured Inc", None,
-             "TeX Typesetting", "Bell Research", "Apollo Guidance", None]
+FIRST = [
+    "Ada",
+    "Grace",
+    "Alan",
+    "Edsger",
+    "Barbara",
+    "Donald",
+    "Frances",
+    "Ken",
+    "Margaret",
+    "Dennis",
+    "Radia",
+    "Tim",
+    "Hedy",
+    "Linus",
+    "Katherine",
+    "John",
+    "Sophie",
+    "Niklaus",
+    "Anita",
+    "Guido",
+]
+LAST = [
+    "Lovelace",
+    "Hopper",
+    "Turing",
+    "Dijkstra",
+    "Liskov",
+    "Knuth",
+    "Allen",
+    "Thompson",
+    "Hamilton",
+    "Ritchie",
+    "Perlman",
+    "Berners-Lee",
+    "Lamarr",
+    "Torvalds",
+    "Johnson",
+    "McCarthy",
+    "Wilson",
+    "Wirth",
+    "Borg",
+    "van Rossum",
+]
+COMPANIES = [
+    "Analytical Engines Ltd",
+    "Cobol Works",
+    "Enigma Labs",
+    None,
+    "Structured Inc",
+    None,
+    "TeX Typesetting",
+    "Bell Research",
+    "Apollo Guidance",
+    None,
+]
 MODELS = ["gpt-tech-4o", "gpt-tech-4o-mini", "gpt-tech-o3", "embed-3-large", "whisper-tech"]
-SUBJECTS = ["Invoice question", "API key not working", "Rate limit increase", "Billing address change",
-            "Model latency", "Refund request", "Account access"]
+SUBJECTS = [
+    "Invoice question",
+    "API key not working",
+    "Rate limit increase",
+    "Billing address change",
+    "Model latency",
+    "Refund request",
+    "Account access",
+]
 
 DEMO_STAFF_EMAIL = "admin@example.com"
 DEMO_STAFF_PASSWORD = "demo-admin-password"  # noqa: S105 - printed demo login, development only
@@ -61,28 +117,43 @@ def seed_accounts(n: int, rng: random.Random, now: datetime) -> list[Account]:
     for acct in created:
         for k in range(rng.randint(1, 3)):
             raw = "sk-ct-" + secrets.token_urlsafe(24)
-            db.session.add(ApiKey(
-                account_id=acct.id, name=["default", "ci", "staging"][k], prefix=raw[:12],
-                key_hash=hashlib.sha256(raw.encode()).hexdigest(),
-                created_at=acct.created_at + timedelta(days=k),
-                last_used_at=now - timedelta(hours=rng.randint(1, 500)),
-                revoked_at=now - timedelta(days=3) if k == 2 else None,
-            ))
+            db.session.add(
+                ApiKey(
+                    account_id=acct.id,
+                    name=["default", "ci", "staging"][k],
+                    prefix=raw[:12],
+                    key_hash=hashlib.sha256(raw.encode()).hexdigest(),
+                    created_at=acct.created_at + timedelta(days=k),
+                    last_used_at=now - timedelta(hours=rng.randint(1, 500)),
+                    revoked_at=now - timedelta(days=3) if k == 2 else None,
+                )
+            )
         for m in range(rng.randint(0, 4)):
-            db.session.add(SupportMessage(
-                email=acct.email, account_id=acct.id, direction="inbound" if m % 2 == 0 else "outbound",
-                subject=rng.choice(SUBJECTS), body=f"Hello, this is message {m + 1} about my account.",
-                sent_at=now - timedelta(days=rng.randint(1, 400)),
-            ))
+            db.session.add(
+                SupportMessage(
+                    email=acct.email,
+                    account_id=acct.id,
+                    direction="inbound" if m % 2 == 0 else "outbound",
+                    subject=rng.choice(SUBJECTS),
+                    body=f"Hello, this is message {m + 1} about my account.",
+                    sent_at=now - timedelta(days=rng.randint(1, 400)),
+                )
+            )
     if created:
         # Correspondence from people without an account.
         for j in range(3):
             email = f"prospect{j}@example.org"
             if db.session.execute(select(SupportMessage.id).where(SupportMessage.email == email)).first():
                 continue
-            db.session.add(SupportMessage(email=email, direction="inbound", subject="Pricing question",
-                                          body="Do you offer discounts for startups?",
-                                          sent_at=now - timedelta(days=rng.randint(1, 90))))
+            db.session.add(
+                SupportMessage(
+                    email=email,
+                    direction="inbound",
+                    subject="Pricing question",
+                    body="Do you offer discounts for startups?",
+                    sent_at=now - timedelta(days=rng.randint(1, 90)),
+                )
+            )
     db.session.commit()
     return created
 
@@ -91,8 +162,9 @@ def _key_prefixes(account_id: int) -> list[str]:
     return list(db.session.execute(select(ApiKey.prefix).where(ApiKey.account_id == account_id)).scalars())
 
 
-def usage_rows(account_id: int, prefixes: list[str], count: int, rng: random.Random, now: datetime,
-               start_index: int = 0):
+def usage_rows(
+    account_id: int, prefixes: list[str], count: int, rng: random.Random, now: datetime, start_index: int = 0
+):
     """Yield ``count`` usage rows spread over the last 18 months."""
     span = 548 * 86400
     for i in range(count):
@@ -121,13 +193,25 @@ def insert_usage(rows, batch: int = 20000) -> int:
         if engine.dialect.name == "postgresql":
             raw = engine.raw_connection()
             try:
-                with raw.cursor() as cur, cur.copy(
-                    "COPY platform_usage (account_id, key_prefix, model, request_id, prompt_tokens, "
-                    "completion_tokens, created_at) FROM STDIN"
-                ) as copy:
+                with (
+                    raw.cursor() as cur,
+                    cur.copy(
+                        "COPY platform_usage (account_id, key_prefix, model, request_id, prompt_tokens, "
+                        "completion_tokens, created_at) FROM STDIN"
+                    ) as copy,
+                ):
                     for r in chunk:
-                        copy.write_row((r["account_id"], r["key_prefix"], r["model"], r["request_id"],
-                                        r["prompt_tokens"], r["completion_tokens"], r["created_at"]))
+                        copy.write_row(
+                            (
+                                r["account_id"],
+                                r["key_prefix"],
+                                r["model"],
+                                r["request_id"],
+                                r["prompt_tokens"],
+                                r["completion_tokens"],
+                                r["created_at"],
+                            )
+                        )
                 raw.commit()
             finally:
                 raw.close()
@@ -168,12 +252,21 @@ def seed_staff() -> list[tuple[str, str, bool]]:
     from app.security import hash_password
 
     made = []
-    for email, role in ((DEMO_STAFF_EMAIL, Role.ADMIN), (DEMO_OFFICER_EMAIL, Role.OFFICER),
-                        (DEMO_AUDITOR_EMAIL, Role.AUDITOR)):
+    for email, role in (
+        (DEMO_STAFF_EMAIL, Role.ADMIN),
+        (DEMO_OFFICER_EMAIL, Role.OFFICER),
+        (DEMO_AUDITOR_EMAIL, Role.AUDITOR),
+    ):
         user = db.session.execute(select(StaffUser).where(StaffUser.email == email)).scalar_one_or_none()
         if user is None:
-            db.session.add(StaffUser(email=email, role=role.value, password_hash=hash_password(DEMO_STAFF_PASSWORD),
-                                     password_changed_at=datetime.now(UTC)))
+            db.session.add(
+                StaffUser(
+                    email=email,
+                    role=role.value,
+                    password_hash=hash_password(DEMO_STAFF_PASSWORD),
+                    password_changed_at=datetime.now(UTC),
+                )
+            )
             made.append((email, role.value, True))
         else:
             made.append((email, role.value, False))

@@ -45,8 +45,13 @@ def run_migrations_offline():
     for name in ["", *bind_names]:
         url = get_engine(name).url.render_as_string(hide_password=False)
         with open(f"{name or 'default'}.sql", "w") as buffer:
-            context.configure(url=url, output_buffer=buffer, target_metadata=get_metadata(name),
-                              literal_binds=True, version_table=VERSION_TABLES[name])
+            context.configure(
+                url=url,
+                output_buffer=buffer,
+                target_metadata=get_metadata(name),
+                literal_binds=True,
+                version_table=VERSION_TABLES[name],
+            )
             with context.begin_transaction():
                 context.run_migrations(engine_name=name)
 

@@ -25,9 +25,7 @@ def reconcile(mail_grace: timedelta = timedelta(seconds=30)) -> dict[str, int]:
     conn = get_redis()
     summary = {"requests": 0, "mail": 0}
     open_fulfilment = db.session.execute(
-        select(DsrRequest).where(
-            DsrRequest.status.in_([RequestStatus.APPROVED.value, RequestStatus.IN_PROGRESS.value])
-        )
+        select(DsrRequest).where(DsrRequest.status.in_([RequestStatus.APPROVED.value, RequestStatus.IN_PROGRESS.value]))
     ).scalars()
     for dsr in open_fulfilment:
         pending = fulfilment_job(dsr)
@@ -37,8 +35,7 @@ def reconcile(mail_grace: timedelta = timedelta(seconds=30)) -> dict[str, int]:
             summary["requests"] += 1
     cutoff = utcnow() - mail_grace
     queued_mail = db.session.execute(
-        select(OutgoingMail.id).where(OutgoingMail.status == "queued",
-                                      OutgoingMail.created_at < cutoff)
+        select(OutgoingMail.id).where(OutgoingMail.status == "queued", OutgoingMail.created_at < cutoff)
     ).scalars()
     for mail_id in queued_mail:
         pending = mail_job(mail_id)

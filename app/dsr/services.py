@@ -217,8 +217,7 @@ def deny(dsr: DsrRequest, actor: Actor, code: str, text: str = "") -> DsrRequest
     reason = DenialReason(code)
     if reason is DenialReason.OTHER and not text.strip():
         raise ActionError("Explain the reason when choosing 'other'.")
-    locked = transition(dsr, S.DENIED, actor, reason=DENIAL_LABELS[reason],
-                        data={"denial_code": reason.value})
+    locked = transition(dsr, S.DENIED, actor, reason=DENIAL_LABELS[reason], data={"denial_code": reason.value})
     locked.denial_code = reason.value
     locked.denial_text = text.strip() or None
     return locked
@@ -266,7 +265,11 @@ def record_progress(request_id: int, percent: int, rows: int, note: str | None =
     db.session.execute(
         DsrRequest.__table__.update()
         .where(DsrRequest.id == request_id)
-        .values(progress_percent=max(0, min(100, percent)), progress_rows=rows,
-                progress_note=(note or "")[:200] or None, heartbeat_at=utcnow())
+        .values(
+            progress_percent=max(0, min(100, percent)),
+            progress_rows=rows,
+            progress_note=(note or "")[:200] or None,
+            heartbeat_at=utcnow(),
+        )
     )
     db.session.commit()

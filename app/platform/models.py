@@ -43,8 +43,10 @@ class ApiKey(db.Model):
 class UsageRecord(db.Model):
     __bind_key__ = "platform"
     __tablename__ = "platform_usage"
-    __table_args__ = (Index("ix_platform_usage_account_time", "account_id", "created_at"),
-                      Index("ix_platform_usage_time", "created_at"))
+    __table_args__ = (
+        Index("ix_platform_usage_account_time", "account_id", "created_at"),
+        Index("ix_platform_usage_time", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     account_id: Mapped[int] = mapped_column(Integer)
@@ -67,5 +69,3 @@ class SupportMessage(db.Model):
     subject: Mapped[str] = mapped_column(String(254))
     body: Mapped[str] = mapped_column(Text)
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-

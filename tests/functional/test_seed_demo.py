@@ -6,8 +6,10 @@ from app.platform.models import Account, ApiKey, SupportMessage, UsageRecord
 
 
 def counts():
-    return {m.__name__: db.session.execute(select(func.count()).select_from(m)).scalar_one()
-            for m in (Account, ApiKey, UsageRecord, SupportMessage, StaffUser)}
+    return {
+        m.__name__: db.session.execute(select(func.count()).select_from(m)).scalar_one()
+        for m in (Account, ApiKey, UsageRecord, SupportMessage, StaffUser)
+    }
 
 
 def test_seed_demo_is_idempotent(app):
@@ -19,7 +21,8 @@ def test_seed_demo_is_idempotent(app):
     assert after_first["Account"] == 8 and after_first["StaffUser"] == 3
     heavy = db.session.execute(select(Account).order_by(Account.id)).scalars().first()
     heavy_rows = db.session.execute(
-        select(func.count()).select_from(UsageRecord).where(UsageRecord.account_id == heavy.id)).scalar_one()
+        select(func.count()).select_from(UsageRecord).where(UsageRecord.account_id == heavy.id)
+    ).scalar_one()
     assert heavy_rows == 5000
     second = runner.invoke(args=["seed-demo", "--accounts", "8", "--usage-rows", "5000"])
     assert second.exit_code == 0, second.output

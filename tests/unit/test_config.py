@@ -15,10 +15,15 @@ def test_production_without_secret_key_refuses_to_start(tmp_path, monkeypatch):
 
 
 def test_production_boot_fails_as_a_process(tmp_path):
-    env = {"APP_ENV": "production", "PATH": "/usr/bin:/bin", "DATABASE_URL": f"sqlite:///{tmp_path}/x.db",
-           "REDIS_URL": "redis://127.0.0.1:1/0"}
-    proc = subprocess.run([sys.executable, "-c", "import wsgi"], env=env, capture_output=True, text=True,
-                          timeout=60, check=False)
+    env = {
+        "APP_ENV": "production",
+        "PATH": "/usr/bin:/bin",
+        "DATABASE_URL": f"sqlite:///{tmp_path}/x.db",
+        "REDIS_URL": "redis://127.0.0.1:1/0",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", "import wsgi"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
     assert proc.returncode != 0
     assert "SECRET_KEY must be set" in proc.stderr
 

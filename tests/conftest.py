@@ -143,3 +143,41 @@ class CsrfClient:
 @pytest.fixture
 def client(app):
     return CsrfClient(app.test_client())
+
+
+@pytest.fixture(scope="session")
+def localstripe(tmp_path_factory):
+    """A real localstripe server for the session; yields its base URL (the ``stripe`` SDK talks to it)."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    binary = Path(sys.executable).parent / "localstripe"
+    if not binary.exists():
+        pytest.skip("localstripe is not installed in the venv")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(tmp_path_factory.mktemp("localstripe") / "localstripe.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([str(binary), "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            req = urllib.request.Request(base + "/v1/customers", headers={"Authorization": "Bearer sk_test_x"})
+            urllib.request.urlopen(req, timeout=2).read()  # noqa: S310 - local test server
+            break
+        except Exception:  # noqa: BLE001 - not up yet
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("localstripe did not start") from None
+            time.sleep(0.2)
+    yield base
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()

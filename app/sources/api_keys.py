@@ -1,0 +1,47 @@
+"""API keys: metadata exported, the hash never; erasure revokes every key, then deletes them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import select, update
+
+from app.models_base import utcnow
+from app.platform.models import ApiKey
+from app.sources.base import Progress, Source, Subject, count_rows, delete_in_batches, platform_engine, stream_rows
+from app.sources.inventory import category
+
+
+class ApiKeySource(Source):
+    key = "api_keys"
+    category = category("api_keys")
+
+    def _where(self, subject: Subject):
+        return ApiKey.account_id == (subject.account_id if subject.account_id is not None else -1)
+
+    def _select(self, subject: Subject):
+        # key_hash is deliberately not selected: it never leaves the platform.
+        return select(*[getattr(ApiKey, f) for f in self.category.fields]).where(self._where(subject))
+
+    def count(self, subject: Subject) -> int:
+        return 0 if subject.account_id is None else count_rows(self._select(subject))
+
+    def records(self, subject: Subject, progress: Progress | None = None) -> Iterator[dict[str, Any]]:
+        if subject.account_id is None:
+            return
+        for row in stream_rows(self._select(subject), ApiKey.id):
+            yield self.export_row(row)
+
+    def erase(self, subject: Subject, progress: Progress | None = None) -> list[dict[str, Any]]:
+        if subject.account_id is None:
+            n = 0
+        else:
+            with platform_engine().begin() as conn:
+                conn.execute(
+                    update(ApiKey.__table__)
+                    .where(self._where(subject), ApiKey.revoked_at.is_(None))
+                    .values(revoked_at=utcnow())
+                )
+            n = delete_in_batches(ApiKey.__table__, ApiKey.id, self._where(subject))
+        return [{"category": "api_keys", "action": "deleted", "count": n, "reason": self.category.erasure_reason}]

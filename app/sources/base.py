@@ -1,0 +1,151 @@
+"""What every data source shares: the subject it looks for, streaming reads and batched deletes.
+
+Reads for the access package go through ``stream_rows``: a server-side cursor on PostgreSQL (its own
+connection, so the job can commit progress meanwhile), keyset pages elsewhere (SQLite would block the
+job's progress writes behind a long read). Either way memory stays flat whatever the row count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Select, delete, func, select
+
+from app.extensions import db
+from app.platform.models import Account
+from app.sources.inventory import Category
+
+CHUNK = 2000
+DELETE_BATCH = 5000
+
+Progress = Callable[[int], None]
+
+
+def normalise_email(email: str) -> str:
+    return (email or "").strip().lower()
+
+
+@dataclass
+class Subject:
+    """The person a request is about, as found on the platform."""
+
+    email: str
+    account_id: int | None = None
+    account_email: str | None = None
+    stripe_customer_id: str | None = None
+    extra_emails: set[str] = field(default_factory=set)
+
+    @property
+    def emails(self) -> set[str]:
+        found = {self.email} | self.extra_emails
+        if self.account_email:
+            found.add(normalise_email(self.account_email))
+        return {e for e in found if e}
+
+
+def find_subject(email: str, account_id: int | None = None) -> Subject:
+    """Find the account by verified email (case-insensitive), or by a remembered account id."""
+    email = normalise_email(email)
+    acct = None
+    if email:
+        acct = db.session.execute(
+            select(Account).where(func.lower(Account.email) == email).order_by(Account.id).limit(1)
+        ).scalar_one_or_none()
+    if acct is None and account_id is not None:
+        acct = db.session.get(Account, account_id)
+    if acct is None:
+        return Subject(email=email, account_id=account_id)
+    return Subject(
+        email=email,
+        account_id=acct.id,
+        account_email=acct.email,
+        stripe_customer_id=acct.stripe_customer_id,
+    )
+
+
+def platform_engine():
+    return db.engines["platform"]
+
+
+def stream_rows(stmt: Select, key, chunk: int = CHUNK) -> Iterator[dict[str, Any]]:
+    """Yield rows of ``stmt`` as dicts, ordered by ``key``, in constant memory."""
+    engine = platform_engine()
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            result = conn.execution_options(yield_per=chunk, stream_results=True).execute(stmt.order_by(key))
+            for row in result:
+                yield dict(row._mapping)
+        return
+    last = None
+    while True:
+        page = stmt.order_by(key).limit(chunk)
+        if last is not None:
+            page = page.where(key > last)
+        with engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(page)]
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1][key.key]
+
+
+def count_rows(stmt: Select) -> int:
+    with platform_engine().connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(stmt.subquery())).scalar_one())
+
+
+def delete_in_batches(table, id_col, where, batch: int = DELETE_BATCH, on_batch: Progress | None = None) -> int:
+    """Delete matching rows ``batch`` ids per transaction; returns how many this call deleted."""
+    engine = platform_engine()
+    total = 0
+    while True:
+        with engine.begin() as conn:
+            ids = list(conn.execute(select(id_col).where(where).order_by(id_col).limit(batch)).scalars())
+            if not ids:
+                break
+            conn.execute(delete(table).where(id_col.in_(ids)))
+        total += len(ids)
+        if on_batch:
+            on_batch(total)
+        if len(ids) < batch:
+            break
+    return total
+
+
+class Source:
+    """A data source: find, summarise, stream, plan, erase (and maybe correct)."""
+
+    key: str = ""
+    category: Category
+
+    def configured(self) -> bool:
+        return True
+
+    def count(self, subject: Subject) -> int:
+        raise NotImplementedError
+
+    def records(self, subject: Subject, progress: Progress | None = None) -> Iterator[dict[str, Any]]:
+        raise NotImplementedError
+
+    def plan(self, subject: Subject) -> list[dict[str, Any]]:
+        n = self.count(subject)
+        return [self.plan_item(self.category.erasure if n else "delete", n, self.category.erasure_reason)]
+
+    def plan_item(self, action: str, count: int, reason: str, **extra) -> dict[str, Any]:
+        return {
+            "category": self.category.name,
+            "source": self.key,
+            "action": action,
+            "count": count,
+            "reason": reason,
+            **extra,
+        }
+
+    def erase(self, subject: Subject, progress: Progress | None = None) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def export_row(self, row: dict[str, Any]) -> dict[str, Any]:
+        """Allowlist: only the inventory's fields leave."""
+        return {f: row.get(f) for f in self.category.fields}

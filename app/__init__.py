@@ -70,7 +70,7 @@ def _register_optional_blueprints(app: Flask) -> None:
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
-            if exc.name != module:
+            if exc.name not in (module, module.rpartition(".")[0]):
                 raise
             continue
         mod.register(app)

@@ -181,3 +181,74 @@ def localstripe(tmp_path_factory):
     except subprocess.TimeoutExpired:
         proc.kill()
     log.close()
+
+
+# --- a real SMTP server (aiosmtpd) that keeps what it receives -------------------------------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SmtpSink:
+    """aiosmtpd on 127.0.0.1:``port``; ``messages`` holds (recipients, email.message.EmailMessage)."""
+
+    def __init__(self, port: int | None = None):
+        self.port = port or free_port()
+        self.messages: list = []
+        self.controller = None
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
+        from email import message_from_bytes, policy
+
+        msg = message_from_bytes(envelope.content, policy=policy.default)
+        self.messages.append(([r.lower() for r in envelope.rcpt_tos], msg))
+        return "250 OK"
+
+    def start(self) -> SmtpSink:
+        from aiosmtpd.controller import Controller
+
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+    def to(self, address: str) -> list:
+        return [msg for rcpts, msg in self.messages if address.lower() in rcpts]
+
+    @staticmethod
+    def text_of(msg) -> str:
+        return "\n".join(
+            part.get_content() for part in msg.walk() if part.get_content_type() in ("text/plain", "text/html")
+        )
+
+    def links(self, address: str, needle: str) -> list[str]:
+        found: list[str] = []
+        for msg in self.to(address):
+            for link in re.findall(r"https?://[^\s\"'<>]+", self.text_of(msg)):
+                link = link.rstrip(").,;").replace("&amp;", "&")
+                if needle in link and link not in found:
+                    found.append(link)
+        return found
+
+    def config(self) -> dict:
+        """Config overrides that point the app at this sink."""
+        return {"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": self.port, "MAIL_USE_TLS": False, "MAIL_TIMEOUT": 5}
+
+
+@pytest.fixture
+def smtp_sink():
+    """A running SMTP sink; combine with ``app_config`` overrides: ``{**app_config, **smtp_sink.config()}``."""
+    sink = SmtpSink().start()
+    try:
+        yield sink
+    finally:
+        sink.stop()

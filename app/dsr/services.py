@@ -273,3 +273,23 @@ def record_progress(request_id: int, percent: int, rows: int, note: str | None =
         )
     )
     db.session.commit()
+
+
+def expire_unverified(now: datetime | None = None) -> int:
+    """Close requests whose email was not confirmed within ``UNVERIFIED_EXPIRY_DAYS`` (7); the caller commits.
+
+    Returns how many were expired. Safe to run repeatedly (cron): an expired request no longer matches.
+    """
+    now = now or utcnow()
+    cutoff = now - timedelta(days=current_app.config.get("UNVERIFIED_EXPIRY_DAYS", 7))
+    ids = db.session.execute(
+        select(DsrRequest.id).where(DsrRequest.status == S.UNVERIFIED.value, DsrRequest.received_at <= cutoff)
+    ).scalars()
+    count = 0
+    for request_id in list(ids):
+        dsr = lock_request(request_id)
+        if dsr.status != S.UNVERIFIED.value:
+            continue
+        transition(dsr, S.EXPIRED, Actor.system("expiry"), reason="Email address not confirmed within 7 days")
+        count += 1
+    return count

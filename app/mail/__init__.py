@@ -24,8 +24,16 @@ MAIL_JOB = "workers.mail.send_mail"
 MAIL_RETRY = Retry(max=8, interval=[2, 5, 15, 30, 60, 120, 300, 900])
 
 
+def mail_retry() -> Retry:
+    """``MAIL_RETRY_INTERVALS`` (seconds, a list) overrides the backoff, e.g. short intervals in tests."""
+    intervals = current_app.config.get("MAIL_RETRY_INTERVALS")
+    if not intervals:
+        return MAIL_RETRY
+    return Retry(max=len(intervals), interval=list(intervals))
+
+
 def mail_job(mail_id: int) -> PendingJob:
-    return PendingJob(queue="mail", func=MAIL_JOB, args=(mail_id,), job_id=f"mail-{mail_id}", retry=MAIL_RETRY)
+    return PendingJob(queue="mail", func=MAIL_JOB, args=(mail_id,), job_id=f"mail-{mail_id}", retry=mail_retry())
 
 
 def queue_mail(to: str, template: str, subject: str, *, dsr=None, **context) -> OutgoingMail:

@@ -1,0 +1,186 @@
+"""Intake forms. Every field has a length limit and every choice is checked against a fixed list.
+
+Input is hostile: NUL bytes and other control characters are refused rather than stored, and the
+correction pairs are only read (and validated) for correction requests, so an access request with
+untouched correction rows is still valid.
+"""
+
+from __future__ import annotations
+
+import re
+
+from email_validator import EmailNotValidError, validate_email
+from flask_wtf import FlaskForm
+from wtforms import (
+    BooleanField,
+    EmailField,
+    FieldList,
+    Form,
+    FormField,
+    RadioField,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.validators import DataRequired, InputRequired, Length, ValidationError
+
+REQUEST_TYPES = [
+    ("access", "Get a copy of my data (access)"),
+    ("correction", "Correct my data (correction)"),
+    ("deletion", "Delete my data and close my account (deletion)"),
+]
+JURISDICTIONS = [
+    ("gdpr", "European Union, EEA or United Kingdom (GDPR)"),
+    ("ccpa", "California, United States (CCPA)"),
+    ("other", "Somewhere else"),
+]
+CORRECTABLE_FIELDS = [("name", "Name"), ("email", "Email address"), ("company", "Company")]
+CORRECTION_ROWS = 3
+
+# Control characters other than tab and newlines, lone surrogates, and non-characters.
+_BAD_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+
+
+def clean_text(form, field) -> None:
+    if field.data and _BAD_CHARS.search(field.data):
+        raise ValidationError("Remove the invisible control characters from this field.")
+
+
+def single_line(form, field) -> None:
+    if field.data and ("\n" in field.data or "\r" in field.data or "\t" in field.data):
+        raise ValidationError("Use a single line.")
+
+
+def strip_filter(value):
+    return value.strip() if isinstance(value, str) else value
+
+
+class CorrectionEntry(Form):
+    """One proposed change: which account field, and its new value."""
+
+    field = SelectField(
+        "Field to correct",
+        choices=[("", "Choose a field")] + CORRECTABLE_FIELDS,
+        validate_choice=False,
+        filters=[strip_filter],
+    )
+    value = StringField("Correct value", filters=[strip_filter])
+
+
+class IntakeForm(FlaskForm):
+    request_type = RadioField(
+        "What would you like us to do?",
+        choices=REQUEST_TYPES,
+        validators=[InputRequired(message="Choose the kind of request.")],
+    )
+    email = EmailField(
+        "Email address",
+        description="The address you use with ChatGPTTech. We send a confirmation link to it.",
+        validators=[DataRequired(message="Enter your email address."), Length(max=254), clean_text],
+        filters=[strip_filter],
+    )
+    full_name = StringField(
+        "Full name",
+        validators=[
+            DataRequired(message="Enter your full name."),
+            Length(max=200, message="Use at most 200 characters."),
+            clean_text,
+            single_line,
+        ],
+        filters=[strip_filter],
+    )
+    jurisdiction = SelectField(
+        "Where do you live?",
+        description="This decides which law applies and how long we have to answer.",
+        choices=JURISDICTIONS,
+        validators=[InputRequired(message="Choose where you live.")],
+    )
+    details = TextAreaField(
+        "Anything else we should know (optional)",
+        description="For example, other email addresses or account IDs you used. At most 5,000 characters.",
+        validators=[Length(max=5000, message="Use at most 5,000 characters."), clean_text],
+        filters=[strip_filter],
+    )
+    correction = FieldList(FormField(CorrectionEntry), min_entries=CORRECTION_ROWS, max_entries=CORRECTION_ROWS)
+    confirm_deletion = BooleanField(
+        "I understand that deleting my data revokes my API keys and closes my account, and that billing "
+        "records are kept for as long as the law requires."
+    )
+
+    def validate_email(self, field) -> None:
+        if not field.data or len(field.data) > 254:
+            return
+        try:
+            result = validate_email(field.data, check_deliverability=False)
+        except EmailNotValidError as exc:
+            raise ValidationError(f"Enter a valid email address: {exc}") from None
+        field.data = result.normalized.lower()
+
+    def validate_confirm_deletion(self, field) -> None:
+        if self.request_type.data == "deletion" and not field.data:
+            raise ValidationError("Tick the box to confirm you understand what deletion means.")
+
+    def validate_correction(self, field) -> None:
+        if self.request_type.data != "correction":
+            return
+        valid = dict(CORRECTABLE_FIELDS)
+        found = 0
+        for entry in field.entries:
+            sub = entry.form
+            name, value = sub.field.data or "", sub.value.data or ""
+            if not name and not value:
+                continue
+            if name not in valid:
+                sub.field.errors = [*sub.field.errors, "Choose name, email address or company."]
+            if not value:
+                sub.value.errors = [*sub.value.errors, "Enter the correct value."]
+            elif len(value) > 254:
+                sub.value.errors = [*sub.value.errors, "Use at most 254 characters."]
+            elif _BAD_CHARS.search(value) or "\n" in value or "\r" in value:
+                sub.value.errors = [*sub.value.errors, "Remove the control characters from this value."]
+            elif name == "email":
+                try:
+                    validate_email(value, check_deliverability=False)
+                except EmailNotValidError:
+                    sub.value.errors = [*sub.value.errors, "Enter a valid email address."]
+            if name in valid and value:
+                found += 1
+        if any(e.form.field.errors or e.form.value.errors for e in field.entries):
+            raise ValidationError("Check the corrections below.")
+        if not found:
+            raise ValidationError("Tell us at least one field to correct and its correct value.")
+
+    def corrections(self) -> list[tuple[str, str]]:
+        """The (field, value) pairs filled in, for a valid correction request."""
+        if self.request_type.data != "correction":
+            return []
+        return [
+            (e.form.field.data, e.form.value.data)
+            for e in self.correction.entries
+            if e.form.field.data and e.form.value.data
+        ]
+
+
+class ResendForm(FlaskForm):
+    email = EmailField(
+        "Email address",
+        validators=[DataRequired(message="Enter your email address."), Length(max=254), clean_text],
+        filters=[strip_filter],
+    )
+
+    def validate_email(self, field) -> None:
+        if not field.data or len(field.data) > 254:
+            return
+        try:
+            result = validate_email(field.data, check_deliverability=False)
+        except EmailNotValidError as exc:
+            raise ValidationError(f"Enter a valid email address: {exc}") from None
+        field.data = result.normalized.lower()
+
+
+class ConfirmForm(FlaskForm):
+    """The verify page's button: an empty form that carries only the CSRF token."""
+
+
+class CancelForm(FlaskForm):
+    """The status page's cancel button (``action=cancel``)."""

@@ -1,0 +1,405 @@
+"""The subject portal over HTTP: intake, verification, status, cancel, and every failure path."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from bs4 import BeautifulSoup
+from sqlalchemy import select
+
+from app.audit.models import AuditEvent
+from app.dsr import services
+from app.dsr.models import CorrectionItem, DsrRequest, Token
+from app.dsr.states import RequestStatus
+from app.extensions import db
+from app.mail.models import OutgoingMail
+from app.models_base import utcnow
+from tests.factories import make_account, make_request
+
+S = RequestStatus
+
+GOOD = {
+    "request_type": "access",
+    "email": "Ada.Lovelace@Example.COM",
+    "full_name": "Ada Lovelace",
+    "jurisdiction": "gdpr",
+    "details": "Please send me everything.",
+}
+
+
+def submit(client, **overrides):
+    return client.post_form("/requests/new", {**GOOD, **overrides})
+
+
+def verify_link(to: str) -> str:
+    mail = (
+        db.session.execute(
+            select(OutgoingMail)
+            .where(OutgoingMail.to_addr == to, OutgoingMail.template == "verify")
+            .order_by(OutgoingMail.id.desc())
+        )
+        .scalars()
+        .first()
+    )
+    assert mail is not None, f"no verification mail to {to}"
+    assert mail.body_html and "/verify/" in mail.body_html
+    return re.search(r"http://portal\.test(/verify/\S+)", mail.body_text).group(1)
+
+
+def submit_and_verify(client, **overrides):
+    assert submit(client, **overrides).status_code == 200
+    email = overrides.get("email", GOOD["email"]).lower()
+    path = verify_link(email)
+    page = client.post_form(path)
+    assert page.status_code == 200, page.get_data(as_text=True)
+    soup = BeautifulSoup(page.get_data(as_text=True), "html.parser")
+    status = next(
+        a["href"] for a in soup.find_all("a", href=True) if "/requests/" in a["href"] and "token=" in a["href"]
+    )
+    return page, status
+
+
+# --- pages ---------------------------------------------------------------------------------------
+
+
+def test_home_explains_rights_and_deadlines(client):
+    html = client.get("/").get_data(as_text=True)
+    for words in ("copy", "correct", "delete", "1 month", "45 days", "/requests/new"):
+        assert words in html
+    assert "style=" not in html and "<script" not in html
+
+
+def test_intake_form_has_the_interface_field_names(client):
+    soup = BeautifulSoup(client.get("/requests/new").get_data(as_text=True), "html.parser")
+    names = {el.get("name") for el in soup.find_all(["input", "select", "textarea"])}
+    for name in (
+        "request_type",
+        "email",
+        "full_name",
+        "jurisdiction",
+        "details",
+        "csrf_token",
+        "correction-0-field",
+        "correction-0-value",
+        "confirm_deletion",
+    ):
+        assert name in names
+    # every visible control has a label
+    for el in soup.find_all(["input", "select", "textarea"]):
+        if el.get("type") == "hidden":
+            continue
+        assert soup.find("label", attrs={"for": el["id"]}) is not None, el
+
+
+def test_intake_creates_unverified_request_tokens_and_mail(client):
+    r = submit(client)
+    assert r.status_code == 200
+    assert "Check your inbox" in r.get_data(as_text=True)
+    dsr = db.session.execute(select(DsrRequest)).scalar_one()
+    assert dsr.status == "unverified"
+    assert dsr.email == "ada.lovelace@example.com"
+    purposes = sorted(t.purpose for t in db.session.execute(select(Token)).scalars())
+    assert purposes == ["status", "verify"]
+    verify = db.session.execute(select(Token).where(Token.purpose == "verify")).scalar_one()
+    assert verify.max_uses == 1
+    assert timedelta(hours=23) < verify.expires_at - utcnow() <= timedelta(hours=24)
+    ev = db.session.execute(select(AuditEvent).where(AuditEvent.event == "request.submitted")).scalar_one()
+    assert ev.public and "ada" not in str(ev.data).lower()
+    assert verify_link("ada.lovelace@example.com").startswith("/verify/")
+
+
+def test_intake_correction_stores_pairs(client):
+    r = submit(
+        client,
+        request_type="correction",
+        **{
+            "correction-0-field": "name",
+            "correction-0-value": "Ada King",
+            "correction-1-field": "company",
+            "correction-1-value": "Analytical Engines Ltd",
+        },
+    )
+    assert r.status_code == 200
+    items = db.session.execute(select(CorrectionItem).order_by(CorrectionItem.id)).scalars().all()
+    assert [(i.field, i.proposed_value) for i in items] == [("name", "Ada King"), ("company", "Analytical Engines Ltd")]
+
+
+def test_intake_correction_without_pairs_is_refused(client):
+    r = submit(client, request_type="correction")
+    assert r.status_code == 400
+    assert "at least one field" in r.get_data(as_text=True)
+    r = submit(client, request_type="correction", **{"correction-0-field": "phone", "correction-0-value": "x"})
+    assert r.status_code == 400
+
+
+def test_intake_access_ignores_untouched_correction_rows(client):
+    r = submit(client, **{"correction-0-field": "name", "correction-0-value": ""})
+    assert r.status_code == 200
+    assert db.session.execute(select(CorrectionItem)).first() is None
+
+
+def test_intake_deletion_requires_the_confirmation(client):
+    r = submit(client, request_type="deletion")
+    assert r.status_code == 400
+    html = r.get_data(as_text=True)
+    assert "Tick the box" in html and 'aria-invalid="true"' in html
+    r = submit(client, request_type="deletion", confirm_deletion="y")
+    assert r.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"email": "not-an-email"}, "email"),
+        ({"email": "a" * 5000 + "@example.test"}, "email"),
+        ({"full_name": "x" * 100000}, "full_name"),
+        ({"full_name": ""}, "full_name"),
+        ({"request_type": "steal"}, "request_type"),
+        ({"jurisdiction": "mars"}, "jurisdiction"),
+        ({"details": "\x00\ud7ff"}, "details"),
+        ({"details": "y" * 5001}, "details"),
+        ({"full_name": "Bad\x07Name"}, "full_name"),
+    ],
+)
+def test_intake_malformed_input_shows_errors_not_500(client, overrides, field):
+    r = submit(client, **overrides)
+    assert r.status_code == 400
+    soup = BeautifulSoup(r.get_data(as_text=True), "html.parser")
+    summary = soup.find(class_="error-summary")
+    assert summary is not None
+    assert summary.find("a", href=re.compile(f"^#{field}"))
+    assert soup.find(id=f"{field}-error") is not None
+    assert db.session.execute(select(DsrRequest)).first() is None
+
+
+def test_intake_lone_surrogate_and_garbage_bytes_never_500(client):
+    token = client.csrf_from("/requests/new")
+    body = (
+        f"csrf_token={token}&request_type=access&email=a%40example.test&full_name=%ED%A0%80%FF"
+        "&jurisdiction=gdpr&details=%00"
+    )
+    r = client.post("/requests/new", data=body, content_type="application/x-www-form-urlencoded")
+    assert r.status_code == 400
+
+
+def test_intake_oversized_body_is_413_page(client):
+    token = client.csrf_from("/requests/new")
+    r = client.post("/requests/new", data={**GOOD, "csrf_token": token, "details": "z" * 300_000})
+    assert r.status_code == 413
+    assert "too large" in r.get_data(as_text=True)
+
+
+def test_intake_without_csrf_is_refused(client):
+    r = client.post("/requests/new", data=GOOD)
+    assert r.status_code == 400
+    assert "security token" in r.get_data(as_text=True)
+    assert db.session.execute(select(DsrRequest)).first() is None
+
+
+def page_text(html: str) -> str:
+    html = re.sub(r'name="csrf_token"[^>]*', "", html)
+    return html
+
+
+def test_intake_known_and_unknown_email_pages_are_identical(client, app):
+    make_account(email="known@example.com")
+    known = submit(client, email="known@example.com")
+    unknown = submit(client, email="stranger@example.com")
+    assert known.status_code == unknown.status_code == 200
+    assert page_text(known.get_data(as_text=True)) == page_text(unknown.get_data(as_text=True))
+
+
+# --- verification --------------------------------------------------------------------------------
+
+
+def test_verify_get_does_not_verify_post_does(client):
+    submit(client)
+    path = verify_link("ada.lovelace@example.com")
+    page = client.get(path)
+    assert page.status_code == 200
+    assert "Confirm my request" in page.get_data(as_text=True)
+    assert db.session.execute(select(DsrRequest.status)).scalar_one() == "unverified"
+
+    page, status = submit_and_verify_existing(client, path)
+    dsr = db.session.execute(select(DsrRequest)).scalar_one()
+    db.session.refresh(dsr)
+    assert dsr.status == "pending_review" and dsr.due_at is not None
+    assert re.search(r"DSR-[0-9A-Z]{4}-[0-9A-Z]{4}", page.get_data(as_text=True))
+    assert dsr.reference in page.get_data(as_text=True)
+    assert f"/requests/{dsr.reference}?token=" in status
+    receipt = db.session.execute(select(OutgoingMail).where(OutgoingMail.template == "receipt")).scalar_one()
+    assert dsr.reference in receipt.body_text and "/requests/" in receipt.body_text
+    assert dsr.due_at.strftime("%d %B %Y") in receipt.body_text
+
+
+def submit_and_verify_existing(client, path):
+    page = client.post_form(path)
+    assert page.status_code == 200
+    soup = BeautifulSoup(page.get_data(as_text=True), "html.parser")
+    status = next(
+        a["href"] for a in soup.find_all("a", href=True) if "/requests/" in a["href"] and "token=" in a["href"]
+    )
+    return page, status
+
+
+def test_verify_reused_link_is_410_with_resend_form(client):
+    submit(client)
+    path = verify_link("ada.lovelace@example.com")
+    assert client.post_form(path).status_code == 200
+    again = client.post_form(path, page="/requests/new")
+    assert again.status_code == 410
+    html = again.get_data(as_text=True)
+    assert "/verify/resend" in html
+
+
+def test_verify_expired_link_is_410(client):
+    submit(client)
+    path = verify_link("ada.lovelace@example.com")
+    tok = db.session.execute(select(Token).where(Token.purpose == "verify")).scalar_one()
+    tok.expires_at = utcnow() - timedelta(seconds=1)
+    db.session.commit()
+    r = client.get(path)
+    assert r.status_code == 410 and "expired" in r.get_data(as_text=True)
+    r = client.post_form(path, page="/requests/new")
+    assert r.status_code == 410
+    assert db.session.execute(select(DsrRequest.status)).scalar_one() == "unverified"
+
+
+@pytest.mark.parametrize("bad", ["tampered", "x" * 500, "%00", "..%2F..%2Fetc"])
+def test_verify_tampered_link_is_404(client, bad):
+    r = client.get(f"/verify/{bad}")
+    assert r.status_code == 404
+    html = r.get_data(as_text=True)
+    assert "does not work" in html or "Page not found" in html
+
+
+def test_verify_post_without_csrf_refused(client):
+    submit(client)
+    path = verify_link("ada.lovelace@example.com")
+    assert client.post(path).status_code == 400
+    assert db.session.execute(select(DsrRequest.status)).scalar_one() == "unverified"
+
+
+def test_verify_links_duplicate_of_open_request(client):
+    first = make_request(S.PENDING_REVIEW, email="ada.lovelace@example.com")
+    submit_and_verify(client)
+    dsr = db.session.execute(select(DsrRequest).where(DsrRequest.id != first.id)).scalar_one()
+    assert dsr.duplicate_of_id == first.id
+    assert db.session.execute(select(AuditEvent).where(AuditEvent.event == "request.duplicate_linked")).scalar_one()
+
+
+def test_resend_issues_new_link_only_for_unverified_and_same_page(client):
+    submit(client)
+    first = verify_link("ada.lovelace@example.com")
+    r1 = client.post_form("/verify/resend", {"email": "ada.lovelace@example.com"}, page="/verify/nope")
+    r2 = client.post_form("/verify/resend", {"email": "nobody@example.com"}, page="/verify/nope")
+    assert r1.status_code == r2.status_code == 200
+    assert page_text(r1.get_data(as_text=True)) == page_text(r2.get_data(as_text=True))
+    second = verify_link("ada.lovelace@example.com")
+    assert second != first
+    assert client.post_form(second).status_code == 200
+
+
+def test_resend_invalid_email_is_400(client):
+    r = client.post_form("/verify/resend", {"email": "nope"}, page="/verify/nope")
+    assert r.status_code == 400
+
+
+# --- status and cancel ---------------------------------------------------------------------------
+
+
+def test_status_page_shows_timeline_due_date_and_cancel(client):
+    _, status = submit_and_verify(client)
+    page = client.get(status)
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    dsr = db.session.execute(select(DsrRequest)).scalar_one()
+    assert dsr.reference in html and "Waiting for review" in html
+    assert dsr.due_at.strftime("%d %B %Y") in html
+    assert "We received your request" in html and "You confirmed your email address" in html
+    soup = BeautifulSoup(html, "html.parser")
+    assert soup.find("button", attrs={"name": "action", "value": "cancel"}) is not None
+
+
+def test_status_page_needs_the_right_token(client):
+    _, status = submit_and_verify(client)
+    dsr = db.session.execute(select(DsrRequest)).scalar_one()
+    other = make_request(S.PENDING_REVIEW)
+    other_raw = services.issue_token(other, "status")
+    db.session.commit()
+    assert client.get(f"/requests/{dsr.reference}").status_code == 404
+    assert client.get(f"/requests/{dsr.reference}?token=wrong").status_code == 404
+    assert client.get(f"/requests/{dsr.reference}?token={other_raw}").status_code == 404
+    assert client.get("/requests/DSR-0000-0000?token=" + status.split("token=")[1]).status_code == 404
+    # a verify token is not a status token
+    raw_verify = services.issue_token(dsr, "verify")
+    db.session.commit()
+    assert client.get(f"/requests/{dsr.reference}?token={raw_verify}").status_code == 404
+
+
+def test_cancel_pending_request(client, app, redis_conn):
+    _, status = submit_and_verify(client)
+    r = client.post_form(status, {"action": "cancel", "token": status.split("token=")[1]})
+    assert r.status_code == 200
+    assert "cancelled" in r.get_data(as_text=True)
+    dsr = db.session.execute(select(DsrRequest)).scalar_one()
+    db.session.refresh(dsr)
+    assert dsr.status == "cancelled"
+    assert db.session.execute(select(OutgoingMail).where(OutgoingMail.template == "cancelled")).scalar_one()
+    assert "Cancel this request" not in r.get_data(as_text=True)
+
+
+def test_cancel_after_approval_refused(client):
+    dsr = make_request(S.APPROVED)
+    raw = services.issue_token(dsr, "status")
+    db.session.commit()
+    url = f"/requests/{dsr.reference}?token={raw}"
+    page = client.get(url)
+    assert "Cancel this request" not in page.get_data(as_text=True)
+    r = client.post_form(url, {"action": "cancel", "token": raw}, page="/requests/new")
+    assert r.status_code == 409
+    assert "can no longer be cancelled" in r.get_data(as_text=True)
+    db.session.refresh(dsr)
+    assert dsr.status == "approved"
+
+
+def test_cancel_without_csrf_refused(client):
+    dsr = make_request(S.PENDING_REVIEW)
+    raw = services.issue_token(dsr, "status")
+    db.session.commit()
+    r = client.post(f"/requests/{dsr.reference}?token={raw}", data={"action": "cancel"})
+    assert r.status_code == 400
+    db.session.refresh(dsr)
+    assert dsr.status == "pending_review"
+
+
+def test_unknown_action_is_400(client):
+    dsr = make_request(S.PENDING_REVIEW)
+    raw = services.issue_token(dsr, "status")
+    db.session.commit()
+    url = f"/requests/{dsr.reference}?token={raw}"
+    assert client.post_form(url, {"action": "approve"}).status_code == 400
+
+
+# --- expiry service, errors ----------------------------------------------------------------------
+
+
+def test_expire_unverified_after_seven_days(app):
+    old = make_request(S.UNVERIFIED, received_days_ago=8)
+    new = make_request(S.UNVERIFIED, received_days_ago=1)
+    assert services.expire_unverified(utcnow()) == 1
+    db.session.commit()
+    db.session.refresh(old)
+    db.session.refresh(new)
+    assert old.status == "expired" and new.status == "unverified"
+    assert services.expire_unverified(utcnow()) == 0
+
+
+def test_error_pages_use_the_layout(client):
+    r = client.get("/no/such/page")
+    assert r.status_code == 404 and "Page not found" in r.get_data(as_text=True)
+    assert "site-header" in r.get_data(as_text=True)
+    r = client.delete("/requests/new")
+    assert r.status_code == 405 and "site-header" in r.get_data(as_text=True)

@@ -280,4 +280,51 @@ def seed_demo(accounts: int = 40, heavy_usage_rows: int | None = None, seed: int
     staff = seed_staff()
     created = seed_accounts(accounts, rng, now)
     usage = seed_usage(created, heavy_usage_rows, rng, now)
-    return {"staff": staff, "accounts_created": len(created), "usage_rows_inserted": usage}
+    result = {"staff": staff, "accounts_created": len(created), "usage_rows_inserted": usage}
+    result["stripe_customers_created"] = seed_stripe()
+    return result
+
+
+# --- Stripe (only when STRIPE_API_KEY is set; localstripe in development) ---------------------------
+
+DEMO_PLAN_ID = "demo-api-pro"
+
+
+def create_stripe_customer(email: str, name: str, charge_cents: int = 1500) -> str:
+    """A Stripe customer with a card, a subscription (so an invoice) and a one-off charge."""
+    import stripe
+
+    from app.sources.stripe_billing import setup
+
+    setup()
+    cust = stripe.Customer.create(email=email, name=name, metadata={"source": "seed-demo"})
+    pm = stripe.PaymentMethod.create(
+        type="card", card={"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}
+    )
+    stripe.PaymentMethod.attach(pm.id, customer=cust.id)
+    stripe.Customer.modify(cust.id, invoice_settings={"default_payment_method": pm.id})
+    try:
+        stripe.Plan.retrieve(DEMO_PLAN_ID)
+    except stripe.InvalidRequestError:
+        # localstripe has no Price endpoint: a Plan with an inline product does the same job.
+        stripe.Plan.create(id=DEMO_PLAN_ID, amount=2000, currency="usd", interval="month", product={"name": "API Pro"})
+    stripe.Subscription.create(customer=cust.id, items=[{"plan": DEMO_PLAN_ID}])
+    stripe.Charge.create(amount=charge_cents, currency="usd", customer=cust.id, description="API usage top-up")
+    return cust.id
+
+
+def seed_stripe() -> int:
+    """Give every demo account without a Stripe customer one (idempotent)."""
+    from flask import current_app
+
+    if not current_app.config.get("STRIPE_API_KEY"):
+        return 0
+    made = 0
+    missing = db.session.execute(
+        select(Account).where(Account.stripe_customer_id.is_(None)).order_by(Account.id)
+    ).scalars()
+    for acct in list(missing):
+        acct.stripe_customer_id = create_stripe_customer(acct.email, acct.name)
+        db.session.commit()
+        made += 1
+    return made

@@ -1,14 +1,21 @@
 """The reconciler: the database is the source of truth, Redis only a delivery mechanism.
 
 It finds approved or in-progress requests whose job is gone (Redis flushed) or abandoned (worker
-killed: no live job, or a heartbeat older than the stale limit) and queued mail with no live job,
-and enqueues them again under their deterministic ids. Safe to run at any time, as often as wanted.
+killed: the job is still marked started but its worker is gone, or neither the job nor the request
+has had a heartbeat for ``stale_after``) and queued mail with no live job, and enqueues them again
+under their deterministic ids. The jobs are idempotent and resume where they stopped, so running
+this at any time, as often as wanted, never doubles an effect.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+import os
+import socket
+from datetime import UTC, timedelta
 
+from rq import Worker
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 from sqlalchemy import select
 
 from app.dsr.models import DsrRequest
@@ -20,24 +27,68 @@ from app.mail.models import OutgoingMail
 from app.models_base import utcnow
 from app.queue import enqueue_now, get_redis, job_is_live
 
+STALE_AFTER = timedelta(minutes=10)
 
-def reconcile(mail_grace: timedelta = timedelta(seconds=30)) -> dict[str, int]:
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def worker_is_dead(job: Job, conn) -> bool:
+    if not job.worker_name:
+        return False
+    worker = Worker.find_by_key(Worker.redis_worker_namespace_prefix + job.worker_name, connection=conn)
+    if worker is None:
+        return True
+    if worker.hostname == socket.gethostname() and worker.pid and not _pid_alive(worker.pid):
+        return True
+    return False
+
+
+def is_abandoned(job_id: str, dsr: DsrRequest, conn, stale_after: timedelta) -> bool:
+    """A started job nobody is running any more."""
+    try:
+        job = Job.fetch(job_id, connection=conn)
+    except NoSuchJobError:
+        return False
+    if job.get_status(refresh=True) != JobStatus.STARTED:
+        return False
+    if worker_is_dead(job, conn):
+        return True
+    cutoff = utcnow() - stale_after
+    job_beat = job.last_heartbeat or job.started_at
+    if job_beat is not None and job_beat.tzinfo is None:
+        job_beat = job_beat.replace(tzinfo=UTC)
+    row_beat = dsr.heartbeat_at or dsr.started_at
+    return (job_beat is None or job_beat < cutoff) and (row_beat is None or row_beat < cutoff)
+
+
+def reconcile(mail_grace: timedelta = timedelta(seconds=30), stale_after: timedelta = STALE_AFTER) -> dict[str, int]:
     conn = get_redis()
-    summary = {"requests": 0, "mail": 0}
+    summary = {"requests": 0, "abandoned": 0, "mail": 0}
     open_fulfilment = db.session.execute(
         select(DsrRequest).where(DsrRequest.status.in_([RequestStatus.APPROVED.value, RequestStatus.IN_PROGRESS.value]))
     ).scalars()
-    for dsr in open_fulfilment:
+    for dsr in list(open_fulfilment):
         pending = fulfilment_job(dsr)
         if job_is_live(pending.job_id, conn):
-            continue
+            if not is_abandoned(pending.job_id, dsr, conn, stale_after):
+                continue
+            Job.fetch(pending.job_id, connection=conn).delete()
+            summary["abandoned"] += 1
         if enqueue_now(pending, conn) is not None:
             summary["requests"] += 1
     cutoff = utcnow() - mail_grace
     queued_mail = db.session.execute(
         select(OutgoingMail.id).where(OutgoingMail.status == "queued", OutgoingMail.created_at < cutoff)
     ).scalars()
-    for mail_id in queued_mail:
+    for mail_id in list(queued_mail):
         pending = mail_job(mail_id)
         if job_is_live(pending.job_id, conn):
             continue

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from flask import current_app
+from rq import Retry
 from sqlalchemy import select
 
 from app.audit import Actor, record_event
@@ -136,7 +137,10 @@ def fulfilment_job(dsr: DsrRequest) -> PendingJob:
         RequestType.DELETION.value: "workers.jobs.erase_subject",
         RequestType.CORRECTION.value: "workers.jobs.apply_corrections",
     }[dsr.request_type]
-    return PendingJob(queue="fulfilment", func=func, args=(dsr.id,), job_id=f"fulfil-{dsr.id}")
+    # Transient errors (Stripe unreachable, database hiccups) are retried with backoff; the job
+    # itself moves the request to ``failed`` on a permanent error or the last retry.
+    retry = Retry(max=4, interval=[30, 120, 600, 1800])
+    return PendingJob(queue="fulfilment", func=func, args=(dsr.id,), job_id=f"fulfil-{dsr.id}", retry=retry)
 
 
 # --- tokens -------------------------------------------------------------------------------------

@@ -1,0 +1,314 @@
+"""Fulfilment jobs: ``build_export``, ``erase_subject``, ``apply_corrections``.
+
+Each takes a request id, reloads the request, returns early when there is nothing to do, moves it
+``approved -> in_progress`` (resuming if it is already in progress: a killed worker's job is re-run
+by the reconciler), does the work, and completes it in one transaction with the mail to the subject.
+Progress goes to the job's meta and to the row (``record_progress``), which doubles as a heartbeat.
+Transient errors (Stripe unreachable, database or Redis hiccups) are re-raised while rq has retries
+left; any other error, or the last retry, moves the request to ``failed`` and alerts staff.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import redis
+from flask import current_app
+from rq import Retry, get_current_job
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm.attributes import flag_modified
+
+from app.admin.models import Role, StaffUser
+from app.audit import Actor, record_event
+from app.dsr import services
+from app.dsr.models import DsrRequest, Export
+from app.dsr.states import RequestStatus
+from app.exports.writer import build_package, discard_partial
+from app.extensions import db
+from app.mail import queue_mail
+from app.models_base import utcnow
+from app.sources import BY_KEY, SOURCES, CorrectionRefused, find_subject
+from app.sources.stripe_billing import BillingError
+from workers.context import job
+
+S = RequestStatus
+WORKER = Actor.system("worker")
+# Backoff for transient trouble; services.fulfilment_job attaches it to every fulfilment job.
+FULFIL_RETRY = Retry(max=4, interval=[30, 120, 600, 1800])
+TRANSIENT = (OperationalError, redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, BillingError):
+        return exc.transient
+    return isinstance(exc, TRANSIENT)
+
+
+class Progress:
+    """Mirror progress into the job's meta and the request row, at most every ``every`` seconds."""
+
+    def __init__(self, request_id: int, every: float = 1.0):
+        self.request_id = request_id
+        self.every = every
+        self.last = 0.0
+        self.job = get_current_job()
+
+    def __call__(self, rows: int, total: int, note: str = "", force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last < self.every:
+            return
+        self.last = now
+        percent = int(rows * 100 / total) if total else 0
+        percent = min(percent, 99)
+        if self.job is not None:
+            self.job.meta.update(progress_percent=percent, progress_rows=rows, progress_note=note)
+            self.job.save_meta()
+        services.record_progress(self.request_id, percent, rows, note)
+
+
+def _run(request_id: int, kind: str, work: Callable[[DsrRequest, Progress], str]) -> str:
+    dsr = db.session.get(DsrRequest, request_id)
+    if dsr is None:
+        return "gone"
+    if dsr.request_type != kind:
+        return f"wrong job for a {dsr.request_type} request"
+    if dsr.status not in (S.APPROVED.value, S.IN_PROGRESS.value):
+        return f"nothing to do ({dsr.status})"
+    current = get_current_job()
+    if dsr.status == S.APPROVED.value:
+        dsr = services.transition(dsr, S.IN_PROGRESS, WORKER)
+    else:
+        dsr = services.lock_request(dsr.id)
+        record_event("request.fulfilment_resumed", WORKER, dsr=dsr, data={"pid": os.getpid()})
+    dsr.job_id = current.id if current is not None else dsr.job_id
+    dsr.heartbeat_at = utcnow()
+    db.session.commit()
+    progress = Progress(dsr.id)
+    try:
+        return work(dsr, progress)
+    except Exception as exc:
+        db.session.rollback()
+        retries_left = getattr(current, "retries_left", None) or 0
+        message = f"{type(exc).__name__}: {exc}"[:2000]
+        if is_transient(exc) and retries_left > 0:
+            _note_error(request_id, f"{message} (will retry; {retries_left} retries left)")
+            raise
+        fail_request(request_id, message)
+        return "failed"
+
+
+def _note_error(request_id: int, message: str) -> None:
+    try:
+        db.session.execute(DsrRequest.__table__.update().where(DsrRequest.id == request_id).values(last_error=message))
+        db.session.commit()
+    except Exception:  # noqa: BLE001 - the original error matters more
+        db.session.rollback()
+
+
+def fail_request(request_id: int, message: str) -> None:
+    """Move the request to ``failed``, keep the error for staff, and alert them by email."""
+    dsr = db.session.get(DsrRequest, request_id)
+    if dsr is None or dsr.status not in (S.APPROVED.value, S.IN_PROGRESS.value):
+        return
+    dsr = services.transition(dsr, S.FAILED, WORKER, data={"error": message[:500]})
+    dsr.last_error = message
+    for to in staff_recipients():
+        queue_mail(
+            to,
+            "fulfil_staff_alert",
+            f"Fulfilment failed: {dsr.reference}",
+            dsr=dsr,
+            error=message,
+        )
+    db.session.commit()
+
+
+def staff_recipients() -> list[str]:
+    configured = current_app.config.get("STAFF_ALERT_EMAIL")
+    if configured:
+        return [a.strip() for a in str(configured).split(",") if a.strip()]
+    return list(
+        db.session.execute(
+            select(StaffUser.email)
+            .where(StaffUser.active.is_(True), StaffUser.role.in_([Role.ADMIN.value, Role.OFFICER.value]))
+            .order_by(StaffUser.id)
+        ).scalars()
+    )
+
+
+# --- access ---------------------------------------------------------------------------------------
+
+
+@job
+def build_export(request_id: int) -> str:
+    return _run(request_id, "access", _export)
+
+
+def _export(dsr: DsrRequest, progress: Progress) -> str:
+    cfg = current_app.config
+    export = db.session.execute(
+        select(Export).where(Export.request_id == dsr.id, Export.status == "building").order_by(Export.id).limit(1)
+    ).scalar_one_or_none()
+    if export is None:
+        export = Export(request_id=dsr.id, status="building")
+        db.session.add(export)
+        db.session.flush()
+    export.filename = f"{dsr.reference}-{export.id}.zip"
+    db.session.commit()
+    discard_partial(cfg["EXPORT_DIR"], export.filename)
+    subject = find_subject(dsr.email)
+    expected = sum(s.count(subject) for s in SOURCES if s.key != "stripe")
+    progress(0, expected, "building export", force=True)
+    result = build_package(
+        reference=dsr.reference,
+        subject=subject,
+        export_dir=cfg["EXPORT_DIR"],
+        filename=export.filename,
+        progress=lambda rows, total: progress(rows, total, "building export"),
+        expected_rows=expected,
+    )
+    now = utcnow()
+    dsr = services.lock_request(dsr.id)
+    export = db.session.get(Export, export.id)
+    export.status = "ready"
+    export.size_bytes = result.size
+    export.sha256 = result.sha256
+    export.manifest = result.manifest
+    export.completed_at = now
+    export.expires_at = now + timedelta(days=cfg["DOWNLOAD_DAYS"])
+    raw = services.issue_token(
+        dsr,
+        "download",
+        lifetime=timedelta(days=cfg["DOWNLOAD_DAYS"]),
+        max_uses=cfg["DOWNLOAD_MAX"],
+        export_id=export.id,
+    )
+    queue_mail(
+        dsr.email,
+        "fulfil_export_ready",
+        f"Your data is ready to download ({dsr.reference})",
+        dsr=dsr,
+        download_url=f"{cfg['PORTAL_BASE_URL']}/download/{raw}",
+        expires_at=export.expires_at,
+        max_uses=cfg["DOWNLOAD_MAX"],
+    )
+    dsr.progress_rows = result.rows
+    services.transition(
+        dsr, S.COMPLETED, WORKER, data={"export_id": export.id, "rows": result.rows, "notes": result.notes}
+    )
+    db.session.commit()
+    return f"export {export.id}: {result.rows} rows, {result.size} bytes"
+
+
+# --- deletion -------------------------------------------------------------------------------------
+
+
+@job
+def erase_subject(request_id: int) -> str:
+    return _run(request_id, "deletion", _erase)
+
+
+def _erase(dsr: DsrRequest, progress: Progress, batch: int | None = None) -> str:
+    from app.sources import erasure_plan
+    from app.sources.erasure import erase_everything
+
+    request_id = dsr.id
+    plan = dsr.plan
+    if not plan:
+        plan = erasure_plan(dsr.email)
+        dsr.plan = plan
+        db.session.commit()
+    report_so_far = dsr.report or {}
+
+    def checkpoint(state: dict[str, Any]) -> None:
+        row = db.session.get(DsrRequest, request_id)
+        row.report = {"state": state}
+        flag_modified(row, "report")
+        db.session.commit()
+
+    kwargs = {"batch": batch} if batch else {}
+    report = erase_everything(
+        dsr.email,
+        plan=plan,
+        state=report_so_far.get("state"),
+        checkpoint=checkpoint,
+        progress=lambda rows, total, note: progress(rows, total, note),
+        **kwargs,
+    )
+    dsr = services.lock_request(request_id)
+    dsr.report = report
+    flag_modified(dsr, "report")
+    queue_mail(
+        dsr.email,
+        "fulfil_deletion_report",
+        f"Your data has been deleted ({dsr.reference})",
+        dsr=dsr,
+        items=report["items"],
+    )
+    services.transition(dsr, S.COMPLETED, WORKER, data={"report": _short(report)})
+    db.session.commit()
+    return "erased: " + ", ".join(f"{i['category']} {i['action']} {i['count']}" for i in report["items"])
+
+
+def _short(report: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{k: i.get(k) for k in ("category", "action", "count")} for i in report["items"]]
+
+
+# --- correction -----------------------------------------------------------------------------------
+
+
+@job
+def apply_corrections(request_id: int) -> str:
+    return _run(request_id, "correction", _correct)
+
+
+def _correct(dsr: DsrRequest, progress: Progress) -> str:
+    request_id = dsr.id
+    items = [c for c in dsr.corrections if c.decision == "approved"]
+    applied_emails = [
+        c.proposed_value
+        for c in items
+        if c.field == "email" and c.applied_at and (c.result or "").startswith("Account email updated")
+    ]
+    subject = find_subject(dsr.email)
+    if subject.account_id is None:
+        for email in applied_emails:
+            subject = find_subject(email)
+            if subject.account_id is not None:
+                break
+    todo = [c for c in items if c.applied_at is None]
+    for n, item in enumerate(todo, 1):
+        results: list[str] = []
+        try:
+            results.append(BY_KEY["account"].correct(subject, item.field, item.proposed_value))
+            stripe_result = BY_KEY["stripe"].correct(subject, item.field, item.proposed_value)
+            if stripe_result:
+                results.append(stripe_result)
+        except CorrectionRefused as exc:
+            results = [str(exc)]
+        except BillingError as exc:
+            if exc.transient:
+                raise
+            results.append(f"Stripe not updated: {exc}")
+        item.result = " ".join(results)[:254]
+        item.applied_at = utcnow()
+        db.session.commit()
+        progress(n, len(todo), "applying corrections", force=True)
+    dsr = services.lock_request(request_id)
+    queue_mail(
+        dsr.email,
+        "fulfil_correction_done",
+        f"Your correction request is done ({dsr.reference})",
+        dsr=dsr,
+        items=list(dsr.corrections),
+    )
+    services.transition(
+        dsr, S.COMPLETED, WORKER, data={"applied": [{"field": c.field, "result": c.result} for c in dsr.corrections]}
+    )
+    db.session.commit()
+    return f"{len(todo)} correction(s) applied"

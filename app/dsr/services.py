@@ -279,6 +279,125 @@ def record_progress(request_id: int, percent: int, rows: int, note: str | None =
     db.session.commit()
 
 
+# --- staff actions from the dashboard ----------------------------------------------------------
+# Each raises TransitionError (wrong state) or ActionError (a rule the officer can fix); the
+# caller commits. Where the subject must be told (denial, extension, a question) the email is
+# queued in the same transaction, so it is sent exactly when the change commits.
+
+STATUS_LINK_DAYS = 30
+
+
+def notify_subject(dsr: DsrRequest, template: str, subject: str, **context) -> None:
+    """Email the subject with a fresh status link (tokens are stored hashed, so a new one is issued)."""
+    from app.mail import queue_mail
+
+    raw = issue_token(dsr, "status", lifetime=timedelta(days=STATUS_LINK_DAYS))
+    queue_mail(dsr.email, template, subject, dsr=dsr, status_link=status_url(dsr, raw), **context)
+
+
+def approve(dsr: DsrRequest, actor: Actor, *, plan: list | dict | None = None) -> DsrRequest:
+    """Approve for fulfilment. Corrections need every proposed field decided and one approved;
+    deletions store the dry-run plan staff saw (``plan``) on the request."""
+    if dsr.request_type == RequestType.CORRECTION.value:
+        decisions = [item.decision for item in dsr.corrections]
+        if any(d == "pending" for d in decisions):
+            raise ActionError("Decide every proposed change (approve or reject) before approving the request.")
+        if decisions and "approved" not in decisions:
+            raise ActionError("Every proposed change was rejected: deny the request instead of approving it.")
+    data = {"plan_items": len(plan)} if isinstance(plan, list) else None
+    locked = transition(dsr, S.APPROVED, actor, data=data)
+    if plan is not None:
+        locked.plan = plan if isinstance(plan, dict) else {"items": plan}
+    return locked
+
+
+def staff_deny(dsr: DsrRequest, actor: Actor, code: str, text: str = "") -> DsrRequest:
+    try:
+        reason = DenialReason(code)
+    except ValueError:
+        raise ActionError("Choose a reason for the denial.") from None
+    locked = deny(dsr, actor, reason.value, text or "")
+    notify_subject(
+        locked,
+        "admin_denied",
+        f"Your privacy request {locked.reference} was denied",
+        reason_label=DENIAL_LABELS[reason],
+        reason_text=locked.denial_text,
+    )
+    return locked
+
+
+def staff_extend(dsr: DsrRequest, actor: Actor, reason: str) -> DsrRequest:
+    locked = extend(dsr, actor, reason)
+    notify_subject(
+        locked,
+        "admin_extended",
+        f"More time is needed for your privacy request {locked.reference}",
+        reason=locked.extension_reason,
+    )
+    return locked
+
+
+def hold(dsr: DsrRequest, actor: Actor, reason: str = "", *, pauses_clock: bool = False) -> DsrRequest:
+    locked = transition(dsr, S.ON_HOLD, actor, reason=reason.strip() or "Put on hold by staff")
+    locked.hold_pauses_clock = pauses_clock
+    return locked
+
+
+def resume(dsr: DsrRequest, actor: Actor) -> DsrRequest:
+    return transition(dsr, S.PENDING_REVIEW, actor, reason="Review resumed")
+
+
+def retry(dsr: DsrRequest, actor: Actor) -> DsrRequest:
+    if dsr.status != S.FAILED.value:
+        raise ActionError("Only a failed request can be retried.")
+    return transition(dsr, S.APPROVED, actor, reason="Retry after a failure")
+
+
+def staff_cancel(dsr: DsrRequest, actor: Actor, reason: str = "") -> DsrRequest:
+    return transition(dsr, S.CANCELLED, actor, reason=reason.strip() or "Cancelled by staff")
+
+
+def request_info(dsr: DsrRequest, actor: Actor, message: str) -> DsrRequest:
+    """Ask the subject for more information: the request waits on hold (the clock paused) and they get
+    an email with the question and their status link."""
+    message = (message or "").strip()
+    if not message:
+        raise ActionError("Write the question for the subject.")
+    if dsr.status == S.ON_HOLD.value:
+        locked = lock_request(dsr.id)
+    else:
+        locked = hold(dsr, actor, "Waiting for information from the subject", pauses_clock=True)
+    record_event(
+        "request.info_requested", actor, dsr=locked, public=True, message=message[:1000], data={"to": "subject"}
+    )
+    notify_subject(locked, "admin_info_requested", f"We need more information: {locked.reference}", message=message)
+    return locked
+
+
+def decide_correction(dsr: DsrRequest, actor: Actor, item_id: int, decision: str) -> None:
+    """Approve or reject one proposed field change, while the request is still under review."""
+    from app.dsr.models import CorrectionItem
+
+    if decision not in ("approved", "rejected"):
+        raise ActionError("Choose approve or reject for the field.")
+    locked = lock_request(dsr.id)
+    if locked.status not in (S.PENDING_REVIEW.value, S.ON_HOLD.value):
+        raise ActionError("Proposed changes can only be decided while the request is under review.")
+    item = db.session.get(CorrectionItem, item_id)
+    if item is None or item.request_id != locked.id:
+        raise ActionError("That proposed change does not belong to this request.")
+    item.decision = decision
+    item.decided_by_id = actor.id if actor.kind == "staff" else None
+    item.decided_at = utcnow()
+    record_event(
+        "request.correction_decided",
+        actor,
+        dsr=locked,
+        data={"item_id": item.id, "field": item.field, "decision": decision},
+    )
+
+
 def expire_unverified(now: datetime | None = None) -> int:
     """Close requests whose email was not confirmed within ``UNVERIFIED_EXPIRY_DAYS`` (7); the caller commits.
 

@@ -1,0 +1,51 @@
+"""Forms of the staff dashboard (Flask-WTF: every one carries the CSRF token)."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, EmailField, PasswordField, SelectField, StringField
+from wtforms.validators import DataRequired, Email, Length, Optional, Regexp
+
+from app.admin.models import Role
+
+ROLE_CHOICES = [(r.value, r.value.capitalize()) for r in Role]
+
+
+class LoginForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
+
+
+class TotpForm(FlaskForm):
+    totp = StringField(
+        "Six-digit code from your authenticator app",
+        validators=[DataRequired(), Regexp(r"^\s*\d{6}\s*$", message="Enter the six digits.")],
+    )
+
+
+class PasswordChangeForm(FlaskForm):
+    current_password = PasswordField("Current password", validators=[DataRequired(), Length(max=1024)])
+    new_password = PasswordField("New password", validators=[DataRequired(), Length(max=1024)])
+    confirm_password = PasswordField("New password again", validators=[DataRequired(), Length(max=1024)])
+
+
+class TotpDisableForm(FlaskForm):
+    current_password = PasswordField("Current password", validators=[DataRequired(), Length(max=1024)])
+
+
+class StaffCreateForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired(), Email(check_deliverability=False), Length(max=254)])
+    role = SelectField("Role", choices=ROLE_CHOICES, default=Role.OFFICER.value)
+    send_invite = BooleanField("Email them that their account exists", default=True)
+
+
+class StaffRoleForm(FlaskForm):
+    role = SelectField("Role", choices=ROLE_CHOICES)
+
+
+class SettingsForm(FlaskForm):
+    require_totp = BooleanField("Require a second factor (TOTP) for every staff member")
+
+
+class NoteForm(FlaskForm):
+    text = StringField("Note", validators=[Optional(), Length(max=1000)])

@@ -1,0 +1,81 @@
+"""The one guard in front of every admin view (default deny).
+
+Each view declares the least role that may use it with ``@requires(role)``; a view that declares
+nothing is refused (403) even to admins, so forgetting the declaration fails closed. Auditors read
+everything and change nothing: any state-changing method from an auditor is refused, except on the
+few self-service endpoints (logout, own password, own second factor). The test suite walks
+``app.url_map`` to prove every admin endpoint is covered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import Blueprint, abort, redirect, request, url_for
+from flask_login import current_user
+
+from app.admin.models import Role
+from app.extensions import db
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+ROLE_RANK = {Role.AUDITOR.value: 1, Role.OFFICER.value: 2, Role.ADMIN.value: 3}
+# endpoint -> least role allowed; filled by @requires at import time.
+ENDPOINT_ROLES: dict[str, str] = {}
+# Reachable without a session.
+PUBLIC = frozenset({"admin.login", "admin.login_totp"})
+# A signed-in user of any role may POST here (their own session and credentials only).
+SELF_SERVICE = frozenset({"admin.logout", "admin.change_password", "admin.totp_setup", "admin.totp_disable"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+REQUIRE_TOTP_KEY = "require_totp"
+
+
+def requires(role: Role | str) -> Callable:
+    """Declare the least role allowed on a view. Put it under ``@bp.route``."""
+    role = Role(role).value
+
+    def deco(view: Callable) -> Callable:
+        ENDPOINT_ROLES[f"{bp.name}.{view.__name__}"] = role
+        return view
+
+    return deco
+
+
+def has_role(user, role: str) -> bool:
+    return bool(user and user.is_authenticated) and ROLE_RANK.get(user.role, 0) >= ROLE_RANK[role]
+
+
+def totp_required() -> bool:
+    from app.dsr.models import AppSetting
+
+    setting = db.session.get(AppSetting, REQUIRE_TOTP_KEY)
+    return setting is not None and setting.value == "1"
+
+
+@bp.before_request
+def guard():
+    endpoint = request.endpoint or ""
+    if endpoint in PUBLIC:
+        return None
+    if not current_user.is_authenticated:
+        if request.method in SAFE_METHODS:
+            return redirect(url_for("admin.login", next=request.full_path.rstrip("?")))
+        abort(401)
+    least = ENDPOINT_ROLES.get(endpoint)
+    if least is None or not has_role(current_user, least):
+        abort(403)
+    if request.method not in SAFE_METHODS and current_user.role == Role.AUDITOR and endpoint not in SELF_SERVICE:
+        abort(403)
+    if endpoint not in SELF_SERVICE:
+        if current_user.must_change_password:
+            return redirect(url_for("admin.change_password"))
+        if not current_user.totp_enabled and totp_required():
+            return redirect(url_for("admin.totp_setup"))
+    return None
+
+
+@bp.app_context_processor
+def _admin_helpers():
+    from app.mail import outbox_enabled
+
+    return {"has_role": has_role, "outbox_enabled": outbox_enabled()}

@@ -282,6 +282,9 @@ def seed_demo(accounts: int = 40, heavy_usage_rows: int | None = None, seed: int
     usage = seed_usage(created, heavy_usage_rows, rng, now)
     result = {"staff": staff, "accounts_created": len(created), "usage_rows_inserted": usage}
     result["stripe_customers_created"] = seed_stripe()
+    from app.demo_requests import seed_demo_requests
+
+    result["demo_requests_created"] = seed_demo_requests(now)
     return result
 
 

@@ -1,0 +1,74 @@
+"""Browser fixtures shared by the portal and admin tests.
+
+``live_server``: the test's ``app`` (same config, same database) served by a real werkzeug server in a
+thread on 127.0.0.1; its value is the base URL and ``PORTAL_BASE_URL`` points there, so emailed links
+work. ``browser_page``: a Playwright page in Debian's Chromium (skipped with a reason when absent).
+Screenshots go to ``test-artifacts/`` (see ``screenshot_path``).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def live_server(app):
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    base = f"http://127.0.0.1:{server.server_port}"
+    app.config["PORTAL_BASE_URL"] = base
+    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
+    thread.start()
+    try:
+        yield base
+    finally:
+        server.shutdown()
+        thread.join(10)
+        server.server_close()
+
+
+@pytest.fixture(scope="session")
+def _chromium():
+    if not CHROMIUM.exists():
+        print(f"skipping browser tests: {CHROMIUM} is missing")
+        pytest.skip(f"{CHROMIUM} is missing")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def browser_page(_chromium):
+    context = _chromium.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15000)
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def screenshot_path():
+    """``screenshot_path("name")`` -> ``test-artifacts/name.png`` (directory created)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    return lambda name: str(ARTIFACTS / f"{name}.png")

@@ -77,7 +77,9 @@ def erasure_plan(email: str) -> list[dict[str, Any]]:
         try:
             plan.extend(source.plan(subject))
         except BillingError as exc:
-            plan.append(source.plan_item("keep", 0, f"Could not reach Stripe to check billing data: {exc}"))
+            # Unchecked, not a decision: the deletion job checks again and deletes what it finds.
+            reason = f"Could not reach Stripe to check billing data: {exc}"
+            plan.append(source.plan_item("keep", 0, reason, unchecked=True))
     for cat in INVENTORY:
         if not cat.source:
             plan.append(

@@ -27,7 +27,7 @@ def plan_actions(plan: Any) -> dict[str, set[str]]:
     items = plan.get("items", []) if isinstance(plan, dict) else (plan or [])
     actions: dict[str, set[str]] = {}
     for item in items:
-        if isinstance(item, dict) and item.get("category"):
+        if isinstance(item, dict) and item.get("category") and not item.get("unchecked"):
             actions.setdefault(str(item["category"]), set()).add(str(item.get("action", "")))
     return actions
 
@@ -66,6 +66,9 @@ def erase_everything(
     for source in SOURCES:
         name = source.category.name
         wanted = actions.get(name)
+        if source.key == "stripe" and not stripe_configured():
+            items.append(_item("billing", "not checked", None, "Stripe is not configured on this installation."))
+            continue
         if wanted is not None and not (wanted & {"delete", "anonymise"}):
             items.append(_item(name, "kept", 0, "Kept as shown in the approved plan."))
             continue
@@ -96,8 +99,6 @@ def erase_everything(
 
 def _stripe(subject: Subject, state: dict[str, Any], save: Checkpoint) -> list[dict[str, Any]]:
     source = BY_KEY["stripe"]
-    if not stripe_configured():
-        return [_item("billing", "not checked", None, "Stripe is not configured on this installation.")]
     if "stripe_kept" not in state:
         state["stripe_kept"] = source.kept_ids(subject)
         state["stripe_before"] = (

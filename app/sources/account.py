@@ -5,10 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from app.platform.models import Account
-from app.sources.base import Progress, Source, Subject, count_rows, delete_in_batches, normalise_email, stream_rows
+from app.sources.base import (
+    Progress,
+    Source,
+    Subject,
+    count_rows,
+    delete_in_batches,
+    normalise_email,
+    platform_engine,
+    stream_rows,
+)
 from app.sources.inventory import category
 
 CORRECTABLE = {"name": "name", "full_name": "name", "email": "email", "company": "company"}
@@ -43,28 +52,31 @@ class AccountSource(Source):
         return [{"category": "account", "action": "deleted", "count": n, "reason": self.category.erasure_reason}]
 
     def correct(self, subject: Subject, field: str, value: str) -> str:
-        """Apply one approved field; returns a short result, raises ``CorrectionRefused``."""
-        from app.extensions import db
-
+        """Apply one approved field (own transaction); returns a short result, raises ``CorrectionRefused``."""
         column = CORRECTABLE.get(field)
         if column is None:
             raise CorrectionRefused(f"The account has no correctable field called {field!r}.")
         if subject.account_id is None:
             raise CorrectionRefused("No platform account uses this email address.")
-        acct = db.session.get(Account, subject.account_id)
         value = (value or "").strip()
         if column == "email":
             value = normalise_email(value)
             if "@" not in value or len(value) > 254:
                 raise CorrectionRefused("The new email address is not valid.")
-            clash = db.session.execute(
-                select(Account.id).where(func.lower(Account.email) == value, Account.id != acct.id)
-            ).first()
-            if clash:
-                raise CorrectionRefused("Not applied: that email address is already used by another account.")
-        elif column == "name" and not value:
+        elif not value and column == "name":
             raise CorrectionRefused("The name cannot be empty.")
-        setattr(acct, column, value[:200] if column != "email" else value)
+        else:
+            value = value[:200]
+        with platform_engine().begin() as conn:
+            if column == "email":
+                clash = conn.execute(
+                    select(Account.id).where(func.lower(Account.email) == value, Account.id != subject.account_id)
+                ).first()
+                if clash:
+                    raise CorrectionRefused("Not applied: that email address is already used by another account.")
+            conn.execute(
+                update(Account.__table__).where(Account.id == subject.account_id).values({column: value or None})
+            )
         if column == "email":
             subject.account_email = value
             subject.extra_emails.add(value)

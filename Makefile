@@ -33,5 +33,11 @@ fmt: $(STAMP) ## Format the code
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+bench: $(STAMP) ## Full benchmarks (SQLite; BENCH_DATABASE_URL for PostgreSQL); appends to bench/RESULTS.md
+	$(BIN)/python -m bench.run
+
+bench-quick: $(STAMP) ## Small-size benchmarks, under 2 minutes
+	$(BIN)/python -m bench.run --quick
+
 clean: ## Remove the venv and local state
 	rm -rf $(VENV) instance .pytest_cache .ruff_cache

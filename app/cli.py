@@ -69,6 +69,10 @@ def staff_create(email: str, role: str, password_stdin: bool) -> None:
 def worker_cmd(burst: bool, queues: tuple[str, ...]) -> None:
     from rq import Worker
 
+    # Import the job modules once here, so each forked work horse starts with them loaded.
+    import workers.jobs  # noqa: F401
+    import workers.mail  # noqa: F401
+    import workers.maintenance  # noqa: F401
     from app.queue import get_queue, get_redis
     from workers.context import mark_parent_process
 

@@ -1,0 +1,123 @@
+"""Benchmark harness: an isolated database and Redis, measured child processes, and RESULTS.md rows.
+
+Every figure is measured in a fresh child process (``python -m bench.child ...``) so that its peak
+resident memory (``ru_maxrss`` from ``wait4``) is that process's own, and each product figure is printed
+beside a baseline measured in the same run on the same database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+RESULTS = ROOT / "bench" / "RESULTS.md"
+
+
+def bench_env() -> dict[str, str]:
+    """Environment for the app under benchmark (never the developer's own database)."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    for key in list(env):
+        if key.startswith(("DATABASE_URL", "PLATFORM_DATABASE_URL", "MAIL_", "STRIPE_")):
+            env.pop(key)
+    env["APP_ENV"] = "development"
+    env["SECRET_KEY"] = "bench-secret-key"  # noqa: S105 - throwaway key for a local benchmark
+    env["DATABASE_URL"] = os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{OUT / 'bench.db'}"
+    env["EXPORT_DIR"] = str(OUT / "exports")
+    env["RATELIMIT_ENABLED"] = "false"
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def apply_env(env: dict[str, str]) -> None:
+    os.environ.update(env)
+
+
+def database_kind(env: dict[str, str]) -> str:
+    return "postgresql" if env["DATABASE_URL"].startswith("postgres") else "sqlite"
+
+
+def reset_database(env: dict[str, str]) -> None:
+    """Empty schema at head: delete the SQLite file, or downgrade PostgreSQL to base; then migrate."""
+    flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
+    if database_kind(env) == "sqlite":
+        Path(env["DATABASE_URL"].removeprefix("sqlite:///")).unlink(missing_ok=True)
+    else:
+        subprocess.run([*flask, "db", "downgrade", "base"], env=env, cwd=ROOT, check=True, capture_output=True)
+    subprocess.run([*flask, "db", "upgrade"], env=env, cwd=ROOT, check=True, capture_output=True)
+
+
+def run_child(env: dict[str, str], *args: str) -> dict:
+    """Run ``python -m bench.child ARGS``; return its JSON result plus its own ``peak_mb`` (wait4)."""
+    import tempfile
+
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([sys.executable, "-m", "bench.child", *args], env=env, cwd=ROOT, stdout=out, stderr=err)
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode != 0:
+            raise RuntimeError(f"bench child {args} failed:\n{err.read().decode()[-3000:]}")
+        result = json.loads(out.read().decode().strip().splitlines()[-1])
+    result["peak_mb"] = round(usage.ru_maxrss / 1024, 1)
+    return result
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    mem = ""
+    try:
+        with open("/proc/meminfo") as fh:
+            mem = f", {int(fh.readline().split()[1]) // 1024 // 1024} GiB"
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores {cpu}{mem}, Python {platform.python_version()}"
+
+
+def ratio(value: float, base: float) -> str:
+    return f"{value / base:.2f}x" if base else "n/a"
+
+
+def table(headers: list[str], rows: list[list]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
+    line = " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=False))
+    sep = "-+-".join("-" * w for w in widths)
+    body = "\n".join(" | ".join(str(x).ljust(w) for x, w in zip(r, widths, strict=False)) for r in rows)
+    return f"{line}\n{sep}\n{body}"
+
+
+def record(name: str, env: dict[str, str], headers: list[str], rows: list[list], verdict: str) -> None:
+    """Print the table and append a dated section to RESULTS.md."""
+    print(f"\n== {name} ({database_kind(env)}) ==")
+    print(table(headers, rows))
+    print(verdict)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    md = [
+        f"\n### {name} — {stamp} — {database_kind(env)} — {machine()}\n",
+        "| " + " | ".join(headers) + " |",
+        "|" + "---|" * len(headers),
+    ]
+    md += ["| " + " | ".join(str(x) for x in r) + " |" for r in rows]
+    md.append(f"\n{verdict}\n")
+    if not RESULTS.exists():
+        RESULTS.write_text("# Benchmark results\n\nAppended by `make bench` / `make bench-quick`.\n")
+    with RESULTS.open("a") as fh:
+        fh.write("\n".join(md))
+
+
+class Timer:
+    def __enter__(self):
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.start

@@ -1,0 +1,121 @@
+"""The reconciler: a SIGKILLed worker mid-export, and a flushed Redis, never lose a request."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import select
+
+from app.audit import Actor
+from app.dsr import services
+from app.dsr.models import DsrRequest, Export
+from app.dsr.states import RequestStatus
+from app.extensions import db
+from app.mail.models import OutgoingMail
+from app.queue import job_is_live
+from tests.conftest import TEST_SECRET
+from tests.factories import make_request, make_staff
+from tests.functional._fulfil import make_subject_data, run_jobs
+from workers.reconcile import reconcile
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def approve(kind: str, email: str) -> int:
+    dsr = make_request(RequestStatus.PENDING_REVIEW, kind, email=email)
+    services.transition(dsr, RequestStatus.APPROVED, Actor.staff(make_staff("officer")))
+    db.session.commit()
+    return dsr.id
+
+
+def test_redis_flushed_with_approved_requests_then_reconcile_completes_all(app, redis_conn):
+    make_subject_data(usage=50)
+    make_subject_data(email="grace@example.com", name="Grace Hopper", usage=20)
+    ids = [approve("access", "ada@example.com"), approve("deletion", "grace@example.com")]
+    ids.append(approve("access", "nobody@example.com"))
+    assert all(job_is_live(f"fulfil-{i}", redis_conn) for i in ids)
+    redis_conn.flushdb()  # Redis lost everything it had queued
+    assert not any(job_is_live(f"fulfil-{i}", redis_conn) for i in ids)
+
+    summary = reconcile()
+    assert summary["requests"] == 3
+    assert reconcile()["requests"] == 0  # already queued: no double enqueue
+    run_jobs(redis_conn)
+    for i in ids:
+        assert db.session.get(DsrRequest, i).status == RequestStatus.COMPLETED.value
+    assert reconcile()["requests"] == 0
+
+
+def _worker_env(app) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE", "PLATFORM_", "REDIS", "STRIPE"))}
+    env.update(
+        APP_ENV="testing",
+        SECRET_KEY=TEST_SECRET,
+        DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
+        PLATFORM_DATABASE_URL=app.config["SQLALCHEMY_BINDS"]["platform"],
+        REDIS_URL=app.config["REDIS_URL"],
+        EXPORT_DIR=app.config["EXPORT_DIR"],
+        PORTAL_BASE_URL=app.config["PORTAL_BASE_URL"],
+    )
+    env.pop("MAIL_SERVER", None)
+    return env
+
+
+def test_worker_killed_mid_export_then_reconcile_completes_once(app, redis_conn):
+    acct = make_subject_data(usage=60000)
+    account_id = acct.id
+    dsr_id = approve("access", "ada@example.com")
+    worker = subprocess.Popen(  # noqa: S603 - our own CLI
+        [sys.executable, "-m", "flask", "--app", "wsgi", "worker", "--queues", "fulfilment"],
+        cwd=ROOT,
+        env=_worker_env(app),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            db.session.remove()
+            dsr = db.session.get(DsrRequest, dsr_id)
+            if dsr.status == RequestStatus.IN_PROGRESS.value and dsr.progress_rows > 0:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the worker never started the export")
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+    db.session.remove()
+    dsr = db.session.get(DsrRequest, dsr_id)
+    assert dsr.status == RequestStatus.IN_PROGRESS.value
+    assert 0 < dsr.progress_rows < 60000
+    exports = list(db.session.execute(select(Export).where(Export.request_id == dsr_id)).scalars())
+    assert [e.status for e in exports] == ["building"]
+    assert not list(Path(app.config["EXPORT_DIR"]).glob("*.zip"))  # only a hidden .part, never servable
+    assert job_is_live(f"fulfil-{dsr_id}", redis_conn)  # rq still thinks it runs
+
+    summary = reconcile(stale_after=timedelta(minutes=10))  # the dead worker pid is enough
+    assert summary["abandoned"] == 1 and summary["requests"] == 1
+    run_jobs(redis_conn)
+
+    db.session.remove()
+    dsr = db.session.get(DsrRequest, dsr_id)
+    assert dsr.status == RequestStatus.COMPLETED.value
+    exports = list(db.session.execute(select(Export).where(Export.request_id == dsr_id)).scalars())
+    assert [e.status for e in exports] == ["ready"]
+    assert exports[0].manifest["files"][4]["name"] == "usage_logs.json"
+    usage_rows = {f["name"]: f["rows"] for f in exports[0].manifest["files"]}["usage_logs.csv"]
+    assert usage_rows == 60000
+    assert len(list(Path(app.config["EXPORT_DIR"]).glob("*.zip"))) == 1
+    assert not list(Path(app.config["EXPORT_DIR"]).glob(".*.part"))
+    mails = db.session.execute(select(OutgoingMail).where(OutgoingMail.template == "fulfil_export_ready")).all()
+    assert len(mails) == 1
+    assert reconcile()["requests"] == 0
+    assert account_id

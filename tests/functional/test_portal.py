@@ -206,9 +206,13 @@ def page_text(html: str) -> str:
 def test_intake_known_and_unknown_email_pages_are_identical(client, app):
     make_account(email="known@example.com")
     known = submit(client, email="known@example.com")
-    unknown = submit(client, email="stranger@example.com")
+    unknown = submit(client, email="stranger@example.test")
     assert known.status_code == unknown.status_code == 200
     assert page_text(known.get_data(as_text=True)) == page_text(unknown.get_data(as_text=True))
+    assert db.session.execute(select(DsrRequest.email).order_by(DsrRequest.id)).scalars().all() == [
+        "known@example.com",
+        "stranger@example.test",
+    ]
 
 
 # --- verification --------------------------------------------------------------------------------

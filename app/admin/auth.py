@@ -13,7 +13,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pyotp
-from flask import current_app, flash, redirect, render_template, request, session, url_for
+from flask import current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 from sqlalchemy import select
 
@@ -84,7 +84,8 @@ def _complete_login(user: StaffUser, next_url: str | None):
     user.last_login_at = utcnow()
     record_event("staff.login", Actor.staff(user), data={"totp": bool(user.totp_enabled)})
     db.session.commit()
-    session.clear()  # a fresh session: nothing from before sign-in survives it
+    session.clear()  # a fresh session: nothing from before sign-in survives it, the CSRF secret included
+    g.pop("csrf_token", None)  # so the next form gets a token bound to the new session
     login_user(user)
     session.permanent = True
     return redirect(next_url or url_for("admin.dashboard"))
@@ -175,6 +176,7 @@ def logout():
     db.session.commit()
     logout_user()
     session.clear()
+    g.pop("csrf_token", None)
     flash("You are signed out.", "info")
     return redirect(url_for("admin.login"))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, PasswordField, SelectField, StringField
-from wtforms.validators import DataRequired, Email, Length, Optional, Regexp
+from wtforms.validators import DataRequired, Length, Optional, Regexp
 
 from app.admin.models import Role
 
@@ -34,7 +34,14 @@ class TotpDisableForm(FlaskForm):
 
 
 class StaffCreateForm(FlaskForm):
-    email = EmailField("Email", validators=[DataRequired(), Email(check_deliverability=False), Length(max=254)])
+    email = EmailField(
+        "Email",
+        validators=[
+            DataRequired(),
+            Length(max=254),
+            Regexp(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", message="Enter an email address."),
+        ],
+    )
     role = SelectField("Role", choices=ROLE_CHOICES, default=Role.OFFICER.value)
     send_invite = BooleanField("Email them that their account exists", default=True)
 

@@ -46,10 +46,36 @@ class AccountSource(Source):
             yield self.export_row(row)
 
     def erase(self, subject: Subject, progress: Progress | None = None) -> list[dict[str, Any]]:
-        n = 0
-        if subject.account_id is not None:
-            n = delete_in_batches(Account.__table__, Account.id, Account.id == subject.account_id)
-        return [{"category": "account", "action": "deleted", "count": n, "reason": self.category.erasure_reason}]
+        """Delete the account; anonymise it instead if the approved plan kept rows that need it."""
+        from app.platform.models import ApiKey, SupportMessage
+
+        reason = self.category.erasure_reason
+        if subject.account_id is None:
+            return [{"category": "account", "action": "deleted", "count": 0, "reason": reason}]
+        with platform_engine().begin() as conn:
+            # Messages kept by the plan stay, no longer linked to an account.
+            conn.execute(
+                update(SupportMessage.__table__)
+                .where(SupportMessage.account_id == subject.account_id)
+                .values(account_id=None)
+            )
+            keys_left = conn.execute(select(ApiKey.id).where(ApiKey.account_id == subject.account_id).limit(1)).first()
+            if keys_left:
+                n = conn.execute(
+                    update(Account.__table__)
+                    .where(Account.id == subject.account_id)
+                    .values(
+                        email=f"erased-{subject.account_id}@invalid",
+                        name="Erased account",
+                        company=None,
+                        stripe_customer_id=None,
+                        status="closed",
+                    )
+                ).rowcount
+                why = "Anonymised, not deleted: the approved plan keeps its API keys."
+                return [{"category": "account", "action": "anonymised", "count": n, "reason": why}]
+        n = delete_in_batches(Account.__table__, Account.id, Account.id == subject.account_id)
+        return [{"category": "account", "action": "deleted", "count": n, "reason": reason}]
 
     def correct(self, subject: Subject, field: str, value: str) -> str:
         """Apply one approved field (own transaction); returns a short result, raises ``CorrectionRefused``."""

@@ -83,13 +83,16 @@ def erase_everything(
                     progress(base + n, total, f"deleting {name}")
 
             if source.key == "usage":
-                source.erase(subject, tick, batch=batch)
+                result = source.erase(subject, tick, batch=batch)
             else:
-                source.erase(subject, tick)
+                result = source.erase(subject, tick)
+            if result and result[0].get("action") != "deleted":
+                state["outcome"] = {**state.get("outcome", {}), name: [result[0]["action"], result[0]["reason"]]}
             state["done"] = [*state["done"], name]
             done_rows += state["before"].get(name, 0)
             save(state)
-        items.append(_item(name, "deleted", state["before"].get(name, 0), source.category.erasure_reason))
+        action, reason = state.get("outcome", {}).get(name, ["deleted", source.category.erasure_reason])
+        items.append(_item(name, action, state["before"].get(name, 0), reason))
 
     for cat in INVENTORY:
         if not cat.source:

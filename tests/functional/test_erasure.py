@@ -11,7 +11,7 @@ from app.dsr.models import DsrRequest
 from app.dsr.states import RequestStatus
 from app.extensions import db
 from app.mail.models import OutgoingMail
-from app.platform.models import Account
+from app.platform.models import Account, SupportMessage
 from app.sources import erasure_plan
 from app.sources.erasure import erase_everything
 from tests.factories import make_request, make_staff
@@ -113,3 +113,6 @@ def test_plan_marked_keep_is_followed(app, redis_conn):
     # the email-only support message (no account link) is still there, as the approved plan said
     assert dsr.status == RequestStatus.COMPLETED.value
     assert ("support_messages", "kept") in {(i["category"], i["action"]) for i in dsr.report["items"]}
+    assert ("account", "deleted") in {(i["category"], i["action"]) for i in dsr.report["items"]}
+    messages = db.session.execute(select(SupportMessage)).scalars().all()
+    assert len(messages) == 3 and all(m.account_id is None for m in messages)

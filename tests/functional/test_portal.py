@@ -407,3 +407,24 @@ def test_error_pages_use_the_layout(client):
     assert "site-header" in r.get_data(as_text=True)
     r = client.delete("/requests/new")
     assert r.status_code == 405 and "site-header" in r.get_data(as_text=True)
+
+
+def test_status_page_lists_requested_corrections(client):
+    dsr = make_request(S.PENDING_REVIEW, request_type="correction")
+    dsr.corrections.append(CorrectionItem(field="company", proposed_value="Example <Corp>"))
+    raw = services.issue_token(dsr, "status")
+    db.session.commit()
+    html = client.get(f"/requests/{dsr.reference}?token={raw}").get_data(as_text=True)
+    assert "Company" in html and "Example &lt;Corp&gt;" in html
+
+
+def test_unexpected_error_renders_500_page(app, client):
+    def boom():
+        raise RuntimeError("boom")
+
+    app.add_url_rule("/boom-for-test", "boom_for_test", boom)
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    r = client.get("/boom-for-test")
+    assert r.status_code == 500
+    html = r.get_data(as_text=True)
+    assert "Something went wrong on our side" in html and "boom" not in html

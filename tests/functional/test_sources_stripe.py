@@ -127,3 +127,17 @@ def test_correction_updates_account_and_stripe_customer(app):
     db.session.commit()
     assert db.session.get(Account, acct.id).name == "Augusta Ada King"
     assert stripe.Customer.retrieve(acct.stripe_customer_id).name == "Augusta Ada King"
+
+
+def test_seed_demo_gives_accounts_stripe_customers_once(app):
+    from app.demo import seed_demo
+
+    first = seed_demo(accounts=3)
+    assert first["stripe_customers_created"] == 3
+    again = seed_demo(accounts=3)
+    assert again["stripe_customers_created"] == 0
+    accounts = db.session.execute(select(Account)).scalars().all()
+    assert all(a.stripe_customer_id for a in accounts)
+    subject = find_subject(accounts[0].email)
+    types = [r["record_type"] for r in BY_KEY["stripe"].records(subject)]
+    assert {"customer", "payment_method", "subscription", "invoice", "charge"} <= set(types)

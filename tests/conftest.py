@@ -166,7 +166,9 @@ def localstripe(tmp_path_factory):
     deadline = time.monotonic() + 30
     while True:
         try:
-            req = urllib.request.Request(base + "/v1/customers", headers={"Authorization": "Bearer sk_test_x"})
+            req = urllib.request.Request(  # noqa: S310 - local test server
+                base + "/v1/customers", headers={"Authorization": "Bearer sk_test_x"}
+            )
             urllib.request.urlopen(req, timeout=2).read()  # noqa: S310 - local test server
             break
         except Exception:  # noqa: BLE001 - not up yet

@@ -20,7 +20,7 @@ from tests.conftest import make_config
 
 def stripe_config(migrated, redis_url, tmp_path, base: str, **extra) -> dict:
     """App config pointing the stripe SDK at localstripe, after wiping localstripe's data."""
-    req = urllib.request.Request(base + "/_config/data", method="DELETE")
+    req = urllib.request.Request(base + "/_config/data", method="DELETE")  # noqa: S310 - local test server
     urllib.request.urlopen(req, timeout=10).read()  # noqa: S310 - local test server
     return make_config(migrated, redis_url, tmp_path, STRIPE_API_KEY="sk_test_fulfil", STRIPE_API_BASE=base, **extra)
 

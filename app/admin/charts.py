@@ -73,7 +73,7 @@ def on_time_per_week(now: datetime) -> tuple[list[Week], list[int], list[int]]:
 
 def _frame(width: int, height: int, title: str, body: list[str]) -> Markup:
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="100%" '
         f'role="img" aria-label="{escape(title)}"><title>{escape(title)}</title>',
         *body,
         "</svg>",

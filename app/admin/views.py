@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
 from flask import abort, current_app, jsonify, render_template, request
 from flask_login import current_user
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.admin import charts
 from app.admin.guard import bp, requires
@@ -20,6 +21,7 @@ from app.mail.models import OutgoingMail
 from app.models_base import utcnow
 
 S = RequestStatus
+CORRECTABLE = frozenset({"name", "email", "company"})
 REFERENCE_RE = re.compile(r"^DSR-[0-9A-Z]{1,8}-[0-9A-Z]{1,8}$")
 
 
@@ -113,7 +115,8 @@ def _subject_summary(email: str) -> dict | None:
     except ImportError:
         return None
     try:
-        return subject_summary(email)
+        summary = subject_summary(email)
+        return {k: when(v) if isinstance(v, datetime) else v for k, v in summary.items()}
     except Exception:  # the dashboard must render even when a source is down
         current_app.logger.exception("subject_summary failed")
         return None
@@ -156,10 +159,12 @@ def request_detail(reference: str):
         elif dsr.plan:
             plan = dsr.plan.get("items") if isinstance(dsr.plan, dict) else dsr.plan
     badge = deadline_badge(dsr, now)
+    current_values = _current_values(dsr)
     return render_template(
         "admin/detail.html",
         dsr=dsr,
         badge=badge,
+        current_values=current_values,
         summary=_subject_summary(dsr.email),
         events=events,
         notes=[e for e in events if e.event == "request.note_added"],
@@ -173,6 +178,22 @@ def request_detail(reference: str):
         running=dsr.status in (S.APPROVED.value, S.IN_PROGRESS.value),
         S=S,
     )
+
+
+def _current_values(dsr: DsrRequest) -> dict[int, str | None]:
+    """What the platform holds now for each proposed field (the intake does not record it)."""
+    if dsr.request_type != RequestType.CORRECTION.value or not dsr.corrections:
+        return {}
+    from app.platform.models import Account
+
+    account = db.session.execute(
+        select(Account).where(func.lower(Account.email) == dsr.email.strip().lower()).limit(1)
+    ).scalar_one_or_none()
+    values = {}
+    for item in dsr.corrections:
+        live = getattr(account, item.field, None) if account is not None and item.field in CORRECTABLE else None
+        values[item.id] = item.current_value if item.current_value is not None else live
+    return values
 
 
 @bp.route("/requests/<reference>/progress")

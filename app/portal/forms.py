@@ -23,6 +23,7 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, ValidationError
 
 REQUEST_TYPES = [
@@ -40,6 +41,10 @@ CORRECTION_ROWS = 3
 
 # Control characters other than tab and newlines, lone surrogates, and non-characters.
 _BAD_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+
+
+def _choices(pairs) -> list[SelectChoice]:
+    return [SelectChoice(value, label) for value, label in pairs]
 
 
 def clean_text(form, field) -> None:
@@ -69,7 +74,7 @@ class CorrectionEntry(Form):
 
     field = SelectField(
         "Field to correct",
-        choices=[("", "Choose a field")] + CORRECTABLE_FIELDS,
+        choices=_choices([("", "Choose a field"), *CORRECTABLE_FIELDS]),
         validate_choice=False,
         filters=[strip_filter],
     )
@@ -79,7 +84,7 @@ class CorrectionEntry(Form):
 class IntakeForm(FlaskForm):
     request_type = RadioField(
         "What would you like us to do?",
-        choices=REQUEST_TYPES,
+        choices=_choices(REQUEST_TYPES),
         validators=[InputRequired(message="Choose the kind of request.")],
     )
     email = EmailField(
@@ -101,7 +106,7 @@ class IntakeForm(FlaskForm):
     jurisdiction = SelectField(
         "Where do you live?",
         description="This decides which law applies and how long we have to answer.",
-        choices=JURISDICTIONS,
+        choices=_choices(JURISDICTIONS),
         validators=[InputRequired(message="Choose where you live.")],
     )
     details = TextAreaField(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, PasswordField, SelectField, StringField
-from wtforms.validators import DataRequired, Length, Optional, Regexp
+from wtforms import BooleanField, EmailField, PasswordField, StringField
+from wtforms.validators import AnyOf, DataRequired, Length, Optional, Regexp
 
 from app.admin.models import Role
 
+# Rendered as a <select> by the templates; validated against the roles here.
 ROLE_CHOICES = [(r.value, r.value.capitalize()) for r in Role]
+ROLE_VALUES = [r.value for r in Role]
 
 
 class LoginForm(FlaskForm):
@@ -42,12 +44,12 @@ class StaffCreateForm(FlaskForm):
             Regexp(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", message="Enter an email address."),
         ],
     )
-    role = SelectField("Role", choices=ROLE_CHOICES, default=Role.OFFICER.value)
+    role = StringField("Role", default=Role.OFFICER.value, validators=[AnyOf(ROLE_VALUES, message="Choose a role.")])
     send_invite = BooleanField("Email them that their account exists", default=True)
 
 
 class StaffRoleForm(FlaskForm):
-    role = SelectField("Role", choices=ROLE_CHOICES)
+    role = StringField("Role", validators=[AnyOf(ROLE_VALUES, message="Choose a role.")])
 
 
 class SettingsForm(FlaskForm):

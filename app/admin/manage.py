@@ -9,7 +9,7 @@ from flask import Response, abort, flash, redirect, render_template, request, st
 from flask_login import current_user
 from sqlalchemy import func, select
 
-from app.admin.forms import SettingsForm, StaffCreateForm, StaffRoleForm
+from app.admin.forms import ROLE_CHOICES, SettingsForm, StaffCreateForm, StaffRoleForm
 from app.admin.guard import REQUIRE_TOTP_KEY, bp, requires, totp_required
 from app.admin.models import Role, StaffUser
 from app.audit import Actor, record_event
@@ -138,7 +138,7 @@ def _staff_page(form: StaffCreateForm | None = None, status: int = 200):
             staff=staff,
             form=form or StaffCreateForm(),
             settings=settings,
-            role_form=StaffRoleForm(),
+            role_choices=ROLE_CHOICES,
         ),
         status,
     )

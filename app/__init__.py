@@ -32,6 +32,7 @@ def create_app(config: dict | None = None) -> Flask:
     from app import models  # noqa: F401
 
     db.init_app(app)
+    _tune_sqlite(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
     csrf.init_app(app)
     login_manager.init_app(app)
@@ -51,6 +52,24 @@ def create_app(config: dict | None = None) -> Flask:
     register_cli(app)
     app.after_request(_security_headers)
     return app
+
+
+def _tune_sqlite(app: Flask) -> None:
+    """SQLite serves the web, the worker and cron at once: WAL lets readers run beside the writer,
+    and a busy timeout makes a writer wait for the lock instead of failing with "database is locked"."""
+    from sqlalchemy import event
+
+    with app.app_context():
+        engines = [e for e in db.engines.values() if e.dialect.name == "sqlite"]
+    for engine in engines:
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record):
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA busy_timeout = 15000")
+            cur.execute("PRAGMA journal_mode = WAL")
+            cur.execute("PRAGMA synchronous = NORMAL")
+            cur.close()
 
 
 def _init_limiter(app: Flask) -> None:

@@ -100,7 +100,9 @@ def _security_headers(response):
     headers.setdefault("Content-Security-Policy", CSP)
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("Referrer-Policy", "no-referrer")
+    # same-origin: nothing (a link's token included) leaks to other sites, while our own HTTPS forms keep the
+    # Referer that Flask-WTF's strict CSRF check requires (no-referrer refuses every POST in production).
+    headers.setdefault("Referrer-Policy", "same-origin")
     headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
     headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), interest-cohort=()")
     if response.mimetype == "text/html":

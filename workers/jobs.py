@@ -98,6 +98,7 @@ def _run(request_id: int, kind: str, work: Callable[[DsrRequest, Progress], str]
         if is_transient(exc) and retries_left > 0:
             _note_error(request_id, f"{message} (will retry; {retries_left} retries left)")
             raise
+        current_app.logger.exception("fulfilment of request %s failed", request_id)
         fail_request(request_id, message)
         return "failed"
 

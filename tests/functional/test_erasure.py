@@ -35,7 +35,7 @@ def test_erase_subject_job_deletes_everything_and_reports(app, redis_conn):
     run_jobs(redis_conn)
 
     dsr = db.session.get(DsrRequest, dsr_id)
-    assert dsr.status == RequestStatus.COMPLETED.value
+    assert dsr.status == RequestStatus.COMPLETED.value, dsr.last_error
     assert platform_mentions("ada@example.com") == []
     assert platform_mentions("lovelace") == []
     assert usage_count(account_id) == 0 and usage_count(other_id) == 30
@@ -90,7 +90,7 @@ def test_deletion_interrupted_after_some_batches_then_rerun_completes_with_corre
     run_jobs(redis_conn)
     db.session.expire_all()
     dsr = db.session.get(DsrRequest, dsr_id)
-    assert dsr.status == RequestStatus.COMPLETED.value
+    assert dsr.status == RequestStatus.COMPLETED.value, dsr.last_error
     counts = {(i["category"], i["action"]): i["count"] for i in dsr.report["items"]}
     assert counts[("usage_logs", "deleted")] == 1000  # the total, not what the re-run deleted
     assert counts[("account", "deleted")] == 1
@@ -111,7 +111,7 @@ def test_plan_marked_keep_is_followed(app, redis_conn):
     run_jobs(redis_conn)
     dsr = db.session.get(DsrRequest, dsr_id)
     # the email-only support message (no account link) is still there, as the approved plan said
-    assert dsr.status == RequestStatus.COMPLETED.value
+    assert dsr.status == RequestStatus.COMPLETED.value, dsr.last_error
     assert ("support_messages", "kept") in {(i["category"], i["action"]) for i in dsr.report["items"]}
     assert ("account", "deleted") in {(i["category"], i["action"]) for i in dsr.report["items"]}
     messages = db.session.execute(select(SupportMessage)).scalars().all()

@@ -50,8 +50,24 @@ def create_app(config: dict | None = None) -> Flask:
     from app.cli import register_cli
 
     register_cli(app)
+    app.before_request(_refuse_nul_bytes)
     app.after_request(_security_headers)
     return app
+
+
+def _refuse_nul_bytes():
+    """A NUL byte is never valid input, and PostgreSQL refuses it in text (a 500 on any query or insert
+    that carried one): answer 400 before any view sees it. The portal's forms report control characters
+    field by field themselves, so its form bodies are left to them (and path parts are only ever hashed or
+    matched against a pattern, never sent to the database as they are)."""
+    from flask import abort, request
+
+    sources = [request.args] if request.blueprint == "portal" else [request.args, request.form]
+    for values in sources:
+        for key, items in values.lists():
+            if "\x00" in key or any("\x00" in item for item in items):
+                abort(400)
+    return None
 
 
 def _tune_sqlite(app: Flask) -> None:

@@ -45,7 +45,7 @@ def create_app(config: dict | None = None) -> Flask:
     from app.health import bp as health_bp
 
     app.register_blueprint(health_bp)
-    _register_optional_blueprints(app)
+    _register_blueprints(app)
 
     from app.cli import register_cli
 
@@ -97,18 +97,13 @@ def _init_limiter(app: Flask) -> None:
     limiter.init_app(app)
 
 
-def _register_optional_blueprints(app: Flask) -> None:
-    """Blueprints of the portal and the dashboard (each a feature package)."""
-    import importlib
+def _register_blueprints(app: Flask) -> None:
+    """The feature packages: the public portal and the staff dashboard."""
+    from app.admin import views as admin_views
+    from app.portal import views as portal_views
 
-    for module in ("app.portal.views", "app.admin.views", "app.mail.views"):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name not in (module, module.rpartition(".")[0]):
-                raise
-            continue
-        mod.register(app)
+    portal_views.register(app)
+    admin_views.register(app)
 
 
 def _security_headers(response):

@@ -35,8 +35,9 @@ RUN_AXE = """async () => {
 
 
 @pytest.fixture(scope="session")
-def axe_script(request) -> Path:
-    cache = Path(request.config.cache.mkdir("axe-core"))
+def axe_script(request, tmp_path_factory) -> Path:
+    config_cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
+    cache = Path(config_cache.mkdir("axe-core")) if config_cache else tmp_path_factory.mktemp("axe-core")
     script = cache / "package" / "axe.min.js"
     if script.is_file():
         return script

@@ -10,7 +10,9 @@ file that could be served.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -22,13 +24,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from app.csvsafe import csv_line
+from app.csvsafe import safe_row
 from app.exports.readme import render_readme
 from app.models_base import utcnow
 from app.sources import BY_CATEGORY, EXPORTED, Subject
 
 SCHEMA_VERSION = 1
 PROGRESS_EVERY = 2000
+WRITE_BATCH = 1000
 
 
 @dataclass
@@ -48,6 +51,39 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)
     return str(value)
+
+
+_encode = json.JSONEncoder(ensure_ascii=False, default=_json_default).encode
+
+
+class _Batch:
+    """One category's JSON and CSV, encoded and written a batch of rows at a time: per-row writes into
+    the deflate stream and the hash cost more than the encoding itself."""
+
+    def __init__(self, out: _HashingMember, writer) -> None:
+        self.out, self.writer = out, writer
+        self.parts: list[str] = []
+        self.cells: list[list[str]] = []
+        self.written = 0
+
+    def add(self, row: dict[str, Any], fields) -> bool:
+        """Queue one row; returns True when that filled a batch and it was written."""
+        self.parts.append(_encode(row))
+        self.cells.append(safe_row([row.get(f) for f in fields]))
+        if len(self.parts) >= WRITE_BATCH:
+            self.flush()
+            return True
+        return False
+
+    def flush(self) -> None:
+        if not self.parts:
+            return
+        lead = ",\n  " if self.written else "\n  "
+        self.out.write((lead + ",\n  ".join(self.parts)).encode("utf-8"))
+        self.writer.writerows(self.cells)
+        self.written += len(self.parts)
+        self.parts.clear()
+        self.cells.clear()
 
 
 class _HashingMember:
@@ -100,21 +136,25 @@ def build_package(
                 notes[cat.name] = "Not checked: this source is not configured on this installation."
             rows = 0
             with tempfile.TemporaryFile(dir=directory) as spool:
-                spool.write(csv_line(cat.fields).encode("utf-8"))
+                spool_text = io.TextIOWrapper(spool, encoding="utf-8", newline="")
+                writer = csv.writer(spool_text, lineterminator="\r\n")
+                writer.writerow(safe_row(cat.fields))
                 with zf.open(f"{cat.name}.json", "w", force_zip64=True) as raw:
                     out = _HashingMember(raw)
                     out.write(b"[")
+                    batch = _Batch(out, writer)
                     if source.configured():
+                        fields = cat.fields
                         for row in source.records(subject):
-                            line = json.dumps(row, default=_json_default, ensure_ascii=False)
-                            out.write((",\n  " if rows else "\n  ").encode() + line.encode("utf-8"))
-                            spool.write(csv_line(row.get(f) for f in cat.fields).encode("utf-8"))
                             rows += 1
                             done += 1
-                            if done % PROGRESS_EVERY == 0:
+                            if batch.add(row, fields) and done % PROGRESS_EVERY < WRITE_BATCH:
                                 tick()
+                        batch.flush()
                     out.write(b"\n]\n" if rows else b"]\n")
                 files.append({"name": f"{cat.name}.json", "rows": rows, "sha256": out.digest.hexdigest()})
+                spool_text.flush()
+                spool_text.detach()
                 spool.seek(0)
                 with zf.open(f"{cat.name}.csv", "w", force_zip64=True) as raw:
                     out = _HashingMember(raw)

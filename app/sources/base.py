@@ -11,14 +11,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import Select, and_, delete, func, select
 
 from app.extensions import db
 from app.platform.models import Account
 from app.sources.inventory import Category
 
 CHUNK = 2000
-DELETE_BATCH = 5000
+DELETE_BATCH = 20000
 
 Progress = Callable[[int], None]
 
@@ -97,19 +97,22 @@ def count_rows(stmt: Select) -> int:
 
 
 def delete_in_batches(table, id_col, where, batch: int = DELETE_BATCH, on_batch: Progress | None = None) -> int:
-    """Delete matching rows ``batch`` ids per transaction; returns how many this call deleted."""
+    """Delete matching rows at most ``batch`` per transaction; returns how many this call deleted.
+
+    Each batch is one index range: find the id of the ``batch``-th remaining row, then delete up to it
+    (cheaper than shipping thousands of ids back in an ``IN`` list), so every transaction stays short.
+    """
     engine = platform_engine()
     total = 0
     while True:
         with engine.begin() as conn:
-            ids = list(conn.execute(select(id_col).where(where).order_by(id_col).limit(batch)).scalars())
-            if not ids:
-                break
-            conn.execute(delete(table).where(id_col.in_(ids)))
-        total += len(ids)
-        if on_batch:
+            edge = conn.execute(select(id_col).where(where).order_by(id_col).offset(batch - 1).limit(1)).scalar()
+            bounded = where if edge is None else and_(where, id_col <= edge)
+            deleted = conn.execute(delete(table).where(bounded)).rowcount or 0
+        total += deleted
+        if deleted and on_batch:
             on_batch(total)
-        if len(ids) < batch:
+        if edge is None:
             break
     return total
 

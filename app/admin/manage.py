@@ -25,9 +25,10 @@ PER_PAGE = 50
 
 def _date(value: str | None) -> date | None:
     try:
-        return date.fromisoformat(value) if value and len(value) == 10 else None
+        parsed = date.fromisoformat(value) if value and len(value) == 10 else None
     except ValueError:
         return None
+    return parsed if parsed != date.max else None  # "to" filters add a day: date.max would overflow
 
 
 def audit_filters(args) -> dict:

@@ -27,9 +27,10 @@ def _date(value: str | None) -> date | None:
     if not value or len(value) > 10:
         return None
     try:
-        return date.fromisoformat(value)
+        parsed = date.fromisoformat(value)
     except ValueError:
         return None
+    return parsed if parsed != date.max else None  # "to" filters add a day: date.max would overflow
 
 
 @dataclass

@@ -136,6 +136,14 @@ def test_fuzz_links_and_references_never_500(app, client):
     run()
 
 
+def test_admin_date_filters_at_the_end_of_the_calendar_are_not_500(app, officer_client):
+    """Found by the fuzzing below: a "to" date of 9999-12-31 overflowed when a day was added (500)."""
+    for path, key in [("/admin/audit", "date_to"), ("/admin/audit.csv", "date_to"), ("/admin/requests", "received_to")]:
+        for value in ("9999-12-31", "0001-01-01", "9999-12-30"):
+            resp = officer_client.get(path, query_string={key: value})
+            assert resp.status_code == 200, (path, key, value, resp.status_code)
+
+
 def test_fuzz_admin_query_parameters_never_500(app, officer_client):
     make_request(RequestStatus.PENDING_REVIEW)
     names = ["status", "type", "q", "overdue", "page", "jurisdiction", "assignee", "received_from", "received_to"]

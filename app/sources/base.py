@@ -1,8 +1,8 @@
 """What every data source shares: the subject it looks for, streaming reads and batched deletes.
 
-Reads for the access package go through ``stream_rows``: a server-side cursor on PostgreSQL (its own
-connection, so the job can commit progress meanwhile), keyset pages elsewhere (SQLite would block the
-job's progress writes behind a long read). Either way memory stays flat whatever the row count.
+Reads for the access package go through ``stream_rows``: one streamed cursor on its own connection
+(server-side on PostgreSQL), so the job can commit progress meanwhile and memory stays flat whatever
+the row count.
 """
 
 from __future__ import annotations
@@ -70,25 +70,16 @@ def platform_engine():
 
 
 def stream_rows(stmt: Select, key, chunk: int = CHUNK) -> Iterator[dict[str, Any]]:
-    """Yield rows of ``stmt`` as dicts, ordered by ``key``, in constant memory."""
-    engine = platform_engine()
-    if engine.dialect.name == "postgresql":
-        with engine.connect() as conn:
-            result = conn.execution_options(yield_per=chunk, stream_results=True).execute(stmt.order_by(key))
-            for row in result:
-                yield dict(row._mapping)
-        return
-    last = None
-    while True:
-        page = stmt.order_by(key).limit(chunk)
-        if last is not None:
-            page = page.where(key > last)
-        with engine.connect() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(page)]
-        if not rows:
-            return
-        yield from rows
-        last = rows[-1][key.key]
+    """Yield rows of ``stmt`` as dicts, ordered by ``key``, in constant memory.
+
+    One streamed cursor on its own connection (a server-side cursor on PostgreSQL; SQLite steps its
+    cursor lazily), fetched ``chunk`` rows at a time. SQLite runs in WAL mode (``create_app``), so this
+    long read does not block the job's progress writes on its other connection.
+    """
+    with platform_engine().connect() as conn:
+        result = conn.execution_options(yield_per=chunk, stream_results=True).execute(stmt.order_by(key))
+        for row in result.mappings():
+            yield dict(row)
 
 
 def count_rows(stmt: Select) -> int:

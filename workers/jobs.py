@@ -91,6 +91,11 @@ def _run(request_id: int, kind: str, work: Callable[[DsrRequest, Progress], str]
     progress = Progress(dsr.id)
     try:
         return work(dsr, progress)
+    except services.TransitionError as exc:
+        # Another run (say, a work horse that outlived its killed worker) finished it first.
+        db.session.rollback()
+        current_app.logger.warning("request %s: %s; this run stands down", request_id, exc)
+        return f"superseded ({exc})"
     except Exception as exc:
         db.session.rollback()
         retries_left = getattr(current, "retries_left", None) or 0

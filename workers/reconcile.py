@@ -28,6 +28,10 @@ from app.models_base import utcnow
 from app.queue import enqueue_now, get_redis, job_is_live
 
 STALE_AFTER = timedelta(minutes=10)
+# rq runs each job in a work horse with its own process group, which can outlive a killed worker
+# parent and still be working: a dead worker only means an abandoned job once the request's own
+# heartbeat (written at least every second while rows flow) has also been quiet this long.
+HORSE_GRACE = timedelta(seconds=90)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -59,13 +63,13 @@ def is_abandoned(job_id: str, dsr: DsrRequest, conn, stale_after: timedelta) -> 
         return False
     if job.get_status(refresh=True) != JobStatus.STARTED:
         return False
-    if worker_is_dead(job, conn):
+    row_beat = dsr.heartbeat_at or dsr.started_at
+    if worker_is_dead(job, conn) and (row_beat is None or row_beat < utcnow() - HORSE_GRACE):
         return True
     cutoff = utcnow() - stale_after
     job_beat = job.last_heartbeat or job.started_at
     if job_beat is not None and job_beat.tzinfo is None:
         job_beat = job_beat.replace(tzinfo=UTC)
-    row_beat = dsr.heartbeat_at or dsr.started_at
     return (job_beat is None or job_beat < cutoff) and (row_beat is None or row_beat < cutoff)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -18,11 +19,12 @@ from app.dsr.models import DsrRequest, Export
 from app.dsr.states import RequestStatus
 from app.extensions import db
 from app.mail.models import OutgoingMail
+from app.models_base import utcnow
 from app.queue import job_is_live
 from tests.conftest import TEST_SECRET
 from tests.factories import make_request, make_staff
 from tests.functional._fulfil import make_subject_data, run_jobs
-from workers.reconcile import reconcile
+from workers.reconcile import HORSE_GRACE, reconcile
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,8 +70,28 @@ def _worker_env(app) -> dict:
     return env
 
 
+# Enough rows that the export runs for several seconds (progress is written about once a second),
+# so the test can catch it mid-way and kill it there.
+ROWS = 150_000
+
+
+def _children(pid: int) -> list[int]:
+    """Every descendant of ``pid`` (from /proc), so a test can kill a whole rq worker tree."""
+    kids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            kids.append(int(entry.name))
+    return kids + [g for k in kids for g in _children(k)]
+
+
 def test_worker_killed_mid_export_then_reconcile_completes_once(app, redis_conn):
-    acct = make_subject_data(usage=30000)
+    acct = make_subject_data(usage=ROWS)
     account_id = acct.id
     dsr_id = approve("access", "ada@example.com")
     worker = subprocess.Popen(  # noqa: S603 - our own CLI
@@ -91,18 +113,30 @@ def test_worker_killed_mid_export_then_reconcile_completes_once(app, redis_conn)
         else:
             raise AssertionError("the worker never started the export")
     finally:
-        os.killpg(worker.pid, signal.SIGKILL)
+        # SIGKILL everything: the worker, its scheduler, and the work horse, which rq puts in a
+        # process group of its own (so killing the worker's group alone leaves the horse running).
+        for pid in [worker.pid, *_children(worker.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(os.getpgid(pid), signal.SIGKILL)
         worker.wait(10)
     db.session.remove()
     dsr = db.session.get(DsrRequest, dsr_id)
     assert dsr.status == RequestStatus.IN_PROGRESS.value
-    assert 0 < dsr.progress_rows < 30000
+    assert 0 < dsr.progress_rows < ROWS
     exports = list(db.session.execute(select(Export).where(Export.request_id == dsr_id)).scalars())
     assert [e.status for e in exports] == ["building"]
     assert not list(Path(app.config["EXPORT_DIR"]).glob("*.zip"))  # only a hidden .part, never servable
     assert job_is_live(f"fulfil-{dsr_id}", redis_conn)  # rq still thinks it runs
 
-    summary = reconcile(stale_after=timedelta(minutes=10))  # the dead worker pid is enough
+    # Not yet: the request's heartbeat is fresh, and a horse that outlived its worker may still run.
+    assert reconcile(stale_after=timedelta(minutes=10))["abandoned"] == 0
+    db.session.execute(
+        DsrRequest.__table__.update()
+        .where(DsrRequest.id == dsr_id)
+        .values(heartbeat_at=utcnow() - HORSE_GRACE - timedelta(seconds=1))
+    )
+    db.session.commit()
+    summary = reconcile(stale_after=timedelta(minutes=10))  # dead worker + quiet heartbeat
     assert summary["abandoned"] == 1 and summary["requests"] == 1
     run_jobs(redis_conn)
 
@@ -113,7 +147,7 @@ def test_worker_killed_mid_export_then_reconcile_completes_once(app, redis_conn)
     assert [e.status for e in exports] == ["ready"]
     assert exports[0].manifest["files"][4]["name"] == "usage_logs.json"
     usage_rows = {f["name"]: f["rows"] for f in exports[0].manifest["files"]}["usage_logs.csv"]
-    assert usage_rows == 30000
+    assert usage_rows == ROWS
     assert len(list(Path(app.config["EXPORT_DIR"]).glob("*.zip"))) == 1
     assert not list(Path(app.config["EXPORT_DIR"]).glob(".*.part"))
     mails = db.session.execute(select(OutgoingMail).where(OutgoingMail.template == "fulfil_export_ready")).all()

@@ -24,6 +24,15 @@ def _bool(value: str | None, default: bool = False) -> bool:
     return value.strip().lower() in TRUE
 
 
+def _intervals(value: str | None) -> list[int] | None:
+    if not value or not value.strip():
+        return None
+    try:
+        return [int(v) for v in value.split(",") if v.strip()] or None
+    except ValueError as exc:
+        raise ConfigError(f"MAIL_RETRY_INTERVALS must be comma-separated seconds, not {value!r}") from exc
+
+
 def _secret_key(env: str, instance_path: Path) -> str:
     key = os.environ.get("SECRET_KEY")
     if key:
@@ -74,6 +83,12 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "EXPORT_DIR": os.environ.get("EXPORT_DIR") or str(instance_path / "exports"),
         "PORTAL_BASE_URL": (os.environ.get("PORTAL_BASE_URL") or "http://127.0.0.1:5000").rstrip("/"),
         "STAFF_ALERT_EMAIL": os.environ.get("STAFF_ALERT_EMAIL") or None,
+        # Mail retry backoff in seconds (comma-separated); unset: the built-in schedule (app.mail.MAIL_RETRY).
+        "MAIL_RETRY_INTERVALS": _intervals(os.environ.get("MAIL_RETRY_INTERVALS")),
+        # How long a request's heartbeat must be quiet before a job whose worker died is re-run.
+        "RECONCILE_HORSE_GRACE_SECONDS": float(os.environ.get("RECONCILE_HORSE_GRACE_SECONDS") or 90),
+        # How old a queued mail must be before the reconciler re-enqueues it.
+        "RECONCILE_MAIL_GRACE_SECONDS": float(os.environ.get("RECONCILE_MAIL_GRACE_SECONDS") or 30),
         # Rate limits (Flask-Limiter syntax); RATELIMIT_ENABLED=false turns them off.
         "RATELIMIT_ENABLED": _bool(os.environ.get("RATELIMIT_ENABLED"), default=True),
         "RATELIMIT_INTAKE_IP": os.environ.get("RATELIMIT_INTAKE_IP") or "20 per hour",

@@ -13,6 +13,7 @@ import os
 import socket
 from datetime import UTC, timedelta
 
+from flask import current_app
 from rq import Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
@@ -30,8 +31,14 @@ from app.queue import enqueue_now, get_redis, job_is_live
 STALE_AFTER = timedelta(minutes=10)
 # rq runs each job in a work horse with its own process group, which can outlive a killed worker
 # parent and still be working: a dead worker only means an abandoned job once the request's own
-# heartbeat (written at least every second while rows flow) has also been quiet this long.
+# heartbeat (written at least every second while rows flow) has also been quiet this long
+# (``RECONCILE_HORSE_GRACE_SECONDS`` overrides it).
 HORSE_GRACE = timedelta(seconds=90)
+
+
+def horse_grace() -> timedelta:
+    seconds = current_app.config.get("RECONCILE_HORSE_GRACE_SECONDS")
+    return HORSE_GRACE if seconds is None else timedelta(seconds=float(seconds))
 
 
 def _pid_alive(pid: int) -> bool:
@@ -64,7 +71,7 @@ def is_abandoned(job_id: str, dsr: DsrRequest, conn, stale_after: timedelta) -> 
     if job.get_status(refresh=True) != JobStatus.STARTED:
         return False
     row_beat = dsr.heartbeat_at or dsr.started_at
-    if worker_is_dead(job, conn) and (row_beat is None or row_beat < utcnow() - HORSE_GRACE):
+    if worker_is_dead(job, conn) and (row_beat is None or row_beat < utcnow() - horse_grace()):
         return True
     cutoff = utcnow() - stale_after
     job_beat = job.last_heartbeat or job.started_at
@@ -73,7 +80,9 @@ def is_abandoned(job_id: str, dsr: DsrRequest, conn, stale_after: timedelta) -> 
     return (job_beat is None or job_beat < cutoff) and (row_beat is None or row_beat < cutoff)
 
 
-def reconcile(mail_grace: timedelta = timedelta(seconds=30), stale_after: timedelta = STALE_AFTER) -> dict[str, int]:
+def reconcile(mail_grace: timedelta | None = None, stale_after: timedelta = STALE_AFTER) -> dict[str, int]:
+    if mail_grace is None:
+        mail_grace = timedelta(seconds=float(current_app.config.get("RECONCILE_MAIL_GRACE_SECONDS") or 30))
     conn = get_redis()
     summary = {"requests": 0, "abandoned": 0, "mail": 0}
     open_fulfilment = db.session.execute(

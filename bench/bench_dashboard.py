@@ -38,17 +38,16 @@ def seed_requests(n: int, rng: random.Random) -> None:
     from app.extensions import db
     from app.models_base import utcnow
 
-    statuses = (
-        ["pending_review"] * 3
-        + ["completed"] * 5
-        + ["approved", "in_progress", "on_hold", "denied", "cancelled", "expired", "failed", "unverified"]
-    )
+    # Like a real register: requests older than two months are closed; recent ones in every state.
+    closed_statuses = ["completed"] * 16 + ["denied", "denied", "cancelled", "expired"]
+    recent_statuses = ["pending_review"] * 3 + ["completed"] * 3
+    recent_statuses += ["approved", "in_progress", "on_hold", "denied", "cancelled", "expired", "failed", "unverified"]
     now = utcnow()
     batch = []
     refs: set[str] = set()
     for i in range(n):
         received = now - timedelta(days=rng.uniform(0, 700))
-        status = rng.choice(statuses)
+        status = rng.choice(closed_statuses if now - received > timedelta(days=60) else recent_statuses)
         jur = rng.choice(["gdpr", "gdpr", "ccpa", "other"])
         ref = new_reference()
         while ref in refs:

@@ -17,6 +17,10 @@ from app import create_app
 from app.extensions import db
 from app.redis_server import ensure_embedded_redis, stop_embedded_redis
 
+# Browser fixtures (live_server, browser_page, ...) live in one module registered here, so the
+# session-wide Playwright instance is shared by tests/browser and tests/security.
+pytest_plugins = ["tests.browser_fixtures"]
+
 TEST_SECRET = "test-secret-key-not-for-production"  # noqa: S105
 
 

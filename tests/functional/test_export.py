@@ -10,7 +10,6 @@ import tracemalloc
 import zipfile
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 
 from app.audit import Actor

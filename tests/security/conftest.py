@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.conftest import CHROMIUM, _chromium, browser_page, live_server, screenshot_path  # noqa: F401
+from tests.browser_fixtures import CHROMIUM  # noqa: F401
 from tests.conftest import CsrfClient
 from tests.factories import PASSWORD, make_staff
 from tests.functional.admin_support import fresh_g  # noqa: F401

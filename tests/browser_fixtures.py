@@ -1,4 +1,5 @@
-"""Browser fixtures shared by the portal and admin tests.
+"""Browser fixtures shared by every test package (registered once, from tests/conftest.py, so one Playwright
+instance serves the whole session).
 
 ``live_server``: the test's ``app`` (same config, same database) served by a real werkzeug server in a
 thread on 127.0.0.1; its value is the base URL and ``PORTAL_BASE_URL`` points there, so emailed links
@@ -15,7 +16,7 @@ import pytest
 from werkzeug.serving import make_server
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",

@@ -17,6 +17,7 @@ from flask import current_app
 from rq import Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
 
 from app.dsr.models import DsrRequest
@@ -80,9 +81,32 @@ def is_abandoned(job_id: str, dsr: DsrRequest, conn, stale_after: timedelta) -> 
     return (job_beat is None or job_beat < cutoff) and (row_beat is None or row_beat < cutoff)
 
 
+def overdue_retry(job_id: str, conn, grace: timedelta) -> bool:
+    """A retry scheduled more than ``grace`` ago that no scheduler has moved to its queue.
+
+    rq's scheduler runs in one worker at a time under a lock that outlives a SIGKILLed worker by a
+    minute, and other workers only try to take it over every ten minutes: meanwhile scheduled
+    retries sit still although the job counts as live.
+    """
+    try:
+        job = Job.fetch(job_id, connection=conn)
+    except NoSuchJobError:
+        return False
+    if job.get_status(refresh=True) != JobStatus.SCHEDULED:
+        return False
+    try:
+        due = ScheduledJobRegistry(job.origin, connection=conn).get_scheduled_time(job)
+    except NoSuchJobError:
+        return True  # scheduled, yet in no registry: nothing will ever run it
+    if due.tzinfo is None:
+        due = due.replace(tzinfo=UTC)
+    return due < utcnow() - grace
+
+
 def reconcile(mail_grace: timedelta | None = None, stale_after: timedelta = STALE_AFTER) -> dict[str, int]:
     if mail_grace is None:
         mail_grace = timedelta(seconds=float(current_app.config.get("RECONCILE_MAIL_GRACE_SECONDS") or 30))
+    grace = horse_grace()
     conn = get_redis()
     summary = {"requests": 0, "abandoned": 0, "mail": 0}
     open_fulfilment = db.session.execute(
@@ -91,7 +115,7 @@ def reconcile(mail_grace: timedelta | None = None, stale_after: timedelta = STAL
     for dsr in list(open_fulfilment):
         pending = fulfilment_job(dsr)
         if job_is_live(pending.job_id, conn):
-            if not is_abandoned(pending.job_id, dsr, conn, stale_after):
+            if not (is_abandoned(pending.job_id, dsr, conn, stale_after) or overdue_retry(pending.job_id, conn, grace)):
                 continue
             Job.fetch(pending.job_id, connection=conn).delete()
             summary["abandoned"] += 1
@@ -104,7 +128,9 @@ def reconcile(mail_grace: timedelta | None = None, stale_after: timedelta = STAL
     for mail_id in list(queued_mail):
         pending = mail_job(mail_id)
         if job_is_live(pending.job_id, conn):
-            continue
+            if not overdue_retry(pending.job_id, conn, mail_grace):
+                continue
+            Job.fetch(pending.job_id, connection=conn).delete()
         if enqueue_now(pending, conn) is not None:
             summary["mail"] += 1
     return summary

@@ -11,6 +11,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from rq.job import Job, JobStatus
 from sqlalchemy import select
 
 from app.audit import Actor
@@ -154,3 +155,34 @@ def test_worker_killed_mid_export_then_reconcile_completes_once(app, redis_conn)
     assert len(mails) == 1
     assert reconcile()["requests"] == 0
     assert account_id
+
+
+def test_mail_retry_stranded_by_a_dead_scheduler_is_sent_again(app, redis_conn):
+    """A SIGKILLed worker keeps rq's scheduler lock for a minute, and the others only try to take it
+    every ten: a retry scheduled in the meantime counts as live but never runs. Reconcile re-queues it
+    once it is overdue, and never touches a retry that is not due yet."""
+    from rq.registry import ScheduledJobRegistry
+
+    from app.mail import queue_mail
+    from app.queue import get_queue
+
+    stranded = queue_mail("ada@example.com", "fulfil_staff_alert", "Stranded", error="x")
+    waiting = queue_mail("grace@example.com", "fulfil_staff_alert", "Waiting", error="x")
+    db.session.commit()
+    db.session.execute(
+        OutgoingMail.__table__.update().values(created_at=utcnow() - timedelta(minutes=5), last_error="refused")
+    )
+    db.session.commit()
+    queue = get_queue("mail", redis_conn)
+    for mail, due in ((stranded, utcnow() - timedelta(minutes=3)), (waiting, utcnow() + timedelta(minutes=3))):
+        job = Job.fetch(f"mail-{mail.id}", connection=redis_conn)
+        queue.remove(job)
+        queue.schedule_job(job, due)  # what rq's Retry does after a failed attempt
+    assert all(job_is_live(f"mail-{m.id}", redis_conn) for m in (stranded, waiting))
+
+    assert reconcile()["mail"] == 1
+    assert Job.fetch(f"mail-{stranded.id}", connection=redis_conn).get_status() == JobStatus.QUEUED
+    assert f"mail-{stranded.id}" in queue.job_ids
+    assert Job.fetch(f"mail-{waiting.id}", connection=redis_conn).get_status() == JobStatus.SCHEDULED
+    assert f"mail-{waiting.id}" in ScheduledJobRegistry("mail", connection=redis_conn).get_job_ids()
+    assert reconcile()["mail"] == 0  # queued now: not enqueued twice

@@ -25,7 +25,7 @@ PAGES = [
     "/admin/requests",
     "/admin/requests?status=pending_review&page=3",
     "/admin/requests?overdue=1",
-    "/admin/requests?q=DSR-",
+    "/admin/requests?q=user17%40bench.test",
 ]
 PASSWORD = "bench-password-123"  # noqa: S105 - local benchmark login
 

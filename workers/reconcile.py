@@ -81,6 +81,25 @@ def is_abandoned(job_id: str, dsr: DsrRequest, conn, stale_after: timedelta) -> 
     return (job_beat is None or job_beat < cutoff) and (row_beat is None or row_beat < cutoff)
 
 
+def mail_abandoned(job_id: str, conn, grace: timedelta) -> bool:
+    """A mail job still marked started whose worker is gone and which has been quiet for ``grace``.
+
+    rq itself only fails it once its timeout has passed and some worker cleans its registries, which
+    can take ten minutes. The mail job's own timeout (60 s) is shorter than the default grace, so a
+    work horse that outlived its worker has stopped by then.
+    """
+    try:
+        job = Job.fetch(job_id, connection=conn)
+    except NoSuchJobError:
+        return False
+    if job.get_status(refresh=True) != JobStatus.STARTED or not worker_is_dead(job, conn):
+        return False
+    beat = job.last_heartbeat or job.started_at
+    if beat is not None and beat.tzinfo is None:
+        beat = beat.replace(tzinfo=UTC)
+    return beat is None or beat < utcnow() - grace
+
+
 def overdue_retry(job_id: str, conn, grace: timedelta) -> bool:
     """A retry scheduled more than ``grace`` ago that no scheduler has moved to its queue.
 
@@ -128,7 +147,7 @@ def reconcile(mail_grace: timedelta | None = None, stale_after: timedelta = STAL
     for mail_id in list(queued_mail):
         pending = mail_job(mail_id)
         if job_is_live(pending.job_id, conn):
-            if not overdue_retry(pending.job_id, conn, mail_grace):
+            if not (overdue_retry(pending.job_id, conn, mail_grace) or mail_abandoned(pending.job_id, conn, grace)):
                 continue
             Job.fetch(pending.job_id, connection=conn).delete()
         if enqueue_now(pending, conn) is not None:

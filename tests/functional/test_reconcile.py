@@ -186,3 +186,26 @@ def test_mail_retry_stranded_by_a_dead_scheduler_is_sent_again(app, redis_conn):
     assert Job.fetch(f"mail-{waiting.id}", connection=redis_conn).get_status() == JobStatus.SCHEDULED
     assert f"mail-{waiting.id}" in ScheduledJobRegistry("mail", connection=redis_conn).get_job_ids()
     assert reconcile()["mail"] == 0  # queued now: not enqueued twice
+
+
+def test_mail_job_of_a_killed_worker_is_sent_again_after_the_grace(app, redis_conn):
+    """A mail job whose worker was SIGKILLed mid-send stays 'started' in rq until its timeout and a
+    registry cleanup; reconcile re-queues it once its worker is gone and it has been quiet long enough."""
+    from app.mail import queue_mail
+
+    mail = queue_mail("ada@example.com", "fulfil_staff_alert", "Interrupted", error="x")
+    db.session.commit()
+    db.session.execute(OutgoingMail.__table__.update().values(created_at=utcnow() - timedelta(minutes=5)))
+    db.session.commit()
+    job = Job.fetch(f"mail-{mail.id}", connection=redis_conn)
+    job.set_status(JobStatus.STARTED)
+    job.worker_name = "killed-worker"  # registered nowhere any more: dead
+    job.started_at = job.last_heartbeat = (utcnow() - timedelta(seconds=5)).replace(tzinfo=None)
+    job.save()
+
+    assert reconcile()["mail"] == 0  # quiet for 5 s only: within the grace
+    job.started_at = job.last_heartbeat = (utcnow() - HORSE_GRACE - timedelta(seconds=1)).replace(tzinfo=None)
+    job.save()
+    assert reconcile()["mail"] == 1
+    assert Job.fetch(f"mail-{mail.id}", connection=redis_conn).get_status() == JobStatus.QUEUED
+    assert reconcile()["mail"] == 0

@@ -134,6 +134,27 @@ def reconcile_cmd() -> None:
     click.echo(", ".join(f"{k}: {v}" for k, v in summary.items()) or "nothing to do")
 
 
+def _demo_billing_on_localstripe(port: int) -> None:
+    """Wait for localstripe, then give the demo accounts Stripe customers there (billing in exports)."""
+    import socket
+
+    from app.demo import resync_dev_stripe
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.2)
+    try:
+        made = resync_dev_stripe()
+    except Exception as exc:  # noqa: BLE001 - the demo still runs without billing data
+        click.echo(f"  (localstripe demo data not created: {type(exc).__name__}: {exc})")
+        return
+    if made:
+        click.echo(f"  localstripe: {made} demo Stripe customers created")
+
+
 @click.command("dev", help="Embedded Redis, a worker, cron, localstripe and the web server, for local use.")
 @click.option("--port", default=5000, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
@@ -161,6 +182,8 @@ def dev_cmd(port: int, host: str) -> None:
         )
         env["STRIPE_API_KEY"] = "sk_test_localstripe"  # noqa: S105 - localstripe accepts any key
         env["STRIPE_API_BASE"] = f"http://127.0.0.1:{stripe_port}"
+        current_app.config.update(STRIPE_API_KEY=env["STRIPE_API_KEY"], STRIPE_API_BASE=env["STRIPE_API_BASE"])
+        _demo_billing_on_localstripe(stripe_port)
     children.append(subprocess.Popen([*flask, "worker"], env=env))
     children.append(subprocess.Popen([*flask, "cron"], env=env))
     children.append(subprocess.Popen([*flask, "run", "--host", host, "--port", str(port), "--no-reload"], env=env))

@@ -331,3 +331,20 @@ def seed_stripe() -> int:
         db.session.commit()
         made += 1
     return made
+
+
+def resync_dev_stripe() -> int:
+    """For ``flask dev``: localstripe keeps nothing across restarts, so forget customer ids it no longer
+    knows and give those accounts new demo customers. Returns how many were (re)created."""
+    import stripe
+
+    from app.sources.stripe_billing import setup
+
+    setup()
+    for acct in list(db.session.execute(select(Account).where(Account.stripe_customer_id.is_not(None))).scalars()):
+        try:
+            stripe.Customer.retrieve(acct.stripe_customer_id)
+        except stripe.InvalidRequestError:
+            acct.stripe_customer_id = None
+    db.session.commit()
+    return seed_stripe()

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import random
 import re
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from datetime import timedelta
 
 import requests
 
-from bench.common import ROOT, apply_env, bench_env, record, reset_database
+from bench.common import apply_env, bench_env, gunicorn, record, reset_database
 
 PAGES = [
     "/admin/",
@@ -120,29 +118,8 @@ def count_statements(path: str) -> int:
     return len(seen)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def time_pages(env: dict[str, str], reps: int) -> dict[str, float]:
-    port = free_port()
-    gunicorn = subprocess.Popen(
-        [str(ROOT / ".venv" / "bin" / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", "wsgi:app"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                requests.get(base + "/healthz", timeout=1)
-                break
-            except requests.RequestException:
-                time.sleep(0.2)
+    with gunicorn(env, workers=2) as base:
         sess = requests.Session()
         page = sess.get(base + "/admin/login", timeout=10).text
         token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
@@ -163,9 +140,6 @@ def time_pages(env: dict[str, str], reps: int) -> dict[str, float]:
                 assert r.status_code == 200, (path, r.status_code)
             out[path] = statistics.median(times)
         return out
-    finally:
-        gunicorn.terminate()
-        gunicorn.wait(20)
 
 
 def main(small: int, large: int, reps: int) -> None:

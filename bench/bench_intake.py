@@ -9,28 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 import statistics
-import subprocess
 import sys
 import time
 
 import aiohttp
 
-from bench.common import ROOT, apply_env, bench_env, record, reset_database
+from bench.common import apply_env, bench_env, gunicorn, percentile, record, reset_database
 
 TOKEN = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
 async def client(
@@ -96,29 +83,9 @@ def main(clients: int, seconds: float) -> None:
     app = create_app()
     with app.app_context():
         env["REDIS_URL"] = redis_url()
-    port = free_port()
-    web = subprocess.Popen(
-        [str(ROOT / ".venv" / "bin" / "gunicorn"), "-w", "4", "-b", f"127.0.0.1:{port}", "wsgi:app"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        import requests
-
-        for _ in range(100):
-            try:
-                requests.get(base + "/healthz", timeout=1)
-                break
-            except requests.RequestException:
-                time.sleep(0.2)
+    with gunicorn(env, workers=4) as base:
         t_lat, t_err, _ = asyncio.run(drive(base, clients, seconds, trivial=True))
         lat, err, accepted = asyncio.run(drive(base, clients, seconds, trivial=False))
-    finally:
-        web.terminate()
-        web.wait(20)
     with app.app_context():
         stored = db.session.execute(select(func.count()).select_from(DsrRequest)).scalar_one()
         mails = db.session.execute(
@@ -130,7 +97,7 @@ def main(clients: int, seconds: float) -> None:
             len(t_lat),
             len(t_err),
             f"{statistics.median(t_lat) * 1000:.1f}",
-            f"{pct(t_lat, 99) * 1000:.1f}",
+            f"{percentile(t_lat, 99) * 1000:.1f}",
             f"{len(t_lat) / seconds:.0f}",
         ],
         [
@@ -138,7 +105,7 @@ def main(clients: int, seconds: float) -> None:
             len(lat),
             len(err),
             f"{statistics.median(lat) * 1000:.1f}",
-            f"{pct(lat, 99) * 1000:.1f}",
+            f"{percentile(lat, 99) * 1000:.1f}",
             f"{len(lat) / seconds:.0f}",
         ],
     ]

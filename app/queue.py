@@ -18,6 +18,7 @@ from flask import current_app
 from rq import Queue, Retry
 from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.registry import StartedJobRegistry
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
@@ -75,6 +76,27 @@ def job_is_live(job_id: str, connection: redis.Redis | None = None) -> bool:
     return job.get_status(refresh=True) in LIVE_STATUSES
 
 
+def discard_job(job: Job) -> None:
+    """``job.delete()``, also for a job a SIGKILLed worker left behind.
+
+    rq keeps the ids of a job's executions in a registry that outlives the execution hashes
+    themselves; once a killed worker's execution hash has expired, ``Job.delete`` raises ValueError
+    (and before this, one such job stopped every later ``reconcile`` run). Drop the dangling ids
+    (and their entries in the started registry) and delete again.
+    """
+    try:
+        job.delete()
+    except ValueError:
+        conn = job.connection
+        registry = job.execution_registry
+        started = StartedJobRegistry(job.origin, connection=conn)
+        stale = [f"{job.id}:{e.decode() if isinstance(e, bytes) else e}" for e in conn.zrange(registry.key, 0, -1)]
+        if stale:
+            conn.zrem(started.key, *stale)
+        conn.delete(registry.key)
+        job.delete()
+
+
 def enqueue_now(pending: PendingJob, connection: redis.Redis | None = None) -> Job | None:
     """Enqueue unless a live job with the same id exists. Returns the job, or None if deduplicated.
 
@@ -91,7 +113,7 @@ def enqueue_now(pending: PendingJob, connection: redis.Redis | None = None) -> J
         if existing is not None:
             if existing.get_status(refresh=True) in LIVE_STATUSES:
                 return None
-            existing.delete()
+            discard_job(existing)
         opts["unique"] = True
     try:
         return get_queue(pending.queue, conn).enqueue(

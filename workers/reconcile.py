@@ -27,7 +27,7 @@ from app.extensions import db
 from app.mail import mail_job
 from app.mail.models import OutgoingMail
 from app.models_base import utcnow
-from app.queue import enqueue_now, get_redis, job_is_live
+from app.queue import discard_job, enqueue_now, get_redis, job_is_live
 
 STALE_AFTER = timedelta(minutes=10)
 # rq runs each job in a work horse with its own process group, which can outlive a killed worker
@@ -136,7 +136,7 @@ def reconcile(mail_grace: timedelta | None = None, stale_after: timedelta = STAL
         if job_is_live(pending.job_id, conn):
             if not (is_abandoned(pending.job_id, dsr, conn, stale_after) or overdue_retry(pending.job_id, conn, grace)):
                 continue
-            Job.fetch(pending.job_id, connection=conn).delete()
+            discard_job(Job.fetch(pending.job_id, connection=conn))
             summary["abandoned"] += 1
         if enqueue_now(pending, conn) is not None:
             summary["requests"] += 1
@@ -149,7 +149,7 @@ def reconcile(mail_grace: timedelta | None = None, stale_after: timedelta = STAL
         if job_is_live(pending.job_id, conn):
             if not (overdue_retry(pending.job_id, conn, mail_grace) or mail_abandoned(pending.job_id, conn, grace)):
                 continue
-            Job.fetch(pending.job_id, connection=conn).delete()
+            discard_job(Job.fetch(pending.job_id, connection=conn))
         if enqueue_now(pending, conn) is not None:
             summary["mail"] += 1
     return summary

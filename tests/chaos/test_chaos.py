@@ -1,0 +1,371 @@
+"""Fault injection with real processes: requests keep their promises while the machinery breaks.
+
+Submits, verifies (through the real emails) and approves a mix of access, deletion and correction
+requests, then, while they run: SIGKILLs worker trees at random moments and restarts them, FLUSHALLs
+Redis once while approved requests are queued, stops the SMTP sink for a while, and runs
+``flask reconcile`` every few seconds as cron would. At the end every request completed exactly once,
+every email went out exactly once, every export is a valid zip whose manifest matches, and no deletion
+ran twice. Sizes: ``CHAOS_REQUESTS``, ``CHAOS_KILLS``, ``CHAOS_SMTP_DOWN`` (seconds); ``make chaos``
+runs the full size, the normal suite a reduced one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import random
+import re
+import secrets
+import threading
+import time
+import zipfile
+from collections import Counter
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+import requests
+
+from tests.chaos.harness import Stack, button_form, form_with, missing_binaries, post_form
+
+REQUESTS = int(os.environ.get("CHAOS_REQUESTS") or 8)
+KILLS = int(os.environ.get("CHAOS_KILLS") or 3)
+SMTP_DOWN = float(os.environ.get("CHAOS_SMTP_DOWN") or 8)
+# The whole run stops by itself: the chaos window, then at most this long to converge.
+SETTLE = float(os.environ.get("CHAOS_SETTLE") or (60 if REQUESTS > 10 else 40))
+RECONCILE_EVERY = 2.0
+# One heavy demo account, so an export or a deletion is still running when a kill lands.
+USAGE_ROWS = int(os.environ.get("CHAOS_USAGE_ROWS") or (60_000 if REQUESTS > 10 else 20_000))
+REF = re.compile(r"\bDSR-[A-Z0-9]{3,}(?:-[A-Z0-9]{3,})*\b")
+KINDS = ("access", "deletion", "correction")
+
+
+class Scenario:
+    def __init__(self, stack: Stack, rng: random.Random) -> None:
+        self.s = stack
+        self.rng = rng
+        self.requests: list[dict] = []
+        self.stop = threading.Event()
+        self.approved_all = threading.Event()
+        self.events: Counter = Counter()
+        self.errors: list[str] = []
+
+    # --- the subject ---------------------------------------------------------------------------------
+    def submit(self, kind: str, email: str) -> dict:
+        sess = requests.Session()
+        page = sess.get(self.s.base + "/requests/new", timeout=30)
+        form = form_with(page.text, "email", "request_type")
+        fields = {
+            "request_type": kind,
+            "email": email,
+            "full_name": "Chaos Subject",
+            "jurisdiction": "gdpr",
+            "details": "Fault-injection run.",
+        }
+        new_name = None
+        if kind == "correction":
+            new_name = f"Corrected {secrets.token_hex(3)}"
+            fields.update({"correction-0-field": "name", "correction-0-value": new_name})
+        r = post_form(sess, page, form, fields)
+        assert r.status_code < 400, f"intake refused {kind} for {email}: {r.status_code}"
+        return {"kind": kind, "email": email, "session": sess, "new_name": new_name}
+
+    def verify(self, req: dict) -> None:
+        link = self.s.sink.wait_link(req["email"], "/verify/", timeout=30)
+        assert link, f"no verification email reached SMTP for {req['email']}"
+        url = urlparse(link)
+        sess = req["session"]
+        page = sess.get(self.s.base + url.path + (f"?{url.query}" if url.query else ""), timeout=30)
+        form = next((f for f in form_with_all(page.text) if (f.get("method") or "").lower() == "post"), None)
+        if form is not None:
+            page = post_form(sess, page, form, {})
+        refs = REF.findall(page.text)
+        assert refs, f"confirming {req['email']} showed no reference (status {page.status_code})"
+        req["ref"] = refs[0]
+
+    # --- the officer ---------------------------------------------------------------------------------
+    def officer(self) -> requests.Session:
+        email, password = f"chaos-officer-{secrets.token_hex(3)}@example.test", "Chaos-" + secrets.token_urlsafe(16)
+        result = self.s.flask("staff", "create", email, "--role", "officer", "--password-stdin", stdin=password + "\n")
+        assert result.returncode == 0, result.stderr[-2000:]
+        sess = requests.Session()
+        page = sess.get(self.s.base + "/admin/login", timeout=30)
+        r = post_form(sess, page, form_with(page.text, "email", "password"), {"email": email, "password": password})
+        assert r.status_code < 400 and "/admin/login" not in r.url, "officer could not log in"
+        return sess
+
+    def approve(self, officer: requests.Session, req: dict) -> None:
+        url = f"{self.s.base}/admin/requests/{req['ref']}"
+        page = officer.get(url, timeout=30)
+        assert page.status_code == 200, f"{req['ref']}: detail page {page.status_code}"
+        if req["kind"] == "correction":
+            form = button_form(page.text, "decision", "approved")
+            assert form is not None, f"{req['ref']}: no accept button for the proposed change"
+            r = post_form(officer, page, form, {"action": "decide_item", "decision": "approved"})
+            assert r.status_code < 400
+            page = officer.get(url, timeout=30)
+        form = button_form(page.text, "action", "approve")
+        assert form is not None, f"{req['ref']}: no approve form on the detail page"
+        r = post_form(officer, page, form, {"action": "approve"})
+        assert r.status_code < 400, f"{req['ref']}: approve answered {r.status_code}"
+        status = self.status(req["ref"])
+        assert status in ("approved", "in_progress", "completed"), f"{req['ref']} is {status} after approve"
+
+    def status(self, ref: str) -> str | None:
+        rows = self.s.query(self.s.portal(), "select status from dsr_request where reference = :r", r=ref)
+        return rows[0][0] if rows else None
+
+    # --- the chaos -----------------------------------------------------------------------------------
+    def chaos(self, window: float) -> None:
+        """Kill, flush, cut SMTP and reconcile on a schedule inside ``window`` seconds."""
+        start = time.monotonic()
+        kill_at = sorted(self.rng.uniform(0.5, window) for _ in range(KILLS))
+        smtp_back_at = start + SMTP_DOWN
+        self.s.sink.stop()
+        self.s.log(f"SMTP sink stopped for {SMTP_DOWN:.0f}s")
+        flushed = False
+        next_reconcile = start + RECONCILE_EVERY
+        while not self.stop.is_set():
+            now = time.monotonic()
+            if not self.s.sink.up and now >= smtp_back_at:
+                self.s.sink.start()
+                self.s.log("SMTP sink back")
+            if not flushed and self.approved_all.is_set():
+                self.s.redis.flushall()
+                flushed = True
+                self.events["flushall"] += 1
+                self.s.log("Redis FLUSHALL with approved requests queued")
+            if kill_at and now - start >= kill_at[0] and self.s.workers:
+                kill_at.pop(0)
+                self.kill_one()
+            if now >= next_reconcile:
+                ok, summary = self.s.reconcile()
+                self.events["reconcile"] += 1
+                if not ok:
+                    self.errors.append(f"flask reconcile failed: {summary}")
+                if not summary.startswith("requests: 0, abandoned: 0, mail: 0"):
+                    self.s.log(f"reconcile: {summary}")
+                next_reconcile = time.monotonic() + RECONCILE_EVERY
+            time.sleep(0.1)
+        if not self.s.sink.up:
+            self.s.sink.start()
+
+    def kill_one(self) -> None:
+        # Prefer a moment when some job is running, so the kill lands mid-work.
+        end = time.monotonic() + 2
+        while time.monotonic() < end and not self.s.redis.keys("rq:wip:*"):
+            time.sleep(0.05)
+        victim = self.rng.choice(self.s.workers)
+        running = self.s.query(self.s.portal(), "select count(*) from dsr_request where status = 'in_progress'")[0][0]
+        killed = self.s.kill_worker(victim)
+        self.events["kills"] += 1
+        self.s.log(f"SIGKILL worker tree ({killed} processes; {running} requests in progress)")
+        time.sleep(self.rng.uniform(0.2, 1.5))
+        self.s.start_worker()
+
+    def open_requests(self) -> list[str]:
+        refs = [r["ref"] for r in self.requests]
+        rows = self.s.query(self.s.portal(), "select reference, status from dsr_request")
+        return [ref for ref, status in rows if ref in refs and status != "completed"]
+
+    def unsent_mail(self) -> int:
+        return self.s.query(self.s.portal(), "select count(*) from outgoing_mail where status != 'sent'")[0][0]
+
+    def mail_mismatch(self) -> bool:
+        ids = {r[0] for r in self.s.query(self.s.portal(), "select message_id from outgoing_mail")}
+        seen = self.s.sink.message_ids()
+        return set(seen) != ids
+
+
+def form_with_all(html: str):
+    from bs4 import BeautifulSoup
+
+    return BeautifulSoup(html, "html.parser").find_all("form")
+
+
+def plan(rng: random.Random, accounts: list[str], n: int) -> list[tuple[str, str]]:
+    """``n`` (kind, email) pairs: every kind, demo accounts first, then unknown emails; no email twice."""
+    emails = list(accounts)
+    rng.shuffle(emails)
+    unknown = max(2, n // 4)
+    known = emails[: max(0, n - unknown)]
+    emails = known + [f"unknown-{secrets.token_hex(4)}@example.test" for _ in range(n - len(known))]
+    return [(KINDS[i % len(KINDS)], email) for i, email in enumerate(emails)]
+
+
+def check_export(stack: Stack, req: dict, problems: list[str]) -> None:
+    links = stack.sink.links(req["email"], "/download/")
+    if len(links) != 1:
+        problems.append(f"{req['ref']}: {len(links)} download links emailed, expected 1")
+        return
+    url = urlparse(links[0])
+    r = requests.get(stack.base + url.path + (f"?{url.query}" if url.query else ""), timeout=120)
+    if r.status_code != 200 or r.content[:2] != b"PK":
+        problems.append(f"{req['ref']}: download answered {r.status_code}, not a zip")
+        return
+    try:
+        z = zipfile.ZipFile(io.BytesIO(r.content))
+        bad = z.testzip()
+        manifest = json.loads(z.read("manifest.json"))
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        problems.append(f"{req['ref']}: invalid export zip ({exc})")
+        return
+    if bad:
+        problems.append(f"{req['ref']}: corrupt member {bad}")
+    files = manifest.get("files") or []
+    if not files or manifest.get("request_reference") != req["ref"]:
+        problems.append(f"{req['ref']}: manifest lists no files or the wrong reference")
+    names = set(z.namelist())
+    for entry in files:
+        if entry["name"] not in names:
+            problems.append(f"{req['ref']}: manifest names {entry['name']}, missing from the zip")
+        elif hashlib.sha256(z.read(entry["name"])).hexdigest() != entry.get("sha256"):
+            problems.append(f"{req['ref']}: sha256 of {entry['name']} does not match the manifest")
+
+
+def job_state(stack: Stack, job_id: str) -> str:
+    """What rq says about a job, for the failure report."""
+    from rq import Worker
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job
+
+    try:
+        job = Job.fetch(job_id, connection=stack.redis)
+    except NoSuchJobError:
+        return f"{job_id}: no job in Redis"
+    worker = None
+    if job.worker_name:
+        worker = Worker.find_by_key(Worker.redis_worker_namespace_prefix + job.worker_name, connection=stack.redis)
+    alive = worker is not None and worker.pid and Path(f"/proc/{worker.pid}").exists()
+    return (
+        f"{job_id}: {job.get_status()}, worker {job.worker_name or '-'} "
+        f"({'registered' if worker else 'unregistered'}, pid {getattr(worker, 'pid', None)} "
+        f"{'alive' if alive else 'dead'}), started {job.started_at}, heartbeat {job.last_heartbeat}"
+    )
+
+
+def judge(scenario: Scenario) -> list[str]:
+    s = scenario.s
+    problems: list[str] = []
+    by_ref = {r["ref"]: r for r in scenario.requests}
+    rows = s.query(s.portal(), "select id, reference, status, last_error from dsr_request")
+    status = {ref: (st, err) for _id, ref, st, err in rows if ref in by_ref}
+    for ref, req in by_ref.items():
+        st, err = status.get(ref, (None, None))
+        if st != "completed":
+            ids = [i for i, r, *_ in rows if r == ref]
+            problems.append(
+                f"{ref} ({req['kind']}, {req['email']}): {st}, not completed; last error: {err}; "
+                + (job_state(s, f"fulfil-{ids[0]}") if ids else "no row")
+            )
+    events = s.query(
+        s.portal(), "select request_reference, data from audit_event where event = 'request.status_changed'"
+    )
+    completions: Counter = Counter()
+    for ref, data in events:
+        data = json.loads(data) if isinstance(data, str) else (data or {})
+        if ref in by_ref and data.get("to") == "completed":
+            completions[ref] += 1
+    for ref in by_ref:
+        if completions[ref] != 1:
+            problems.append(f"{ref}: {completions[ref]} audit events changing it to completed, expected 1")
+
+    mail = s.query(s.portal(), "select id, message_id, status, to_addr, template, last_error from outgoing_mail")
+    seen = s.sink.message_ids()
+    for mail_id, mid, st, to, template, err in mail:
+        if st != "sent":
+            problems.append(f"mail {template} to {to}: {st} ({err}); {job_state(s, f'mail-{mail_id}')}")
+        if seen[mid] != 1:
+            problems.append(f"mail {template} to {to}: delivered {seen[mid]} times, expected once")
+    unknown = set(seen) - {m[1] for m in mail}
+    if unknown:
+        problems.append(f"the sink got {len(unknown)} messages no OutgoingMail row accounts for")
+
+    for req in scenario.requests:
+        if req["kind"] == "access" and status.get(req["ref"], (None,))[0] == "completed":
+            check_export(s, req, problems)
+        if req["kind"] == "deletion":
+            left = s.platform_mentions(req["email"])
+            if left:
+                problems.append(f"{req['ref']}: {req['email']} still in platform tables {left}")
+            reports = s.query(
+                s.portal(),
+                "select count(*) from outgoing_mail m join dsr_request d on d.id = m.request_id "
+                "where d.reference = :r and m.template = 'fulfil_deletion_report'",
+                r=req["ref"],
+            )[0][0]
+            if reports != 1:
+                problems.append(f"{req['ref']}: {reports} deletion reports, expected 1")
+        if req["kind"] == "correction" and not req["email"].startswith("unknown-"):
+            names = s.query(s.platform(), "select name from platform_account where email = :e", e=req["email"])
+            if names and names[0][0] != req["new_name"]:
+                problems.append(f"{req['ref']}: account name is {names[0][0]!r}, not {req['new_name']!r}")
+    return problems
+
+
+@pytest.mark.chaos
+def test_requests_survive_kills_flush_and_smtp_outage():
+    missing = missing_binaries()
+    if missing:
+        print(f"chaos run skipped: missing {', '.join(missing)}")
+        pytest.skip(f"missing {', '.join(missing)}")
+    seed = int(os.environ.get("CHAOS_SEED") or secrets.randbits(32))
+    rng = random.Random(seed)
+    started = time.monotonic()
+    stack = Stack()
+    stack.log(f"seed {seed}: {REQUESTS} requests, {KILLS} kills, SMTP down {SMTP_DOWN:.0f}s; files in {stack.work}")
+    scenario = Scenario(stack, rng)
+    chaos_thread = None
+    try:
+        stack.start(usage_rows=USAGE_ROWS)
+        accounts = [row[0] for row in stack.query(stack.platform(), "select email from platform_account order by id")]
+        officer = scenario.officer()
+        for kind, email in plan(rng, accounts, REQUESTS):
+            scenario.requests.append(scenario.submit(kind, email))
+        for req in scenario.requests:
+            scenario.verify(req)
+        stack.log(f"{len(scenario.requests)} requests submitted and verified ({time.monotonic() - started:.0f}s)")
+        window = max(SMTP_DOWN, 4.0 * KILLS) + 2
+        chaos_thread = threading.Thread(target=scenario.chaos, args=(window,), daemon=True)
+        chaos_thread.start()
+        for req in scenario.requests:
+            scenario.approve(officer, req)
+        scenario.approved_all.set()
+        stack.log(f"all approved ({time.monotonic() - started:.0f}s)")
+        chaos_end = time.monotonic() + window
+        deadline = chaos_end + SETTLE
+        while time.monotonic() < deadline:
+            if (
+                time.monotonic() >= chaos_end
+                and scenario.events["kills"] >= KILLS
+                and not scenario.open_requests()
+                and not scenario.unsent_mail()
+                and not scenario.mail_mismatch()
+            ):
+                break
+            time.sleep(0.5)
+        scenario.stop.set()
+        chaos_thread.join(60)
+        time.sleep(1)  # a last message in flight reaches the sink
+        problems = judge(scenario)
+        if scenario.errors:
+            problems.append(f"{len(scenario.errors)} reconcile runs failed; last: {scenario.errors[-1]}")
+        if scenario.events["kills"] < KILLS:
+            problems.append(f"only {scenario.events['kills']} of {KILLS} kills happened")
+        if scenario.events["flushall"] != 1:
+            problems.append("Redis was not flushed")
+        elapsed = time.monotonic() - started
+        stack.log(
+            f"done in {elapsed:.0f}s: {scenario.events['kills']} kills, {scenario.events['flushall']} flush, "
+            f"{scenario.events['reconcile']} reconcile runs, {len(stack.sink.snapshot())} messages delivered"
+        )
+        if problems:
+            report = "\n".join(f"  - {p}" for p in problems)
+            pytest.fail(f"chaos run (seed {seed}) broke a promise:\n{report}", pytrace=False)
+    finally:
+        scenario.stop.set()
+        if chaos_thread is not None:
+            chaos_thread.join(60)
+        stack.stop()

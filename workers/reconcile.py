@@ -56,7 +56,9 @@ def worker_is_dead(job: Job, conn) -> bool:
     if not job.worker_name:
         return False
     worker = Worker.find_by_key(Worker.redis_worker_namespace_prefix + job.worker_name, connection=conn)
-    if worker is None:
+    if worker is None or not worker.pid or not worker.hostname:
+        # Gone, or only the heartbeat a live worker wrote back after Redis was flushed: nothing says
+        # it is still running this job, so the callers' grace on the heartbeats decides.
         return True
     if worker.hostname == socket.gethostname() and worker.pid and not _pid_alive(worker.pid):
         return True

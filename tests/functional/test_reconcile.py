@@ -235,3 +235,24 @@ def test_reconcile_survives_a_job_whose_execution_expired(app, redis_conn):
     assert reconcile()["mail"] == 1
     assert Job.fetch(f"mail-{mail.id}", connection=redis_conn).get_status() == JobStatus.QUEUED
     assert not redis_conn.zrange(StartedJobRegistry("mail", connection=redis_conn).key, 0, -1)
+
+
+def test_mail_job_whose_worker_record_was_flushed_is_sent_again(app, redis_conn):
+    """After FLUSHALL a running worker writes back only its heartbeat (no pid, no host); killed
+    later mid-send, it left its mail job 'started' under a record that looked alive forever."""
+    from app.mail import queue_mail
+
+    mail = queue_mail("ada@example.com", "fulfil_staff_alert", "Flushed", error="x")
+    db.session.commit()
+    db.session.execute(OutgoingMail.__table__.update().values(created_at=utcnow() - timedelta(minutes=5)))
+    db.session.commit()
+    job = Job.fetch(f"mail-{mail.id}", connection=redis_conn)
+    job.set_status(JobStatus.STARTED)
+    job.worker_name = "flushed-worker"
+    job.started_at = job.last_heartbeat = (utcnow() - HORSE_GRACE - timedelta(seconds=1)).replace(tzinfo=None)
+    job.save()
+    redis_conn.hset("rq:worker:flushed-worker", "last_heartbeat", "2026-01-01T00:00:00.000000Z")
+    redis_conn.sadd("rq:workers", "rq:worker:flushed-worker")
+
+    assert reconcile()["mail"] == 1
+    assert Job.fetch(f"mail-{mail.id}", connection=redis_conn).get_status() == JobStatus.QUEUED

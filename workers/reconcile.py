@@ -14,7 +14,7 @@ import socket
 from datetime import UTC, timedelta
 
 from flask import current_app
-from rq import Worker
+from rq import Queue, Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry
@@ -102,6 +102,29 @@ def mail_abandoned(job_id: str, conn, grace: timedelta) -> bool:
     return beat is None or beat < utcnow() - grace
 
 
+def dequeued_by_the_dead(job_id: str, conn, grace: timedelta) -> bool:
+    """A job still 'queued' that is no longer in its queue: a worker popped it (into rq's
+    intermediate queue) and was SIGKILLed before starting it. rq only notices after two registry
+    cleanups a minute apart, which run every ten minutes; a live worker starts a popped job at once.
+    """
+    try:
+        job = Job.fetch(job_id, connection=conn)
+    except NoSuchJobError:
+        return False
+    if job.get_status(refresh=True) != JobStatus.QUEUED:
+        return False
+    queue = Queue(job.origin, connection=conn)
+    if conn.lpos(queue.key, job_id) is not None:
+        return False
+    limbo = queue.intermediate_queue
+    limbo.set_first_seen(job_id)
+    first_seen = limbo.get_first_seen(job_id)
+    if first_seen is None or first_seen > utcnow() - grace:
+        return False
+    limbo.remove(job_id)
+    return True
+
+
 def overdue_retry(job_id: str, conn, grace: timedelta) -> bool:
     """A retry scheduled more than ``grace`` ago that no scheduler has moved to its queue.
 
@@ -136,7 +159,11 @@ def reconcile(mail_grace: timedelta | None = None, stale_after: timedelta = STAL
     for dsr in list(open_fulfilment):
         pending = fulfilment_job(dsr)
         if job_is_live(pending.job_id, conn):
-            if not (is_abandoned(pending.job_id, dsr, conn, stale_after) or overdue_retry(pending.job_id, conn, grace)):
+            if not (
+                is_abandoned(pending.job_id, dsr, conn, stale_after)
+                or overdue_retry(pending.job_id, conn, grace)
+                or dequeued_by_the_dead(pending.job_id, conn, grace)
+            ):
                 continue
             discard_job(Job.fetch(pending.job_id, connection=conn))
             summary["abandoned"] += 1
@@ -149,7 +176,11 @@ def reconcile(mail_grace: timedelta | None = None, stale_after: timedelta = STAL
     for mail_id in list(queued_mail):
         pending = mail_job(mail_id)
         if job_is_live(pending.job_id, conn):
-            if not (overdue_retry(pending.job_id, conn, mail_grace) or mail_abandoned(pending.job_id, conn, grace)):
+            if not (
+                overdue_retry(pending.job_id, conn, mail_grace)
+                or mail_abandoned(pending.job_id, conn, grace)
+                or dequeued_by_the_dead(pending.job_id, conn, grace)
+            ):
                 continue
             discard_job(Job.fetch(pending.job_id, connection=conn))
         if enqueue_now(pending, conn) is not None:

@@ -35,6 +35,15 @@ BIN = ROOT / ".venv" / "bin"
 LOOPBACK = "127.0.0.1"
 
 
+# localstripe rewrites one shared /tmp/localstripe.pickle on every change and loads it at start, so a
+# run killed mid-write, or any other localstripe on the machine, can stop the next one from starting:
+# this one starts from scratch and keeps its store in memory.
+LOCALSTRIPE = (
+    "import localstripe.resources as r; r.Store.dump_to_disk = lambda self: None; "
+    "from localstripe.server import start; start()"
+)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((LOOPBACK, 0))
@@ -244,7 +253,9 @@ class Stack:
             ],
             "redis",
         )
-        self.spawn([str(BIN / "localstripe"), "--port", str(self.stripe_port)], "localstripe")
+        self.spawn(
+            [str(BIN / "python"), "-c", LOCALSTRIPE, "--port", str(self.stripe_port), "--from-scratch"], "localstripe"
+        )
         self.sink.start()
         self.redis = redis.Redis(host=LOOPBACK, port=self.redis_port, socket_timeout=5)
         end = time.monotonic() + 20
@@ -256,13 +267,14 @@ class Stack:
                 if time.monotonic() > end:
                     raise
                 time.sleep(0.1)
+        # seed-demo creates Stripe customers: localstripe must answer first.
+        if not wait_http(f"http://{LOOPBACK}:{self.stripe_port}/v1/customers", 30):
+            raise RuntimeError("localstripe did not start")
         seed = ["seed-demo", "--accounts", str(accounts)] + (["--usage-rows", str(usage_rows)] if usage_rows else [])
         for args in (("db", "upgrade"), tuple(seed)):
             result = self.flask(*args)
             if result.returncode != 0:
                 raise RuntimeError(f"flask {' '.join(args)} failed:\n{result.stderr[-3000:]}")
-        if not wait_http(f"http://{LOOPBACK}:{self.stripe_port}/v1/customers", 30):
-            raise RuntimeError("localstripe did not start")
         self.spawn(
             [str(BIN / "gunicorn"), "-b", f"{LOOPBACK}:{self.web_port}", "-w", "2", "--timeout", "120", "wsgi:app"],
             "web",

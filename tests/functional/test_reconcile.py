@@ -256,3 +256,26 @@ def test_mail_job_whose_worker_record_was_flushed_is_sent_again(app, redis_conn)
 
     assert reconcile()["mail"] == 1
     assert Job.fetch(f"mail-{mail.id}", connection=redis_conn).get_status() == JobStatus.QUEUED
+
+
+def test_mail_job_popped_by_a_killed_worker_is_sent_again(app, redis_conn):
+    """A worker SIGKILLed between popping a job (into rq's intermediate queue) and starting it left
+    the job 'queued' but in no queue: live to reconcile, run by nobody for ten minutes."""
+    from app.mail import queue_mail
+    from app.queue import get_queue
+
+    mail = queue_mail("ada@example.com", "fulfil_staff_alert", "Popped", error="x")
+    db.session.commit()
+    db.session.execute(OutgoingMail.__table__.update().values(created_at=utcnow() - timedelta(minutes=5)))
+    db.session.commit()
+    queue = get_queue("mail", redis_conn)
+    limbo = queue.intermediate_queue
+    redis_conn.lmove(queue.key, limbo.key)  # what a worker's dequeue does
+    job_id = f"mail-{mail.id}"
+    assert job_is_live(job_id, redis_conn) and job_id not in queue.job_ids
+
+    assert reconcile()["mail"] == 0  # first seen now: a live worker may be starting it
+    redis_conn.set(limbo.get_first_seen_key(job_id), (utcnow() - HORSE_GRACE - timedelta(seconds=1)).timestamp())
+    assert reconcile()["mail"] == 1
+    assert job_id in queue.job_ids and job_id not in limbo.get_job_ids()
+    assert reconcile()["mail"] == 0

@@ -50,7 +50,9 @@ def reset_database(env: dict[str, str]) -> None:
     """Empty schema at head: delete the SQLite file, or downgrade PostgreSQL to base; then migrate."""
     flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
     if database_kind(env) == "sqlite":
-        Path(env["DATABASE_URL"].removeprefix("sqlite:///")).unlink(missing_ok=True)
+        path = env["DATABASE_URL"].removeprefix("sqlite:///")
+        for suffix in ("", "-wal", "-shm"):  # WAL mode leaves two companions beside the file
+            Path(path + suffix).unlink(missing_ok=True)
     else:
         subprocess.run([*flask, "db", "downgrade", "base"], env=env, cwd=ROOT, check=True, capture_output=True)
     subprocess.run([*flask, "db", "upgrade"], env=env, cwd=ROOT, check=True, capture_output=True)

@@ -352,8 +352,8 @@ class Stack:
         insp = sa.inspect(self.platform())
         with self.platform().connect() as conn:
             for table in insp.get_table_names():
-                if table.startswith("alembic"):
-                    continue
+                if not table.startswith("platform_"):
+                    continue  # the portal's own tables, when both binds share one database
                 for col in insp.get_columns(table):
                     column = col["name"]
                     sql = f'select count(*) from "{table}" where lower(cast("{column}" as text)) like :n'  # noqa: S608

@@ -174,7 +174,7 @@ def dev_cmd(port: int, host: str) -> None:
         stripe_port = 8420
         children.append(
             subprocess.Popen(
-                [str(bindir / "localstripe"), "--port", str(stripe_port)],
+                [str(bindir / "localstripe"), "--port", str(stripe_port), "--from-scratch"],
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,

@@ -165,7 +165,10 @@ def localstripe(tmp_path_factory):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log = open(tmp_path_factory.mktemp("localstripe") / "localstripe.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([str(binary), "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+    # --from-scratch: never load the shared /tmp/localstripe.pickle another run may have left (or broken).
+    proc = subprocess.Popen(  # noqa: S603
+        [str(binary), "--port", str(port), "--from-scratch"], stdout=log, stderr=subprocess.STDOUT
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:

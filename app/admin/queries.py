@@ -98,7 +98,7 @@ def _like_prefix(value: str) -> str:
     return escaped + "%"
 
 
-def queue_statement(f: QueueFilters, now: datetime) -> Select:
+def queue_statement(f: QueueFilters, now: datetime, prefix: bool = False) -> Select:
     stmt = select(DsrRequest)
     if f.status == "open":
         stmt = stmt.where(DsrRequest.status.in_(OPEN_REVIEWED))
@@ -124,20 +124,30 @@ def queue_statement(f: QueueFilters, now: datetime) -> Select:
         stmt = stmt.where(DsrRequest.received_at < end)
     if f.q:
         ref, email = f.q.upper(), f.q.lower()
-        stmt = stmt.where(
-            or_(
-                DsrRequest.reference == ref,
-                DsrRequest.reference.like(_like_prefix(ref), escape="\\"),
-                DsrRequest.email == email,
-                DsrRequest.email.like(_like_prefix(email), escape="\\"),
+        if prefix:
+            stmt = stmt.where(
+                or_(
+                    DsrRequest.reference.like(_like_prefix(ref), escape="\\"),
+                    DsrRequest.email.like(_like_prefix(email), escape="\\"),
+                )
             )
-        )
+        else:
+            # Exact matches use the reference and email indexes; a prefix LIKE cannot on SQLite.
+            stmt = stmt.where(or_(DsrRequest.reference == ref, DsrRequest.email == email))
     return stmt
+
+
+def _count(stmt: Select) -> int:
+    return db.session.execute(select(func.count()).select_from(stmt.order_by(None).subquery())).scalar_one()
 
 
 def queue_page(f: QueueFilters, now: datetime, per_page: int = PER_PAGE) -> tuple[list[DsrRequest], int]:
     base = queue_statement(f, now)
-    total = db.session.execute(select(func.count()).select_from(base.order_by(None).subquery())).scalar_one()
+    total = _count(base)
+    if f.q and total == 0:
+        # Nothing matched the whole reference or email: look for them as prefixes instead.
+        base = queue_statement(f, now, prefix=True)
+        total = _count(base)
     rows = (
         db.session.execute(
             base.order_by(DsrRequest.due_at.asc().nulls_last(), DsrRequest.received_at, DsrRequest.id)

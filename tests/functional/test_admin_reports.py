@@ -147,7 +147,13 @@ def test_queue_filters_pagination_and_masking(app, auditor):
     assert queue_page(QueueFilters.parse({"q": late.reference[:6]}), now)[1] >= 1
     assert queue_page(QueueFilters.parse({"q": "LATE.person@"}), now)[0] == [late]
     assert queue_page(QueueFilters.parse({"q": "%"}), now)[1] == 0  # LIKE wildcards are literal
-    assert queue_page(QueueFilters.parse({"status": "all"}), now)[1] == 5
+    # A whole email is an exact (indexed) match; only when nothing matches is it tried as a prefix.
+    longer = make_request("completed", email="late.person@example.com.au")
+    exact = QueueFilters.parse({"q": "late.person@example.com", "status": "all"})
+    assert queue_page(exact, now)[0] == [late]
+    prefix = QueueFilters.parse({"q": "late.person@example", "status": "all"})
+    assert {r.id for r in queue_page(prefix, now)[0]} == {late.id, longer.id}
+    assert queue_page(QueueFilters.parse({"status": "all"}), now)[1] == 6
     assert queue_page(QueueFilters.parse({"assignee": "none"}), now)[1] == 3
     today = now.date().isoformat()
     assert queue_page(QueueFilters.parse({"received_from": today, "status": "all"}), now)[1] == 0

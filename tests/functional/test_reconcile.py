@@ -22,6 +22,7 @@ from app.extensions import db
 from app.mail.models import OutgoingMail
 from app.models_base import utcnow
 from app.queue import job_is_live
+from tests.chaos.harness import descendants
 from tests.conftest import TEST_SECRET
 from tests.factories import make_request, make_staff
 from tests.functional._fulfil import make_subject_data, run_jobs
@@ -76,21 +77,6 @@ def _worker_env(app) -> dict:
 ROWS = 150_000
 
 
-def _children(pid: int) -> list[int]:
-    """Every descendant of ``pid`` (from /proc), so a test can kill a whole rq worker tree."""
-    kids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            kids.append(int(entry.name))
-    return kids + [g for k in kids for g in _children(k)]
-
-
 def test_worker_killed_mid_export_then_reconcile_completes_once(app, redis_conn):
     acct = make_subject_data(usage=ROWS)
     account_id = acct.id
@@ -116,7 +102,7 @@ def test_worker_killed_mid_export_then_reconcile_completes_once(app, redis_conn)
     finally:
         # SIGKILL everything: the worker, its scheduler, and the work horse, which rq puts in a
         # process group of its own (so killing the worker's group alone leaves the horse running).
-        for pid in [worker.pid, *_children(worker.pid)]:
+        for pid in [worker.pid, *descendants(worker.pid)]:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(os.getpgid(pid), signal.SIGKILL)
         worker.wait(10)

@@ -222,8 +222,14 @@ def request_status(reference: str):
             abort(400)
         if request.form.get("action") != "cancel":
             abort(400)
+        cancelled = None
         if dsr.status in {s.value for s in SUBJECT_CANCELLABLE}:
-            dsr = services.transition(dsr, S.CANCELLED, Actor.subject(), reason="Cancelled by the requester")
+            try:
+                cancelled = services.transition(dsr, S.CANCELLED, Actor.subject(), reason="Cancelled by the requester")
+            except services.TransitionError:  # staff acted between our read and the row lock
+                db.session.rollback()
+        if cancelled is not None:
+            dsr = cancelled
             queue_mail(
                 dsr.email,
                 "cancelled",

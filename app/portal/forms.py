@@ -81,7 +81,19 @@ class CorrectionEntry(Form):
     value = StringField("Correct value", filters=[strip_filter])
 
 
-class IntakeForm(FlaskForm):
+class EmailChecked:
+    """Forms with an ``email`` field: syntax checked and normalised by email-validator (no network)."""
+
+    def validate_email(self, field) -> None:
+        if not field.data or len(field.data) > 254:
+            return
+        try:
+            field.data = check_email(field.data)
+        except EmailNotValidError as exc:
+            raise ValidationError(f"Enter a valid email address: {exc}") from None
+
+
+class IntakeForm(EmailChecked, FlaskForm):
     request_type = RadioField(
         "What would you like us to do?",
         choices=_choices(REQUEST_TYPES),
@@ -120,14 +132,6 @@ class IntakeForm(FlaskForm):
         "I understand that deleting my data revokes my API keys and closes my account, and that billing "
         "records are kept for as long as the law requires."
     )
-
-    def validate_email(self, field) -> None:
-        if not field.data or len(field.data) > 254:
-            return
-        try:
-            field.data = check_email(field.data)
-        except EmailNotValidError as exc:
-            raise ValidationError(f"Enter a valid email address: {exc}") from None
 
     def validate_confirm_deletion(self, field) -> None:
         if self.request_type.data == "deletion" and not field.data:
@@ -174,20 +178,12 @@ class IntakeForm(FlaskForm):
         ]
 
 
-class ResendForm(FlaskForm):
+class ResendForm(EmailChecked, FlaskForm):
     email = EmailField(
         "Email address",
         validators=[DataRequired(message="Enter your email address."), Length(max=254), clean_text],
         filters=[strip_filter],
     )
-
-    def validate_email(self, field) -> None:
-        if not field.data or len(field.data) > 254:
-            return
-        try:
-            field.data = check_email(field.data)
-        except EmailNotValidError as exc:
-            raise ValidationError(f"Enter a valid email address: {exc}") from None
 
 
 class ConfirmForm(FlaskForm):

@@ -87,6 +87,8 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "MAIL_RETRY_INTERVALS": _intervals(os.environ.get("MAIL_RETRY_INTERVALS")),
         # How long a request's heartbeat must be quiet before a job whose worker died is re-run.
         "RECONCILE_HORSE_GRACE_SECONDS": float(os.environ.get("RECONCILE_HORSE_GRACE_SECONDS") or 90),
+        # How long a send attempt owns a message; a claim older than this belongs to a dead attempt.
+        "MAIL_SEND_LEASE_SECONDS": float(os.environ.get("MAIL_SEND_LEASE_SECONDS") or 120),
         # How old a queued mail must be before the reconciler re-enqueues it.
         "RECONCILE_MAIL_GRACE_SECONDS": float(os.environ.get("RECONCILE_MAIL_GRACE_SECONDS") or 30),
         # Rate limits (Flask-Limiter syntax); RATELIMIT_ENABLED=false turns them off.

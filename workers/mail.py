@@ -1,8 +1,27 @@
-"""The mail job: deliver one stored message, exactly once."""
+"""The mail job: deliver one stored message, once.
+
+Delivery is claimed before the SMTP conversation and recorded the moment the server accepts the
+message, each in its own short transaction, so no database lock is held across network I/O:
+
+1. *Claim*: one ``UPDATE`` moves the row from ``queued`` (or from a ``sending`` claim older than the
+   send lease, whose attempt died) to ``sending`` and counts the attempt. Only one job can win it, on
+   SQLite as on PostgreSQL, so two workers never send the same message side by side (after a Redis
+   flush, for example, when reconcile enqueues a message a live work horse is already sending).
+2. *Send*, then *record*: ``sent`` is committed as soon as the server has answered the end of DATA,
+   before QUIT.
+
+A process killed after the server accepted a message and before step 2 committed leaves it
+``sending``; once the lease has passed it is sent again, with the same Message-ID, and
+``interrupted_sends`` says so. No client can do better over SMTP (the server's acceptance and our
+record cannot be one atomic step); the fixed Message-ID lets the receiving side recognise the copy.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import and_, case, or_, select, update
 
 from app.extensions import db
 from app.mail.backends import PermanentMailError, TransientMailError, deliver
@@ -10,30 +29,66 @@ from app.mail.models import OutgoingMail
 from app.models_base import utcnow
 from workers.context import job
 
+# The mail queue's job timeout is 60 s: an attempt older than this cannot still be running.
+SEND_LEASE = timedelta(seconds=120)
+
+
+def send_lease() -> timedelta:
+    seconds = current_app.config.get("MAIL_SEND_LEASE_SECONDS")
+    return SEND_LEASE if seconds is None else timedelta(seconds=float(seconds))
+
+
+def claimable(now=None):
+    """Rows a job may claim: queued, or claimed by an attempt that has outlived the lease."""
+    now = now or utcnow()
+    return or_(
+        OutgoingMail.status == "queued",
+        and_(OutgoingMail.status == "sending", OutgoingMail.send_started_at < now - send_lease()),
+    )
+
+
+def _settle(mail_id: int, attempt: int, **values) -> None:
+    """Record an attempt's outcome, unless a later attempt has taken the message over."""
+    db.session.execute(
+        update(OutgoingMail)
+        .where(OutgoingMail.id == mail_id, OutgoingMail.status == "sending", OutgoingMail.attempts == attempt)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+
 
 @job
 def send_mail(mail_id: int) -> str:
-    mail = db.session.execute(
-        select(OutgoingMail).where(OutgoingMail.id == mail_id).with_for_update()
-    ).scalar_one_or_none()
-    if mail is None:
-        return "gone"
-    if mail.status == "sent":
-        return "already sent"
-    mail.attempts = (mail.attempts or 0) + 1
+    now = utcnow()
+    claimed = db.session.execute(
+        update(OutgoingMail)
+        .where(OutgoingMail.id == mail_id, claimable(now))
+        .values(
+            status="sending",
+            send_started_at=now,
+            attempts=OutgoingMail.attempts + 1,
+            interrupted_sends=OutgoingMail.interrupted_sends + case((OutgoingMail.status == "sending", 1), else_=0),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    if claimed.rowcount != 1:
+        status = db.session.execute(select(OutgoingMail.status).where(OutgoingMail.id == mail_id)).scalar()
+        return {None: "gone", "sent": "already sent", "failed": "failed"}.get(status, "in flight elsewhere")
+    mail = db.session.get(OutgoingMail, mail_id)
+    attempt = mail.attempts
+
+    def accepted() -> None:
+        _settle(mail_id, attempt, status="sent", sent_at=utcnow(), last_error=None)
+
     try:
-        backend = deliver(mail)
+        return deliver(mail, accepted)
     except PermanentMailError as exc:
-        mail.status = "failed"
-        mail.last_error = str(exc)[:2000]
-        db.session.commit()
+        db.session.rollback()
+        _settle(mail_id, attempt, status="failed", last_error=str(exc)[:2000])
         return "failed"
     except TransientMailError as exc:
-        mail.last_error = str(exc)[:2000]
-        db.session.commit()
+        db.session.rollback()
+        _settle(mail_id, attempt, status="queued", last_error=str(exc)[:2000])
         raise  # rq retries with backoff; reconcile re-queues after the last retry
-    mail.status = "sent"
-    mail.sent_at = utcnow()
-    mail.last_error = None
-    db.session.commit()
-    return backend

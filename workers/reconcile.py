@@ -2,7 +2,8 @@
 
 It finds approved or in-progress requests whose job is gone (Redis flushed) or abandoned (worker
 killed: the job is still marked started but its worker is gone, or neither the job nor the request
-has had a heartbeat for ``stale_after``) and queued mail with no live job, and enqueues them again
+has had a heartbeat for ``stale_after``), queued mail with no live job and mail whose send attempt
+died holding its claim (``MAIL_SEND_LEASE_SECONDS``), and enqueues them again
 under their deterministic ids. The jobs are idempotent and resume where they stopped, so running
 this at any time, as often as wanted, never doubles an effect.
 """
@@ -18,7 +19,7 @@ from rq import Queue, Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from app.dsr.models import DsrRequest
 from app.dsr.services import fulfilment_job
@@ -28,6 +29,7 @@ from app.mail import mail_job
 from app.mail.models import OutgoingMail
 from app.models_base import utcnow
 from app.queue import discard_job, enqueue_now, get_redis, job_is_live
+from workers.mail import claimable
 
 STALE_AFTER = timedelta(minutes=10)
 # rq runs each job in a work horse with its own process group, which can outlive a killed worker
@@ -170,8 +172,14 @@ def reconcile(mail_grace: timedelta | None = None, stale_after: timedelta = STAL
         if enqueue_now(pending, conn) is not None:
             summary["requests"] += 1
     cutoff = utcnow() - mail_grace
+    # Queued mail, and mail whose send attempt died holding the claim (the lease has passed).
     queued_mail = db.session.execute(
-        select(OutgoingMail.id).where(OutgoingMail.status == "queued", OutgoingMail.created_at < cutoff)
+        select(OutgoingMail.id).where(
+            or_(
+                and_(OutgoingMail.status == "queued", OutgoingMail.created_at < cutoff),
+                and_(OutgoingMail.status == "sending", claimable()),
+            )
+        )
     ).scalars()
     for mail_id in list(queued_mail):
         pending = mail_job(mail_id)

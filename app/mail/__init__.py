@@ -4,7 +4,8 @@
 ``OutgoingMail`` row in the caller's transaction and registers the send job to run after commit.
 ``workers.mail.send_mail`` delivers it through the configured backend (SMTP when ``MAIL_SERVER`` is
 set, otherwise the development outbox), retrying with backoff, so an SMTP outage delays mail and loses
-none; each message carries a fixed Message-ID and is marked sent exactly once.
+none; each message carries a fixed Message-ID, one send attempt at a time claims it, and it is marked
+sent the moment the server accepts it (see ``workers.mail``).
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import smtplib
+from collections.abc import Callable
 from email.message import EmailMessage
 from email.utils import formatdate
 
@@ -33,27 +35,39 @@ def build_message(mail: OutgoingMail) -> EmailMessage:
     return msg
 
 
-def send_smtp(mail: OutgoingMail) -> None:
+def send_smtp(mail: OutgoingMail, accepted: Callable[[], None]) -> None:
+    """Send by SMTP; ``accepted`` runs as soon as the server has taken the message, before QUIT."""
     cfg = current_app.config
     try:
-        with smtplib.SMTP(cfg["MAIL_SERVER"], cfg["MAIL_PORT"], timeout=cfg["MAIL_TIMEOUT"]) as smtp:
+        smtp = smtplib.SMTP(cfg["MAIL_SERVER"], cfg["MAIL_PORT"], timeout=cfg["MAIL_TIMEOUT"])
+    except (OSError, smtplib.SMTPException) as exc:
+        raise TransientMailError(f"{type(exc).__name__}: {exc}") from exc
+    try:
+        try:
             if cfg["MAIL_USE_TLS"]:
                 smtp.starttls()
             if cfg.get("MAIL_USERNAME"):
                 smtp.login(cfg["MAIL_USERNAME"], cfg.get("MAIL_PASSWORD") or "")
             smtp.send_message(build_message(mail))
-    except smtplib.SMTPRecipientsRefused as exc:
-        codes = [code for code, _ in exc.recipients.values()]
-        if all(500 <= code < 600 for code in codes):
-            raise PermanentMailError(str(exc)) from exc
-        raise TransientMailError(str(exc)) from exc
-    except (OSError, smtplib.SMTPException) as exc:
-        raise TransientMailError(f"{type(exc).__name__}: {exc}") from exc
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _ in exc.recipients.values()]
+            if all(500 <= code < 600 for code in codes):
+                raise PermanentMailError(str(exc)) from exc
+            raise TransientMailError(str(exc)) from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            raise TransientMailError(f"{type(exc).__name__}: {exc}") from exc
+        accepted()
+    finally:
+        with contextlib.suppress(OSError, smtplib.SMTPException):
+            smtp.quit()
+        smtp.close()
 
 
-def deliver(mail: OutgoingMail) -> str:
-    """Send through the configured backend; returns the backend's name."""
+def deliver(mail: OutgoingMail, accepted: Callable[[], None]) -> str:
+    """Send through the configured backend, calling ``accepted`` once it has the message; returns
+    the backend's name."""
     if current_app.config.get("MAIL_SERVER"):
-        send_smtp(mail)
+        send_smtp(mail, accepted)
         return "smtp"
+    accepted()
     return "outbox"

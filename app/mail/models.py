@@ -12,7 +12,9 @@ from app.models_base import UTCDateTime, utcnow
 
 
 class OutgoingMail(db.Model):
-    """``status``: queued, sending, sent, failed (gave up after retries; reconcile re-queues)."""
+    """``status``: queued, sending (claimed by a send attempt at ``send_started_at``), sent, failed
+    (refused for good). ``interrupted_sends`` counts attempts that died mid-send and were taken over:
+    the message may have reached the recipient once more, with the same Message-ID."""
 
     __tablename__ = "outgoing_mail"
     __table_args__ = (Index("ix_outgoing_mail_status_created", "status", "created_at"),)
@@ -30,3 +32,5 @@ class OutgoingMail(db.Model):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    send_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    interrupted_sends: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -198,6 +198,8 @@ class Stack:
             MAIL_DEFAULT_SENDER="privacy@example.test",
             MAIL_TIMEOUT="5",
             MAIL_RETRY_INTERVALS=mail_retry,
+            # A killed send attempt's claim passes to the next attempt after this (production: 120 s).
+            MAIL_SEND_LEASE_SECONDS="8",
             STRIPE_API_KEY="sk_test_chaos",
             STRIPE_API_BASE=f"http://{LOOPBACK}:{self.stripe_port}",
             EXPORT_DIR=str(self.work / "exports"),

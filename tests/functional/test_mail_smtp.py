@@ -105,3 +105,82 @@ def test_smtp_outage_delays_mail_and_delivers_exactly_once(client, redis_conn, s
         assert sink.to("grace@example.com")[0]["Message-ID"] == message_id
     finally:
         sink.stop()
+
+
+def _stored_mail() -> int:
+    from app.mail import queue_mail
+
+    mail = queue_mail("ada@example.com", "fulfil_staff_alert", "Claimed", error="x")
+    db.session.commit()
+    return mail.id
+
+
+def _claim(mail_id: int, started_ago) -> None:
+    """What a send attempt leaves behind when it is killed mid-conversation."""
+    from app.models_base import utcnow
+
+    db.session.execute(
+        OutgoingMail.__table__.update()
+        .where(OutgoingMail.id == mail_id)
+        .values(status="sending", send_started_at=utcnow() - started_ago, attempts=1)
+    )
+    db.session.commit()
+
+
+def test_a_message_claimed_by_a_live_attempt_is_not_sent_beside_it(app, sink_port):
+    """After a Redis flush reconcile may enqueue a message that a live work horse is sending: the
+    second job finds the claim and leaves the message alone (SQLite has no row locks to rely on)."""
+    from datetime import timedelta
+
+    from workers.mail import send_mail
+
+    sink = SmtpSink(sink_port).start()
+    try:
+        mail_id = _stored_mail()
+        _claim(mail_id, timedelta(seconds=5))
+        assert send_mail(mail_id) == "in flight elsewhere"
+        assert sink.to("ada@example.com") == []
+        mail = db.session.get(OutgoingMail, mail_id)
+        assert (mail.status, mail.attempts, mail.interrupted_sends) == ("sending", 1, 0)
+    finally:
+        sink.stop()
+
+
+def test_a_claim_outliving_the_lease_is_taken_over_and_sent_once_with_the_same_message_id(app, redis_conn, sink_port):
+    from datetime import timedelta
+
+    from workers.mail import SEND_LEASE, send_mail
+    from workers.reconcile import reconcile
+
+    sink = SmtpSink(sink_port).start()
+    try:
+        mail_id = _stored_mail()
+        redis_conn.flushall()  # the first attempt's job is gone with its worker
+        _claim(mail_id, SEND_LEASE - timedelta(seconds=10))
+        assert reconcile()["mail"] == 0  # still within the lease: the attempt may be alive
+        _claim(mail_id, SEND_LEASE + timedelta(seconds=1))
+        assert reconcile()["mail"] == 1
+        run_mail_worker(redis_conn)
+        mail = db.session.get(OutgoingMail, mail_id)
+        assert (mail.status, mail.attempts, mail.interrupted_sends) == ("sent", 2, 1)
+        got = sink.to("ada@example.com")
+        assert [m["Message-ID"] for m in got] == [mail.message_id]
+        assert send_mail(mail_id) == "already sent"
+        assert reconcile()["mail"] == 0
+    finally:
+        sink.stop()
+
+
+def test_an_attempt_overtaken_by_a_later_one_does_not_overwrite_its_outcome(app, sink_port):
+    """A stale attempt that comes back after the lease (a paused process) records nothing: the row
+    belongs to the attempt that claimed it last."""
+    from workers.mail import _settle
+
+    mail_id = _stored_mail()
+    db.session.execute(
+        OutgoingMail.__table__.update().where(OutgoingMail.id == mail_id).values(status="sending", attempts=2)
+    )
+    db.session.commit()
+    _settle(mail_id, 1, status="queued", last_error="late failure of attempt 1")
+    mail = db.session.get(OutgoingMail, mail_id)
+    assert (mail.status, mail.last_error) == ("sending", None)

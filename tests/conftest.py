@@ -66,7 +66,16 @@ def make_config(database_url: str, redis_url: str, tmp_path: Path, **extra) -> d
 def migrated(database_url, redis_url, tmp_path_factory) -> str:
     """Build the schema once with Alembic (never create_all)."""
     from flask_migrate import upgrade
+    from sqlalchemy import create_engine
 
+    if database_url.startswith("postgresql"):
+        # TEST_DATABASE_URL names a database for tests only: start from an empty schema, whatever an
+        # earlier run (another branch, an interrupted session) left in it.
+        engine = create_engine(database_url)
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+        engine.dispose()
     app = create_app(make_config(database_url, redis_url, tmp_path_factory.mktemp("mig")))
     with app.app_context():
         upgrade()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -16,7 +16,7 @@ from app.sources.base import (
     delete_in_batches,
     normalise_email,
     platform_engine,
-    stream_rows,
+    stream_batches,
 )
 from app.sources.inventory import category
 
@@ -39,11 +39,11 @@ class AccountSource(Source):
     def count(self, subject: Subject) -> int:
         return 0 if subject.account_id is None else count_rows(self._select(subject))
 
-    def records(self, subject: Subject, progress: Progress | None = None) -> Iterator[dict[str, Any]]:
+    def batches(self, subject: Subject) -> Iterator[Sequence[Sequence[Any]]]:
+        # The select's columns are the inventory's fields, in order.
         if subject.account_id is None:
             return
-        for row in stream_rows(self._select(subject), Account.id):
-            yield self.export_row(row)
+        yield from stream_batches(self._select(subject), Account.id)
 
     def erase(self, subject: Subject, progress: Progress | None = None) -> list[dict[str, Any]]:
         """Delete the account; anonymise it instead if the approved plan kept rows that need it."""

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import select, update
 
 from app.models_base import utcnow
 from app.platform.models import ApiKey
-from app.sources.base import Progress, Source, Subject, count_rows, delete_in_batches, platform_engine, stream_rows
+from app.sources.base import Progress, Source, Subject, count_rows, delete_in_batches, platform_engine, stream_batches
 from app.sources.inventory import category
 
 
@@ -27,11 +27,11 @@ class ApiKeySource(Source):
     def count(self, subject: Subject) -> int:
         return 0 if subject.account_id is None else count_rows(self._select(subject))
 
-    def records(self, subject: Subject, progress: Progress | None = None) -> Iterator[dict[str, Any]]:
+    def batches(self, subject: Subject) -> Iterator[Sequence[Sequence[Any]]]:
+        # The select's columns are the inventory's fields, in order.
         if subject.account_id is None:
             return
-        for row in stream_rows(self._select(subject), ApiKey.id):
-            yield self.export_row(row)
+        yield from stream_batches(self._select(subject), ApiKey.id)
 
     def erase(self, subject: Subject, progress: Progress | None = None) -> list[dict[str, Any]]:
         if subject.account_id is None:

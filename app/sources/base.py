@@ -1,13 +1,14 @@
 """What every data source shares: the subject it looks for, streaming reads and batched deletes.
 
-Reads for the access package go through ``stream_rows``: one streamed cursor on its own connection
+Reads for the access package go through ``stream_batches``: one streamed cursor on its own connection
 (server-side on PostgreSQL), so the job can commit progress meanwhile and memory stays flat whatever
-the row count.
+the row count. Rows travel as tuples in the inventory's field order, a batch at a time (``Source.batches``):
+building a dict per row cost more than reading it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,17 +70,23 @@ def platform_engine():
     return db.engines["platform"]
 
 
-def stream_rows(stmt: Select, key, chunk: int = CHUNK) -> Iterator[dict[str, Any]]:
-    """Yield rows of ``stmt`` as dicts, ordered by ``key``, in constant memory.
+def stream_batches(stmt: Select, key, chunk: int = CHUNK) -> Iterator[Sequence[Sequence[Any]]]:
+    """Yield the rows of ``stmt``, ordered by ``key``, as lists of at most ``chunk`` tuple-like rows.
 
     One streamed cursor on its own connection (a server-side cursor on PostgreSQL; SQLite steps its
-    cursor lazily), fetched ``chunk`` rows at a time. SQLite runs in WAL mode (``create_app``), so this
-    long read does not block the job's progress writes on its other connection.
+    cursor lazily), fetched ``chunk`` rows at a time, so memory is constant. SQLite runs in WAL mode
+    (``create_app``), so this long read does not block the job's progress writes on its other connection.
     """
     with platform_engine().connect() as conn:
         result = conn.execution_options(yield_per=chunk, stream_results=True).execute(stmt.order_by(key))
-        for row in result.mappings():
-            yield dict(row)
+        yield from result.partitions()
+
+
+def stream_rows(stmt: Select, key, chunk: int = CHUNK) -> Iterator[dict[str, Any]]:
+    """Yield rows of ``stmt`` as dicts, ordered by ``key``, in constant memory (see ``stream_batches``)."""
+    for batch in stream_batches(stmt, key, chunk):
+        for row in batch:
+            yield dict(row._mapping)
 
 
 def count_rows(stmt: Select) -> int:
@@ -126,7 +133,29 @@ class Source:
         raise NotImplementedError
 
     def records(self, subject: Subject, progress: Progress | None = None) -> Iterator[dict[str, Any]]:
-        raise NotImplementedError
+        """The subject's rows as dicts of the inventory's fields."""
+        fields = self.category.fields
+        for batch in self.batches(subject):
+            for row in batch:
+                yield dict(zip(fields, row, strict=True))
+
+    def batches(self, subject: Subject) -> Iterator[Sequence[Sequence[Any]]]:
+        """The subject's rows for the access package: lists of tuples in ``category.fields`` order.
+
+        A source overrides this or ``records`` (this default batches ``records``; the default
+        ``records`` reads this). Table sources stream their select, whose columns are the fields.
+        """
+        if type(self).records is Source.records:
+            raise NotImplementedError(f"{type(self).__name__} implements neither records() nor batches()")
+        fields = self.category.fields
+        batch: list[tuple[Any, ...]] = []
+        for row in self.records(subject):
+            batch.append(tuple(row.get(f) for f in fields))
+            if len(batch) >= CHUNK:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
 
     def plan(self, subject: Subject) -> list[dict[str, Any]]:
         n = self.count(subject)

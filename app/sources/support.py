@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import func, or_, select
 
 from app.platform.models import SupportMessage
-from app.sources.base import Progress, Source, Subject, count_rows, delete_in_batches, stream_rows
+from app.sources.base import Progress, Source, Subject, count_rows, delete_in_batches, stream_batches
 from app.sources.inventory import category
 
 
@@ -28,9 +28,9 @@ class SupportSource(Source):
     def count(self, subject: Subject) -> int:
         return count_rows(select(SupportMessage.id).where(self._where(subject)))
 
-    def records(self, subject: Subject, progress: Progress | None = None) -> Iterator[dict[str, Any]]:
-        for row in stream_rows(self._select(subject), SupportMessage.id):
-            yield self.export_row(row)
+    def batches(self, subject: Subject) -> Iterator[Sequence[Sequence[Any]]]:
+        # The select's columns are the inventory's fields, in order.
+        yield from stream_batches(self._select(subject), SupportMessage.id)
 
     def erase(self, subject: Subject, progress: Progress | None = None) -> list[dict[str, Any]]:
         n = delete_in_batches(SupportMessage.__table__, SupportMessage.id, self._where(subject))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +16,7 @@ from app.sources.base import (
     Subject,
     count_rows,
     delete_in_batches,
-    stream_rows,
+    stream_batches,
 )
 from app.sources.inventory import category
 
@@ -34,11 +34,11 @@ class UsageSource(Source):
     def count(self, subject: Subject) -> int:
         return 0 if subject.account_id is None else count_rows(select(UsageRecord.id).where(self._where(subject)))
 
-    def records(self, subject: Subject, progress: Progress | None = None) -> Iterator[dict[str, Any]]:
+    def batches(self, subject: Subject) -> Iterator[Sequence[Sequence[Any]]]:
+        # The select's columns are the inventory's fields, in order.
         if subject.account_id is None:
             return
-        for row in stream_rows(self._select(subject), UsageRecord.id):
-            yield self.export_row(row)
+        yield from stream_batches(self._select(subject), UsageRecord.id)
 
     def erase(
         self, subject: Subject, progress: Progress | None = None, batch: int = DELETE_BATCH

@@ -33,6 +33,9 @@ class DsrRequest(db.Model):
         Index("ix_dsr_request_email_type", "email", "request_type"),
         Index("ix_dsr_request_type_received", "request_type", "received_at"),
         Index("ix_dsr_request_assignee_status", "assignee_id", "status"),
+        # The dashboard's on-time chart: completed requests closed in the window, with their deadline,
+        # straight from the index (the closed_at index alone visited every row's table page).
+        Index("ix_dsr_request_status_closed", "status", "closed_at", "due_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

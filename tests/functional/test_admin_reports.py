@@ -197,6 +197,24 @@ def test_dashboard_counts_and_charts(app, auditor):
     assert "1 of 1 completed on time" in html
 
 
+def test_dashboard_charts_count_only_their_window(app):
+    from app.admin.charts import on_time_per_week, requests_per_week
+
+    now = utcnow()
+    recent = now - timedelta(days=3)
+    closed("completed", "access", "gdpr", recent - timedelta(days=20), 20)  # on time, this week
+    closed("completed", "deletion", "gdpr", recent - timedelta(days=50), 50)  # late, this week
+    closed("denied", "access", "gdpr", recent - timedelta(days=5), 5)  # closed, not completed
+    closed("completed", "access", "gdpr", now - timedelta(days=400), 10)  # history outside the window
+    make_request("pending_review", request_type="correction", received_days_ago=1)
+    weeks, series = requests_per_week(now)
+    assert weeks[0].start <= recent < weeks[-1].end
+    # received in the window: all but the 400-day-old request
+    assert sum(series["access"]) == 2 and sum(series["correction"]) == 1 and sum(series["deletion"]) == 1
+    _weeks, done, ok = on_time_per_week(now)
+    assert (sum(done), sum(ok)) == (2, 1)
+
+
 def test_outbox_lists_mail_and_shows_html_escaped(app, auditor):
     from app.mail.models import OutgoingMail
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import os
 import tempfile
@@ -21,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,9 @@ def _json_lines(rows, fields: tuple[str, ...]) -> bytes:
     ``},{`` at each of the ``len(rows) - 1`` boundaries; if that is every ``},{`` in it (none inside a
     string), the boundaries are exactly those and become line breaks. Otherwise: one object at a time.
     """
-    objects = [dict(zip(fields, row, strict=True)) for row in rows]
+    if len(rows[0]) != len(fields):  # every row of a batch is as wide (safe_rows checks): one check
+        raise ValueError(f"rows of {len(rows[0])} values for {len(fields)} fields")
+    objects = list(map(dict, map(zip, repeat(fields), rows)))
     blob = orjson.dumps(objects, default=_json_default)
     if blob.count(b"},{") == len(objects) - 1:
         return blob[1:-1].replace(b"},{", b"},\n  {")
@@ -131,24 +133,25 @@ def build_package(
                 notes[cat.name] = "Not checked: this source is not configured on this installation."
             rows = 0
             with tempfile.TemporaryFile(dir=directory) as spool:
-                spool_text = io.TextIOWrapper(spool, encoding="utf-8", newline="")
-                writer = csv.writer(spool_text, lineterminator="\r\n")
-                writer.writerow(safe_row(cat.fields))
-                with zf.open(f"{cat.name}.json", "w", force_zip64=True) as raw:
-                    out = _HashingMember(raw)
-                    out.write(b"[")
-                    if source.configured():
-                        for batch in source.batches(subject):
-                            if not batch:
-                                continue
-                            _write_batch(out, writer, batch, cat.fields, first=not rows)
-                            rows += len(batch)
-                            done += len(batch)
-                            tick()
-                    out.write(b"\n]\n" if rows else b"]\n")
-                files.append({"name": f"{cat.name}.json", "rows": rows, "sha256": out.digest.hexdigest()})
-                spool_text.flush()
-                spool_text.detach()
+                # The CSV goes through a write-only handle of its own (a text wrapper over the
+                # read/write spool resets a decoder on each of the csv writer's per-row writes),
+                # closed before the spool on every path.
+                with open(spool.fileno(), "w", encoding="utf-8", newline="", closefd=False) as spool_text:
+                    writer = csv.writer(spool_text, lineterminator="\r\n")
+                    writer.writerow(safe_row(cat.fields))
+                    with zf.open(f"{cat.name}.json", "w", force_zip64=True) as raw:
+                        out = _HashingMember(raw)
+                        out.write(b"[")
+                        if source.configured():
+                            for batch in source.batches(subject):
+                                if not batch:
+                                    continue
+                                _write_batch(out, writer, batch, cat.fields, first=not rows)
+                                rows += len(batch)
+                                done += len(batch)
+                                tick()
+                        out.write(b"\n]\n" if rows else b"]\n")
+                    files.append({"name": f"{cat.name}.json", "rows": rows, "sha256": out.digest.hexdigest()})
                 spool.seek(0)
                 with zf.open(f"{cat.name}.csv", "w", force_zip64=True) as raw:
                     out = _HashingMember(raw)

@@ -12,9 +12,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, func, select
+from sqlalchemy import DateTime, Select, and_, delete, func, select, type_coerce
 
 from app.extensions import db
+from app.models_base import UTCDateTime
 from app.platform.models import Account
 from app.sources.inventory import Category
 
@@ -78,6 +79,18 @@ def stream_batches(stmt: Select, key, chunk: int = CHUNK) -> Iterator[Sequence[S
     (``create_app``), so this long read does not block the job's progress writes on its other connection.
     """
     with platform_engine().connect() as conn:
+        if conn.dialect.name == "postgresql":
+            # In a UTC session psycopg returns each timestamptz as an aware UTC datetime, which is
+            # what UTCDateTime's per-value conversion would make of it: read those columns as plain
+            # timestamptz (its per-value call cost more than the driver's parsing). SET LOCAL ends
+            # with this read-only transaction.
+            conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
+            stmt = stmt.with_only_columns(
+                *[
+                    type_coerce(c, DateTime(timezone=True)).label(c.name) if isinstance(c.type, UTCDateTime) else c
+                    for c in stmt.selected_columns
+                ]
+            )
         result = conn.execution_options(yield_per=chunk, stream_results=True).execute(stmt.order_by(key))
         yield from result.partitions()
 

@@ -72,9 +72,10 @@ def _worker_env(app) -> dict:
     return env
 
 
-# Enough rows that the export runs for several seconds (progress is written about once a second),
+# Enough rows that the export runs for several seconds (progress is written about once a second;
+# 150k rows took under 1.5 s once the export got faster, and the kill sometimes came too late),
 # so the test can catch it mid-way and kill it there.
-ROWS = 150_000
+ROWS = 300_000
 
 
 def test_worker_killed_mid_export_then_reconcile_completes_once(app, redis_conn):

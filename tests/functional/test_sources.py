@@ -50,3 +50,33 @@ def test_stripe_unreachable_is_reported_not_raised(migrated, redis_url, tmp_path
 
             db.session.remove()
             _empty_everything(application)
+
+
+def test_batches_give_the_inventory_fields_in_order_with_utc_timestamps(app):
+    """The export's batch reads (a UTC session and plain timestamptz on PostgreSQL) give the values
+    the ORM gives, timestamps aware and in UTC, for every table source."""
+    from datetime import UTC
+
+    from sqlalchemy import select
+
+    from app.platform.models import Account, ApiKey, SupportMessage, UsageRecord
+    from app.sources import BY_KEY, find_subject
+
+    acct = make_subject_data(usage=2500, keys=2, messages=2)  # more than one batch of usage rows
+    subject = find_subject(acct.email)
+    models = {"usage": UsageRecord, "api_keys": ApiKey, "support": SupportMessage, "account": Account}
+    for key, model in models.items():
+        source = BY_KEY[key]
+        fields = source.category.fields
+        batches = list(source.batches(subject))
+        got = [tuple(row) for batch in batches for row in batch]
+        ids = [row[fields.index("id")] for row in got]
+        objs = {o.id: o for o in db.session.execute(select(model).where(model.id.in_(ids))).scalars()}
+        assert got == [tuple(getattr(objs[i], f) for f in fields) for i in ids], key
+        assert got, key
+        for row in got:
+            for value in row:
+                if hasattr(value, "tzinfo"):
+                    assert value.tzinfo is UTC, (key, value)
+        assert [dict(zip(fields, r, strict=True)) for r in got] == list(source.records(subject))
+    assert len(list(BY_KEY["usage"].batches(subject))) == 2

@@ -10,11 +10,16 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from itertools import repeat
+from operator import attrgetter
 from typing import Any
 
+import orjson
+
 DANGEROUS_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+_TZINFO = attrgetter("tzinfo")
+_UTC_OR_NAIVE = frozenset({UTC, None})
 
 
 def safe_cell(value: Any) -> str:
@@ -48,12 +53,23 @@ def safe_row(values: Iterable[Any]) -> list[str]:
 _AS_IS = frozenset({int, type(None)})
 
 
+def _isoformats(column: Sequence[datetime]) -> list[str]:
+    """``isoformat()`` of each datetime. orjson writes the same text for UTC and naive datetimes
+    five times faster (a timestamp holds no quote, so the array splits on ``","``); any other zone
+    (whose offset might have seconds) goes through ``isoformat``."""
+    if set(map(_TZINFO, column)) <= _UTC_OR_NAIVE:
+        texts = orjson.dumps(column).decode()[2:-2].split('","')
+        if len(texts) == len(column):
+            return texts
+    return list(map(datetime.isoformat, column))
+
+
 def safe_rows(rows: Sequence[Sequence[Any]]) -> Iterable[Sequence[Any]]:
     """``safe_row`` for a batch of rows of equal width, a column at a time, for ``csv.writer.writerows``.
 
     The same cells as ``map(safe_row, rows)`` (the csv module renders ints and None as ``safe_cell``
     does), without a Python call per cell in the common columns: int/None columns pass through, a
-    datetime column is ``isoformat``-ed by ``map``, a text column is checked with one C-level
+    datetime column is ``isoformat``-ed in one call, a text column is checked with one C-level
     ``startswith`` scan and neutralised cell by cell only in a batch where some cell needs it; any
     other column (bool, float, Decimal, date, mixed) goes through ``safe_cell``.
     """
@@ -68,7 +84,7 @@ def safe_rows(rows: Sequence[Sequence[Any]]) -> Iterable[Sequence[Any]]:
             risky = any(map(str.startswith, column, repeat(DANGEROUS_PREFIXES)))
             columns.append([safe_cell(v) for v in column] if risky else column)
         elif kinds == {datetime}:
-            columns.append(list(map(datetime.isoformat, column)))
+            columns.append(_isoformats(column))
         else:
             columns.append([safe_cell(v) for v in column])
     return zip(*columns, strict=True)

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.dialects import sqlite
 
-from app.csvsafe import DANGEROUS_PREFIXES, safe_row, safe_rows
+from app.csvsafe import DANGEROUS_PREFIXES, _isoformats, safe_row, safe_rows
 from app.exports.writer import _json_default, _json_lines
 from app.models_base import UTCDateTime
 
@@ -23,6 +23,11 @@ texts = st.one_of(
     st.sampled_from(['},{"a":1', "}", "{", ",", '"', "\r\n", "-1", "=1+1"]),
 )
 aware = st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=2))]))
+zoned = st.datetimes(
+    timezones=st.sampled_from(
+        [None, UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(seconds=-10817))]
+    )
+)
 cell = st.one_of(
     st.none(),
     st.integers(min_value=-(10**12), max_value=10**12),
@@ -52,6 +57,12 @@ def test_safe_rows_writes_the_same_csv_as_safe_row_per_row(rows):
 def test_safe_rows_neutralises_every_text_column(rows):
     for out in csv.reader(io.StringIO(_csv(safe_rows(rows)), newline="")):
         assert not any(v.startswith(DANGEROUS_PREFIXES) for v in out)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.lists(zoned, max_size=30), st.lists(st.datetimes(timezones=st.just(UTC)), max_size=30)))
+def test_isoformats_is_isoformat(values):
+    assert _isoformats(values) == [v.isoformat() for v in values]
 
 
 def test_safe_rows_typical_usage_batch():

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import DateTime, Select, and_, delete, func, select, type_coerce
+from sqlalchemy import DateTime, Select, delete, func, select, type_coerce
 
 from app.extensions import db
 from app.models_base import UTCDateTime
@@ -110,26 +110,48 @@ def count_rows(stmt: Select) -> int:
 def delete_in_batches(table, id_col, where, batch: int = DELETE_BATCH, on_batch: Progress | None = None) -> int:
     """Delete matching rows at most ``batch`` per transaction; returns how many this call deleted.
 
-    Each batch is one index range: find the id of the ``batch``-th remaining row, then delete up to it
-    (cheaper than shipping thousands of ids back in an ``IN`` list), so every transaction stays short.
+    Each batch is one DELETE of an id range, walked upwards from the lowest matching id (PostgreSQL keeps
+    deleted rows' index entries until vacuum: a batch that started from the bottom again walked them all).
+    Ids are unique, so a range no wider than ``batch`` ids holds at most ``batch`` rows and needs no
+    look-ahead: that is every batch when the rows' ids are dense. Where they are sparse the range widens
+    to the density seen, and one query bounded by that range cuts it at its ``batch``-th row.
+
+    There is no "find the batch-th row from here" query over the rest of the rows: without statistics
+    for the subject (a bulk-loaded table, an account not among the most common values) PostgreSQL ran
+    it as a bitmap scan and sort of every remaining row, in every batch (quadratic: 2.1 s of a 3.3 s
+    erasure at 1M rows). A last DELETE without bounds takes rows that appeared meanwhile.
     """
     engine = platform_engine()
     total = 0
-    floor = None  # every row at or below it is gone: start each batch past it (PostgreSQL keeps dead
-    # index entries until vacuum, and walking them again each batch made deletion quadratic)
-    while True:
-        scope = where if floor is None else and_(where, id_col > floor)
-        with engine.begin() as conn:
-            edge = conn.execute(select(id_col).where(scope).order_by(id_col).offset(batch - 1).limit(1)).scalar()
-            # The last batch drops the floor, so a row that appeared below it is not left behind.
-            bounded = where if edge is None else and_(scope, id_col <= edge)
-            deleted = conn.execute(delete(table).where(bounded)).rowcount or 0
-        total += deleted
-        floor = edge
-        if deleted and on_batch:
-            on_batch(total)
-        if edge is None:
-            break
+    with engine.connect() as conn:
+        low, top = conn.execute(select(func.min(id_col), func.max(id_col)).where(where)).one()
+    if low is not None and top - low >= batch:
+        floor, width = low - 1, batch
+        while floor < top:
+            upper = min(floor + width, top)
+            with engine.begin() as conn:
+                if upper - floor > batch:
+                    edge = conn.execute(
+                        select(id_col)
+                        .where(where, id_col > floor, id_col <= upper)
+                        .order_by(id_col)
+                        .offset(batch - 1)
+                        .limit(1)
+                    ).scalar()
+                    upper = edge if edge is not None else upper
+                deleted = conn.execute(delete(table).where(where, id_col > floor, id_col <= upper)).rowcount or 0
+            total += deleted
+            # Next range: as wide as ``batch`` rows at the density just seen (at most 8 times wider).
+            span = upper - floor
+            width = max(batch, min(span * 8, span * batch // max(deleted, 1)))
+            floor = upper
+            if deleted and on_batch:
+                on_batch(total)
+    with engine.begin() as conn:
+        deleted = conn.execute(delete(table).where(where)).rowcount or 0
+    total += deleted
+    if deleted and on_batch:
+        on_batch(total)
     return total
 
 

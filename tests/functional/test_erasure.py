@@ -116,3 +116,44 @@ def test_plan_marked_keep_is_followed(app, redis_conn):
     assert ("account", "deleted") in {(i["category"], i["action"]) for i in dsr.report["items"]}
     messages = db.session.execute(select(SupportMessage)).scalars().all()
     assert len(messages) == 3 and all(m.account_id is None for m in messages)
+
+
+def test_batched_delete_bounds_every_batch_whatever_the_id_layout(app):
+    """Dense runs, sparse stretches among another account's rows, and a row below the last floor."""
+    from datetime import UTC, datetime
+
+    from app.platform.models import UsageRecord
+    from app.sources.base import delete_in_batches, platform_engine
+
+    now = datetime.now(UTC)
+    layout = [1] * 130 + ([2] * 29 + [1]) * 40 + [1] * 75 + [2] * 500 + [1] * 3  # account per id
+    rows = [
+        {
+            "id": i,
+            "account_id": acct,
+            "key_prefix": "sk-t",
+            "model": "m",
+            "request_id": f"r{i}",
+            "prompt_tokens": 1,
+            "completion_tokens": 1,
+            "created_at": now,
+        }
+        for i, acct in enumerate(layout, start=1000)
+    ]
+    with platform_engine().begin() as conn:
+        conn.execute(UsageRecord.__table__.insert(), rows)
+    totals = []
+
+    def on_batch(total: int) -> None:
+        if not totals:  # a row committed late, below every range still to come
+            with platform_engine().begin() as conn:
+                conn.execute(UsageRecord.__table__.insert(), [{**rows[0], "id": 999, "request_id": "late"}])
+        totals.append(total)
+
+    table, where = UsageRecord.__table__, UsageRecord.account_id == 1
+    assert delete_in_batches(table, UsageRecord.id, where, batch=25, on_batch=on_batch) == layout.count(1) + 1
+    steps = [b - a for a, b in zip([0, *totals], totals, strict=False)]
+    assert max(steps) <= 25 and len(steps) < layout.count(1) / 10  # bounded, and not one row at a time
+    with platform_engine().connect() as conn:
+        left = conn.execute(select(UsageRecord.account_id).distinct()).scalars().all()
+    assert left == [2]

@@ -47,6 +47,11 @@ def make_request(email: str, kind: str) -> int:
         verified_at=utcnow(),
         due_at=utcnow(),
     )
+    if kind == "deletion":
+        # Approval stores the dry-run plan staff saw (services.approve): counting for it is not the job's work.
+        from app.sources import erasure_plan
+
+        dsr.plan = {"items": erasure_plan(email)}
     db.session.add(dsr)
     db.session.commit()
     return dsr.id

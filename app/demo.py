@@ -165,8 +165,12 @@ def _key_prefixes(account_id: int) -> list[str]:
 def usage_rows(
     account_id: int, prefixes: list[str], count: int, rng: random.Random, now: datetime, start_index: int = 0
 ):
-    """Yield ``count`` usage rows spread over the last 18 months."""
+    """Yield ``count`` usage rows spread over the last 18 months, oldest first, as a usage log fills
+    up: ids and timestamps rise together (which is what the retention sweep and a batched deletion
+    meet in production)."""
     span = 548 * 86400
+    slot = span / max(count, 1)
+    start = now - timedelta(seconds=span)
     for i in range(count):
         yield {
             "account_id": account_id,
@@ -175,7 +179,7 @@ def usage_rows(
             "request_id": f"req_{account_id}_{start_index + i:09d}",
             "prompt_tokens": rng.randint(5, 4000),
             "completion_tokens": rng.randint(1, 2000),
-            "created_at": now - timedelta(seconds=rng.randrange(span)),
+            "created_at": start + timedelta(seconds=slot * (i + rng.random())),
         }
 
 

@@ -89,6 +89,8 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "RECONCILE_HORSE_GRACE_SECONDS": float(os.environ.get("RECONCILE_HORSE_GRACE_SECONDS") or 90),
         # How long a send attempt owns a message; a claim older than this belongs to a dead attempt.
         "MAIL_SEND_LEASE_SECONDS": float(os.environ.get("MAIL_SEND_LEASE_SECONDS") or 120),
+        # How long rq lets one send attempt run (the lease is kept longer than this plus MAIL_TIMEOUT).
+        "MAIL_JOB_TIMEOUT_SECONDS": float(os.environ.get("MAIL_JOB_TIMEOUT_SECONDS") or 60),
         # How old a queued mail must be before the reconciler re-enqueues it.
         "RECONCILE_MAIL_GRACE_SECONDS": float(os.environ.get("RECONCILE_MAIL_GRACE_SECONDS") or 30),
         # Rate limits (Flask-Limiter syntax); RATELIMIT_ENABLED=false turns them off.

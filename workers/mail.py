@@ -18,24 +18,34 @@ record cannot be one atomic step); the fixed Message-ID lets the receiving side 
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import and_, case, or_, select, update
+from sqlalchemy.exc import DBAPIError
 
 from app.extensions import db
+from app.mail import mail_job_timeout
 from app.mail.backends import PermanentMailError, TransientMailError, deliver
 from app.mail.models import OutgoingMail
 from app.models_base import utcnow
 from workers.context import job
 
-# The mail queue's job timeout is 60 s: an attempt older than this cannot still be running.
 SEND_LEASE = timedelta(seconds=120)
+# rq stops a mail job at its timeout; only QUIT (bounded by MAIL_TIMEOUT) can follow, and no message data.
+LEASE_MARGIN = timedelta(seconds=5)
+SETTLE_TRIES = (0.2, 1.0, 3.0)
 
 
 def send_lease() -> timedelta:
+    """``MAIL_SEND_LEASE_SECONDS``, but never shorter than a live attempt can last (the mail job's
+    timeout plus one SMTP timeout and a margin): a shorter lease would let a second attempt take
+    over a message that is still being sent."""
     seconds = current_app.config.get("MAIL_SEND_LEASE_SECONDS")
-    return SEND_LEASE if seconds is None else timedelta(seconds=float(seconds))
+    configured = SEND_LEASE if seconds is None else timedelta(seconds=float(seconds))
+    floor = timedelta(seconds=mail_job_timeout() + float(current_app.config["MAIL_TIMEOUT"])) + LEASE_MARGIN
+    return max(configured, floor)
 
 
 def claimable(now=None):
@@ -49,13 +59,31 @@ def claimable(now=None):
 
 def _settle(mail_id: int, attempt: int, **values) -> None:
     """Record an attempt's outcome, unless a later attempt has taken the message over."""
-    db.session.execute(
+    done = db.session.execute(
         update(OutgoingMail)
         .where(OutgoingMail.id == mail_id, OutgoingMail.status == "sending", OutgoingMail.attempts == attempt)
         .values(**values)
         .execution_options(synchronize_session=False)
     )
     db.session.commit()
+    if done.rowcount != 1:
+        current_app.logger.warning(
+            "mail %s: attempt %s was taken over; its outcome %s not recorded", mail_id, attempt, values.get("status")
+        )
+
+
+def _settle_persistently(mail_id: int, attempt: int, **values) -> None:
+    """``_settle`` that rides out a short database outage: after the server has accepted a message,
+    failing to record it means sending it again once the lease has passed."""
+    for pause in SETTLE_TRIES:
+        try:
+            _settle(mail_id, attempt, **values)
+            return
+        except DBAPIError:
+            db.session.rollback()
+            current_app.logger.warning("mail %s: recording %s failed; retrying", mail_id, values.get("status"))
+            time.sleep(pause)
+    _settle(mail_id, attempt, **values)
 
 
 @job
@@ -80,7 +108,7 @@ def send_mail(mail_id: int) -> str:
     attempt = mail.attempts
 
     def accepted() -> None:
-        _settle(mail_id, attempt, status="sent", sent_at=utcnow(), last_error=None)
+        _settle_persistently(mail_id, attempt, status="sent", sent_at=utcnow(), last_error=None)
 
     try:
         return deliver(mail, accepted)

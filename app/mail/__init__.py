@@ -18,7 +18,7 @@ from rq import Retry
 
 from app.extensions import db
 from app.mail.models import OutgoingMail
-from app.queue import PendingJob, enqueue_after_commit
+from app.queue import DEFAULTS, PendingJob, enqueue_after_commit
 
 MAIL_JOB = "workers.mail.send_mail"
 # Backoff for SMTP trouble: about 25 minutes of retries in all, then reconcile picks it up again.
@@ -33,8 +33,20 @@ def mail_retry() -> Retry:
     return Retry(max=len(intervals), interval=list(intervals))
 
 
+def mail_job_timeout() -> float:
+    """Seconds rq lets one send attempt run (``MAIL_JOB_TIMEOUT_SECONDS``; the send lease is longer)."""
+    return float(current_app.config.get("MAIL_JOB_TIMEOUT_SECONDS") or DEFAULTS["mail"]["job_timeout"])
+
+
 def mail_job(mail_id: int) -> PendingJob:
-    return PendingJob(queue="mail", func=MAIL_JOB, args=(mail_id,), job_id=f"mail-{mail_id}", retry=mail_retry())
+    return PendingJob(
+        queue="mail",
+        func=MAIL_JOB,
+        args=(mail_id,),
+        job_id=f"mail-{mail_id}",
+        retry=mail_retry(),
+        options={"job_timeout": mail_job_timeout()},
+    )
 
 
 def queue_mail(to: str, template: str, subject: str, *, dsr=None, **context) -> OutgoingMail:

@@ -39,6 +39,10 @@ def send_smtp(mail: OutgoingMail, accepted: Callable[[], None]) -> None:
     """Send by SMTP; ``accepted`` runs as soon as the server has taken the message, before QUIT."""
     cfg = current_app.config
     try:
+        message = build_message(mail)
+    except (ValueError, TypeError) as exc:  # e.g. a header with a line break: no retry will fix it
+        raise PermanentMailError(f"cannot build the message: {exc}") from exc
+    try:
         smtp = smtplib.SMTP(cfg["MAIL_SERVER"], cfg["MAIL_PORT"], timeout=cfg["MAIL_TIMEOUT"])
     except (OSError, smtplib.SMTPException) as exc:
         raise TransientMailError(f"{type(exc).__name__}: {exc}") from exc
@@ -48,7 +52,7 @@ def send_smtp(mail: OutgoingMail, accepted: Callable[[], None]) -> None:
                 smtp.starttls()
             if cfg.get("MAIL_USERNAME"):
                 smtp.login(cfg["MAIL_USERNAME"], cfg.get("MAIL_PASSWORD") or "")
-            smtp.send_message(build_message(mail))
+            smtp.send_message(message)
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
             if all(500 <= code < 600 for code in codes):

@@ -198,8 +198,10 @@ class Stack:
             MAIL_DEFAULT_SENDER="privacy@example.test",
             MAIL_TIMEOUT="5",
             MAIL_RETRY_INTERVALS=mail_retry,
-            # A killed send attempt's claim passes to the next attempt after this (production: 120 s).
-            MAIL_SEND_LEASE_SECONDS="8",
+            # A killed send attempt's claim passes to the next attempt after the lease (production:
+            # 120 s), which is never shorter than the job timeout plus MAIL_TIMEOUT plus 5 s.
+            MAIL_JOB_TIMEOUT_SECONDS="10",
+            MAIL_SEND_LEASE_SECONDS="20",
             STRIPE_API_KEY="sk_test_chaos",
             STRIPE_API_BASE=f"http://{LOOPBACK}:{self.stripe_port}",
             EXPORT_DIR=str(self.work / "exports"),

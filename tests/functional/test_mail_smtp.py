@@ -184,3 +184,36 @@ def test_an_attempt_overtaken_by_a_later_one_does_not_overwrite_its_outcome(app,
     _settle(mail_id, 1, status="queued", last_error="late failure of attempt 1")
     mail = db.session.get(OutgoingMail, mail_id)
     assert (mail.status, mail.last_error) == ("sending", None)
+
+
+def test_the_send_lease_never_ends_before_a_live_attempt_can(app):
+    """A lease set shorter than a send attempt can last would let a second attempt send beside it."""
+    from datetime import timedelta
+
+    from workers.mail import send_lease
+
+    app.config.update(MAIL_SEND_LEASE_SECONDS=5, MAIL_JOB_TIMEOUT_SECONDS=60, MAIL_TIMEOUT=3)
+    assert send_lease() >= timedelta(seconds=60 + 3)
+    app.config.update(MAIL_SEND_LEASE_SECONDS=600)
+    assert send_lease() == timedelta(seconds=600)
+
+
+def test_a_message_that_cannot_be_built_fails_for_good_instead_of_retrying(app, sink_port):
+    """A header with a line break (an injected Bcc) is refused before any SMTP conversation."""
+    from workers.mail import send_mail
+
+    sink = SmtpSink(sink_port).start()
+    try:
+        mail_id = _stored_mail()
+        db.session.execute(
+            OutgoingMail.__table__.update()
+            .where(OutgoingMail.id == mail_id)
+            .values(to_addr="ada@example.com\nBcc: eve@example.com")
+        )
+        db.session.commit()
+        assert send_mail(mail_id) == "failed"
+        mail = db.session.get(OutgoingMail, mail_id)
+        assert mail.status == "failed" and "cannot build the message" in mail.last_error
+        assert sink.messages == []
+    finally:
+        sink.stop()

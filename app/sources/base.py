@@ -123,6 +123,8 @@ def delete_in_batches(table, id_col, where, batch: int = DELETE_BATCH, on_batch:
     it as a bitmap scan and sort of every remaining row, in every batch (quadratic: 2.1 s of a 3.3 s
     erasure at 1M rows). A last DELETE without bounds takes rows that appeared meanwhile.
     """
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1, not {batch}")
     engine = platform_engine()
     total = 0
     with engine.connect() as conn:

@@ -23,8 +23,20 @@ def _app():
     return create_app()
 
 
+def _as_work_horse(app) -> None:
+    """What ``flask worker`` does before it forks a work horse for a job: import the job modules
+    and prepare the process (``mark_parent_process``: pools and the frozen gc generation)."""
+    with app.app_context():
+        import workers.jobs  # noqa: F401
+        import workers.mail  # noqa: F401
+        from workers.context import mark_parent_process
+
+        mark_parent_process()
+
+
 def export(request_id: int) -> dict:
     app = _app()
+    _as_work_horse(app)
     with app.app_context():
         from workers.jobs import build_export
 
@@ -86,6 +98,7 @@ def export_baseline(account_id: int) -> dict:
 
 def erase(request_id: int) -> dict:
     app = _app()
+    _as_work_horse(app)
     with app.app_context():
         from sqlalchemy import event
 

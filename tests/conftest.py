@@ -5,7 +5,6 @@ that sends CSRF tokens the way a browser would. Every test starts from empty tab
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 from pathlib import Path
@@ -17,6 +16,7 @@ from sqlalchemy import text
 from app import create_app
 from app.extensions import db
 from app.redis_server import ensure_embedded_redis, stop_embedded_redis
+from tests.dbreset import drop_app_tables
 
 # Browser fixtures (live_server, browser_page, ...) live in one module registered here, so the
 # session-wide Playwright instance is shared by tests/browser and tests/security.
@@ -67,21 +67,9 @@ def make_config(database_url: str, redis_url: str, tmp_path: Path, **extra) -> d
 def migrated(database_url, redis_url, tmp_path_factory) -> str:
     """Build the schema once with Alembic (never create_all)."""
     from flask_migrate import upgrade
-    from sqlalchemy import create_engine
 
     if database_url.startswith("postgresql"):
-        # Start from none of the app's tables, whatever an earlier run (another branch, an interrupted
-        # session) left: a version stamp this checkout does not know would stop ``upgrade``. Only the
-        # app's own tables, version tables and trigger function are dropped, nothing else in the database.
-        importlib.import_module("app.models")  # every model registered on db.metadatas
-        engine = create_engine(database_url)
-        names = [t.name for md in db.metadatas.values() for t in md.sorted_tables]
-        names += ["alembic_version", "alembic_version_platform"]
-        with engine.begin() as conn:
-            for name in names:
-                conn.execute(text(f'DROP TABLE IF EXISTS "{name}" CASCADE'))
-            conn.execute(text("DROP FUNCTION IF EXISTS audit_event_append_only() CASCADE"))
-        engine.dispose()
+        drop_app_tables(database_url)
     app = create_app(make_config(database_url, redis_url, tmp_path_factory.mktemp("mig")))
     with app.app_context():
         upgrade()

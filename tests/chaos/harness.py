@@ -274,6 +274,10 @@ class Stack:
         # seed-demo creates Stripe customers: localstripe must answer first.
         if not wait_http(f"http://{LOOPBACK}:{self.stripe_port}/v1/customers", 30):
             raise RuntimeError("localstripe did not start")
+        if self.env["DATABASE_URL"].startswith("postgresql"):
+            from tests.dbreset import drop_app_tables
+
+            drop_app_tables(self.env["DATABASE_URL"])
         seed = ["seed-demo", "--accounts", str(accounts)] + (["--usage-rows", str(usage_rows)] if usage_rows else [])
         for args in (("db", "upgrade"), tuple(seed)):
             result = self.flask(*args)

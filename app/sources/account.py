@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -10,13 +9,12 @@ from sqlalchemy import func, select, update
 from app.platform.models import Account
 from app.sources.base import (
     Progress,
-    Source,
     Subject,
+    TableSource,
     count_rows,
     delete_in_batches,
     normalise_email,
     platform_engine,
-    stream_batches,
 )
 from app.sources.inventory import category
 
@@ -27,23 +25,16 @@ class CorrectionRefused(Exception):
     """A correction that cannot be applied; the message is shown to the subject and staff."""
 
 
-class AccountSource(Source):
+class AccountSource(TableSource):
     key = "account"
     category = category("account")
+    model = Account
 
-    def _select(self, subject: Subject):
-        return select(*[getattr(Account, f) for f in self.category.fields]).where(
-            Account.id == (subject.account_id if subject.account_id is not None else -1)
-        )
+    def _where(self, subject: Subject):
+        return Account.id == (subject.account_id if subject.account_id is not None else -1)
 
     def count(self, subject: Subject) -> int:
         return 0 if subject.account_id is None else count_rows(self._select(subject))
-
-    def batches(self, subject: Subject) -> Iterator[Sequence[Sequence[Any]]]:
-        # The select's columns are the inventory's fields, in order.
-        if subject.account_id is None:
-            return
-        yield from stream_batches(self._select(subject), Account.id)
 
     def erase(self, subject: Subject, progress: Progress | None = None) -> list[dict[str, Any]]:
         """Delete the account; anonymise it instead if the approved plan kept rows that need it."""

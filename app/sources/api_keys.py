@@ -2,36 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from app.models_base import utcnow
 from app.platform.models import ApiKey
-from app.sources.base import Progress, Source, Subject, count_rows, delete_in_batches, platform_engine, stream_batches
+from app.sources.base import (
+    Progress,
+    Subject,
+    TableSource,
+    count_rows,
+    delete_in_batches,
+    platform_engine,
+)
 from app.sources.inventory import category
 
 
-class ApiKeySource(Source):
+class ApiKeySource(TableSource):
     key = "api_keys"
     category = category("api_keys")
+    model = ApiKey  # key_hash is not an inventory field: it is never selected, never leaves
 
     def _where(self, subject: Subject):
         return ApiKey.account_id == (subject.account_id if subject.account_id is not None else -1)
 
-    def _select(self, subject: Subject):
-        # key_hash is deliberately not selected: it never leaves the platform.
-        return select(*[getattr(ApiKey, f) for f in self.category.fields]).where(self._where(subject))
-
     def count(self, subject: Subject) -> int:
         return 0 if subject.account_id is None else count_rows(self._select(subject))
-
-    def batches(self, subject: Subject) -> Iterator[Sequence[Sequence[Any]]]:
-        # The select's columns are the inventory's fields, in order.
-        if subject.account_id is None:
-            return
-        yield from stream_batches(self._select(subject), ApiKey.id)
 
     def erase(self, subject: Subject, progress: Progress | None = None) -> list[dict[str, Any]]:
         if subject.account_id is None:

@@ -97,13 +97,6 @@ def stream_batches(stmt: Select, key, chunk: int = CHUNK) -> Iterator[Sequence[S
         yield from result.partitions()
 
 
-def stream_rows(stmt: Select, key, chunk: int = CHUNK) -> Iterator[dict[str, Any]]:
-    """Yield rows of ``stmt`` as dicts, ordered by ``key``, in constant memory (see ``stream_batches``)."""
-    for batch in stream_batches(stmt, key, chunk):
-        for row in batch:
-            yield dict(row._mapping)
-
-
 def count_rows(stmt: Select) -> int:
     with platform_engine().connect() as conn:
         return int(conn.execute(select(func.count()).select_from(stmt.subquery())).scalar_one())
@@ -216,3 +209,25 @@ class Source:
     def export_row(self, row: dict[str, Any]) -> dict[str, Any]:
         """Allowlist: only the inventory's fields leave."""
         return {f: row.get(f) for f in self.category.fields}
+
+
+class TableSource(Source):
+    """A source that is one platform table whose columns include the inventory's fields.
+
+    Only those fields are selected (so, for one, an API key's hash never leaves the platform), and
+    rows stream in primary-key order. ``by_account``: nothing is held without a platform account.
+    """
+
+    model: Any
+    by_account = True
+
+    def _where(self, subject: Subject):
+        raise NotImplementedError
+
+    def _select(self, subject: Subject) -> Select:
+        return select(*[getattr(self.model, f) for f in self.category.fields]).where(self._where(subject))
+
+    def batches(self, subject: Subject) -> Iterator[Sequence[Sequence[Any]]]:
+        if self.by_account and subject.account_id is None:
+            return
+        yield from stream_batches(self._select(subject), self.model.id)

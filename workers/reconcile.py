@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 
 from flask import current_app
 from rq import Queue, Worker
@@ -28,7 +28,7 @@ from app.extensions import db
 from app.mail import mail_job
 from app.mail.models import OutgoingMail
 from app.models_base import utcnow
-from app.queue import discard_job, enqueue_now, get_redis, job_is_live
+from app.queue import LIVE_STATUSES, discard_job, enqueue_now, get_redis
 from workers.mail import claimable
 
 STALE_AFTER = timedelta(minutes=10)
@@ -67,86 +67,78 @@ def worker_is_dead(job: Job, conn) -> bool:
     return False
 
 
-def is_abandoned(job_id: str, dsr: DsrRequest, conn, stale_after: timedelta) -> bool:
-    """A started job nobody is running any more."""
+def _aware(moment: datetime | None) -> datetime | None:
+    """rq keeps naive UTC datetimes."""
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
+
+def _live_job(job_id: str, conn) -> Job | None:
+    """The job under ``job_id`` if rq counts it as live (queued, started, deferred, scheduled)."""
     try:
         job = Job.fetch(job_id, connection=conn)
     except NoSuchJobError:
-        return False
-    if job.get_status(refresh=True) != JobStatus.STARTED:
+        return None
+    return job if job.get_status(refresh=True) in LIVE_STATUSES else None
+
+
+def is_abandoned(job: Job, dsr: DsrRequest, conn, stale_after: timedelta) -> bool:
+    """A started job nobody is running any more."""
+    if job.get_status() != JobStatus.STARTED:
         return False
     row_beat = dsr.heartbeat_at or dsr.started_at
     if worker_is_dead(job, conn) and (row_beat is None or row_beat < utcnow() - horse_grace()):
         return True
     cutoff = utcnow() - stale_after
-    job_beat = job.last_heartbeat or job.started_at
-    if job_beat is not None and job_beat.tzinfo is None:
-        job_beat = job_beat.replace(tzinfo=UTC)
+    job_beat = _aware(job.last_heartbeat or job.started_at)
     return (job_beat is None or job_beat < cutoff) and (row_beat is None or row_beat < cutoff)
 
 
-def mail_abandoned(job_id: str, conn, grace: timedelta) -> bool:
+def mail_abandoned(job: Job, conn, grace: timedelta) -> bool:
     """A mail job still marked started whose worker is gone and which has been quiet for ``grace``.
 
     rq itself only fails it once its timeout has passed and some worker cleans its registries, which
-    can take ten minutes. The mail job's own timeout (60 s) is shorter than the default grace, so a
-    work horse that outlived its worker has stopped by then.
+    can take ten minutes. A work horse that outlived its worker cannot send beside the next attempt:
+    the message's send claim lasts longer than the mail job's timeout (``workers.mail.send_lease``).
     """
-    try:
-        job = Job.fetch(job_id, connection=conn)
-    except NoSuchJobError:
+    if job.get_status() != JobStatus.STARTED or not worker_is_dead(job, conn):
         return False
-    if job.get_status(refresh=True) != JobStatus.STARTED or not worker_is_dead(job, conn):
-        return False
-    beat = job.last_heartbeat or job.started_at
-    if beat is not None and beat.tzinfo is None:
-        beat = beat.replace(tzinfo=UTC)
+    beat = _aware(job.last_heartbeat or job.started_at)
     return beat is None or beat < utcnow() - grace
 
 
-def dequeued_by_the_dead(job_id: str, conn, grace: timedelta) -> bool:
+def dequeued_by_the_dead(job: Job, conn, grace: timedelta) -> bool:
     """A job still 'queued' that is no longer in its queue: a worker popped it (into rq's
     intermediate queue) and was SIGKILLed before starting it. rq only notices after two registry
     cleanups a minute apart, which run every ten minutes; a live worker starts a popped job at once.
     """
-    try:
-        job = Job.fetch(job_id, connection=conn)
-    except NoSuchJobError:
-        return False
-    if job.get_status(refresh=True) != JobStatus.QUEUED:
+    if job.get_status() != JobStatus.QUEUED:
         return False
     queue = Queue(job.origin, connection=conn)
-    if conn.lpos(queue.key, job_id) is not None:
+    if conn.lpos(queue.key, job.id) is not None:
         return False
     limbo = queue.intermediate_queue
-    limbo.set_first_seen(job_id)
-    first_seen = limbo.get_first_seen(job_id)
+    limbo.set_first_seen(job.id)
+    first_seen = limbo.get_first_seen(job.id)
     if first_seen is None or first_seen > utcnow() - grace:
         return False
-    limbo.remove(job_id)
+    limbo.remove(job.id)
     return True
 
 
-def overdue_retry(job_id: str, conn, grace: timedelta) -> bool:
+def overdue_retry(job: Job, conn, grace: timedelta) -> bool:
     """A retry scheduled more than ``grace`` ago that no scheduler has moved to its queue.
 
     rq's scheduler runs in one worker at a time under a lock that outlives a SIGKILLed worker by a
     minute, and other workers only try to take it over every ten minutes: meanwhile scheduled
     retries sit still although the job counts as live.
     """
-    try:
-        job = Job.fetch(job_id, connection=conn)
-    except NoSuchJobError:
-        return False
-    if job.get_status(refresh=True) != JobStatus.SCHEDULED:
+    if job.get_status() != JobStatus.SCHEDULED:
         return False
     try:
         due = ScheduledJobRegistry(job.origin, connection=conn).get_scheduled_time(job)
     except NoSuchJobError:
         return True  # scheduled, yet in no registry: nothing will ever run it
-    if due.tzinfo is None:
-        due = due.replace(tzinfo=UTC)
-    return due < utcnow() - grace
+    return _aware(due) < utcnow() - grace
 
 
 def reconcile(mail_grace: timedelta | None = None, stale_after: timedelta = STALE_AFTER) -> dict[str, int]:
@@ -160,14 +152,15 @@ def reconcile(mail_grace: timedelta | None = None, stale_after: timedelta = STAL
     ).scalars()
     for dsr in list(open_fulfilment):
         pending = fulfilment_job(dsr)
-        if job_is_live(pending.job_id, conn):
+        job = _live_job(pending.job_id, conn)
+        if job is not None:
             if not (
-                is_abandoned(pending.job_id, dsr, conn, stale_after)
-                or overdue_retry(pending.job_id, conn, grace)
-                or dequeued_by_the_dead(pending.job_id, conn, grace)
+                is_abandoned(job, dsr, conn, stale_after)
+                or overdue_retry(job, conn, grace)
+                or dequeued_by_the_dead(job, conn, grace)
             ):
                 continue
-            discard_job(Job.fetch(pending.job_id, connection=conn))
+            discard_job(job)
             summary["abandoned"] += 1
         if enqueue_now(pending, conn) is not None:
             summary["requests"] += 1
@@ -183,14 +176,15 @@ def reconcile(mail_grace: timedelta | None = None, stale_after: timedelta = STAL
     ).scalars()
     for mail_id in list(queued_mail):
         pending = mail_job(mail_id)
-        if job_is_live(pending.job_id, conn):
+        job = _live_job(pending.job_id, conn)
+        if job is not None:
             if not (
-                overdue_retry(pending.job_id, conn, mail_grace)
-                or mail_abandoned(pending.job_id, conn, grace)
-                or dequeued_by_the_dead(pending.job_id, conn, grace)
+                overdue_retry(job, conn, mail_grace)
+                or mail_abandoned(job, conn, grace)
+                or dequeued_by_the_dead(job, conn, grace)
             ):
                 continue
-            discard_job(Job.fetch(pending.job_id, connection=conn))
+            discard_job(job)
         if enqueue_now(pending, conn) is not None:
             summary["mail"] += 1
     return summary

@@ -38,6 +38,29 @@ def approve(kind: str, email: str) -> int:
     return dsr.id
 
 
+def stored_mail(subject: str):
+    """A queued message, old enough for reconcile to look at (its job is enqueued on commit)."""
+    from app.mail import queue_mail
+
+    mail = queue_mail("ada@example.com", "fulfil_staff_alert", subject, error="x")
+    db.session.commit()
+    db.session.execute(
+        OutgoingMail.__table__.update()
+        .where(OutgoingMail.id == mail.id)
+        .values(created_at=utcnow() - timedelta(minutes=5))
+    )
+    db.session.commit()
+    return mail
+
+
+def started_by(job: Job, worker_name: str, quiet_for: timedelta) -> None:
+    """What a worker leaves behind when it is killed while running ``job``: 'started', by it."""
+    job.set_status(JobStatus.STARTED)
+    job.worker_name = worker_name
+    job.started_at = job.last_heartbeat = (utcnow() - quiet_for).replace(tzinfo=None)
+    job.save()
+
+
 def test_redis_flushed_with_approved_requests_then_reconcile_completes_all(app, redis_conn):
     make_subject_data(usage=50)
     make_subject_data(email="grace@example.com", name="Grace Hopper", usage=20)
@@ -178,21 +201,12 @@ def test_mail_retry_stranded_by_a_dead_scheduler_is_sent_again(app, redis_conn):
 def test_mail_job_of_a_killed_worker_is_sent_again_after_the_grace(app, redis_conn):
     """A mail job whose worker was SIGKILLed mid-send stays 'started' in rq until its timeout and a
     registry cleanup; reconcile re-queues it once its worker is gone and it has been quiet long enough."""
-    from app.mail import queue_mail
-
-    mail = queue_mail("ada@example.com", "fulfil_staff_alert", "Interrupted", error="x")
-    db.session.commit()
-    db.session.execute(OutgoingMail.__table__.update().values(created_at=utcnow() - timedelta(minutes=5)))
-    db.session.commit()
+    mail = stored_mail("Interrupted")
     job = Job.fetch(f"mail-{mail.id}", connection=redis_conn)
-    job.set_status(JobStatus.STARTED)
-    job.worker_name = "killed-worker"  # registered nowhere any more: dead
-    job.started_at = job.last_heartbeat = (utcnow() - timedelta(seconds=5)).replace(tzinfo=None)
-    job.save()
+    started_by(job, "killed-worker", timedelta(seconds=5))  # registered nowhere any more: dead
 
     assert reconcile()["mail"] == 0  # quiet for 5 s only: within the grace
-    job.started_at = job.last_heartbeat = (utcnow() - HORSE_GRACE - timedelta(seconds=1)).replace(tzinfo=None)
-    job.save()
+    started_by(job, "killed-worker", HORSE_GRACE + timedelta(seconds=1))
     assert reconcile()["mail"] == 1
     assert Job.fetch(f"mail-{mail.id}", connection=redis_conn).get_status() == JobStatus.QUEUED
     assert reconcile()["mail"] == 0
@@ -203,17 +217,9 @@ def test_reconcile_survives_a_job_whose_execution_expired(app, redis_conn):
     ``Job.delete`` raises ValueError: one such job used to stop every later reconcile run."""
     from rq.registry import StartedJobRegistry
 
-    from app.mail import queue_mail
-
-    mail = queue_mail("ada@example.com", "fulfil_staff_alert", "Dangling", error="x")
-    db.session.commit()
-    db.session.execute(OutgoingMail.__table__.update().values(created_at=utcnow() - timedelta(minutes=5)))
-    db.session.commit()
+    mail = stored_mail("Dangling")
     job = Job.fetch(f"mail-{mail.id}", connection=redis_conn)
-    job.set_status(JobStatus.STARTED)
-    job.worker_name = "killed-worker"
-    job.started_at = job.last_heartbeat = (utcnow() - HORSE_GRACE - timedelta(seconds=1)).replace(tzinfo=None)
-    job.save()
+    started_by(job, "killed-worker", HORSE_GRACE + timedelta(seconds=1))
     redis_conn.zadd(job.execution_registry.key, {"expired-execution": time.time() + 3600})  # no hash
     redis_conn.zadd(
         StartedJobRegistry("mail", connection=redis_conn).key, {f"{job.id}:expired-execution": time.time() + 3600}
@@ -227,17 +233,9 @@ def test_reconcile_survives_a_job_whose_execution_expired(app, redis_conn):
 def test_mail_job_whose_worker_record_was_flushed_is_sent_again(app, redis_conn):
     """After FLUSHALL a running worker writes back only its heartbeat (no pid, no host); killed
     later mid-send, it left its mail job 'started' under a record that looked alive forever."""
-    from app.mail import queue_mail
-
-    mail = queue_mail("ada@example.com", "fulfil_staff_alert", "Flushed", error="x")
-    db.session.commit()
-    db.session.execute(OutgoingMail.__table__.update().values(created_at=utcnow() - timedelta(minutes=5)))
-    db.session.commit()
+    mail = stored_mail("Flushed")
     job = Job.fetch(f"mail-{mail.id}", connection=redis_conn)
-    job.set_status(JobStatus.STARTED)
-    job.worker_name = "flushed-worker"
-    job.started_at = job.last_heartbeat = (utcnow() - HORSE_GRACE - timedelta(seconds=1)).replace(tzinfo=None)
-    job.save()
+    started_by(job, "flushed-worker", HORSE_GRACE + timedelta(seconds=1))
     redis_conn.hset("rq:worker:flushed-worker", "last_heartbeat", "2026-01-01T00:00:00.000000Z")
     redis_conn.sadd("rq:workers", "rq:worker:flushed-worker")
 
@@ -248,13 +246,9 @@ def test_mail_job_whose_worker_record_was_flushed_is_sent_again(app, redis_conn)
 def test_mail_job_popped_by_a_killed_worker_is_sent_again(app, redis_conn):
     """A worker SIGKILLed between popping a job (into rq's intermediate queue) and starting it left
     the job 'queued' but in no queue: live to reconcile, run by nobody for ten minutes."""
-    from app.mail import queue_mail
     from app.queue import get_queue
 
-    mail = queue_mail("ada@example.com", "fulfil_staff_alert", "Popped", error="x")
-    db.session.commit()
-    db.session.execute(OutgoingMail.__table__.update().values(created_at=utcnow() - timedelta(minutes=5)))
-    db.session.commit()
+    mail = stored_mail("Popped")
     queue = get_queue("mail", redis_conn)
     limbo = queue.intermediate_queue
     redis_conn.lmove(queue.key, limbo.key)  # what a worker's dequeue does

@@ -9,6 +9,7 @@ Screenshots go to ``test-artifacts/`` (see ``screenshot_path``).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from pathlib import Path
 
@@ -57,15 +58,22 @@ def _chromium():
             browser.close()
 
 
-@pytest.fixture
-def browser_page(_chromium):
-    context = _chromium.new_context(viewport={"width": 1280, "height": 900})
+@contextlib.contextmanager
+def fresh_page(browser, **context_options):
+    """A page in a context of its own (cookies, storage), closed afterwards."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, **context_options)
     page = context.new_page()
     page.set_default_timeout(15000)
     try:
         yield page
     finally:
         context.close()
+
+
+@pytest.fixture
+def browser_page(_chromium):
+    with fresh_page(_chromium) as page:
+        yield page
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from app.dsr import services
 from app.dsr.models import CorrectionItem
 from app.dsr.states import RequestStatus
 from app.extensions import db
+from tests.browser_fixtures import fresh_page
 from tests.factories import make_request, make_staff
 from tests.security.conftest import browser_login
 
@@ -67,13 +68,9 @@ def axe_script(request, tmp_path_factory) -> Path:
 
 @pytest.fixture
 def axe_page(_chromium, axe_script):
-    context = _chromium.new_context(bypass_csp=True, viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(15000)
-    try:
+    # bypass_csp: the strict CSP would refuse the injected axe-core script.
+    with fresh_page(_chromium, bypass_csp=True) as page:
         yield page
-    finally:
-        context.close()
 
 
 def _axe(page, script: Path, name: str) -> list[dict]:

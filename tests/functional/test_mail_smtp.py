@@ -217,3 +217,34 @@ def test_a_message_that_cannot_be_built_fails_for_good_instead_of_retrying(app, 
         assert sink.messages == []
     finally:
         sink.stop()
+
+
+def test_recording_an_accepted_message_rides_out_a_database_hiccup(app, sink_port, monkeypatch):
+    """The server has the message: failing to record that would mean sending it again after the
+    lease. A database error at that moment (injected once: SQLite cannot drop a connection on cue)
+    is retried, and the message is sent once and recorded once."""
+    from sqlalchemy.exc import OperationalError
+
+    import workers.mail as mail_worker
+
+    real_settle = mail_worker._settle
+    failures = []
+
+    def flaky_settle(mail_id, attempt, **values):
+        if values.get("status") == "sent" and not failures:
+            failures.append(values)
+            raise OperationalError("UPDATE outgoing_mail", {}, Exception("server closed the connection"))
+        return real_settle(mail_id, attempt, **values)
+
+    monkeypatch.setattr(mail_worker, "_settle", flaky_settle)
+    monkeypatch.setattr(mail_worker, "SETTLE_TRIES", (0.01, 0.01, 0.01))
+    sink = SmtpSink(sink_port).start()
+    try:
+        mail_id = _stored_mail()
+        assert mail_worker.send_mail(mail_id) == "smtp"
+        assert len(failures) == 1
+        mail = db.session.get(OutgoingMail, mail_id)
+        assert (mail.status, mail.attempts, mail.interrupted_sends) == ("sent", 1, 0)
+        assert len(sink.to("ada@example.com")) == 1
+    finally:
+        sink.stop()

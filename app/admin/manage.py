@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from app.admin.forms import ROLE_CHOICES, SettingsForm, StaffCreateForm, StaffRoleForm
 from app.admin.guard import REQUIRE_TOTP_KEY, bp, requires, totp_required
 from app.admin.models import Role, StaffUser
+from app.admin.queries import filter_date
 from app.audit import Actor, record_event
 from app.audit.models import AuditEvent
 from app.csvsafe import csv_line
@@ -23,22 +24,14 @@ from app.security import hash_password
 PER_PAGE = 50
 
 
-def _date(value: str | None) -> date | None:
-    try:
-        parsed = date.fromisoformat(value) if value and len(value) == 10 else None
-    except ValueError:
-        return None
-    return parsed if parsed != date.max else None  # "to" filters add a day: date.max would overflow
-
-
 def audit_filters(args) -> dict:
     page = args.get("page") or "1"
     return {
         "event": (args.get("event") or "").strip()[:64],
         "actor": (args.get("actor") or "").strip()[:254],
         "reference": (args.get("reference") or "").strip().upper()[:32],
-        "date_from": _date(args.get("date_from")),
-        "date_to": _date(args.get("date_to")),
+        "date_from": filter_date(args.get("date_from")),
+        "date_to": filter_date(args.get("date_to")),
         "page": int(page) if page.isdigit() and 0 < len(page) < 6 and int(page) > 0 else 1,
     }
 

@@ -23,7 +23,9 @@ OPEN_REVIEWED = [s.value for s in OPEN if s is not S.UNVERIFIED]
 RUNNING = [s.value for s in CLOCK_RUNNING]
 
 
-def _date(value: str | None) -> date | None:
+def filter_date(value: str | None) -> date | None:
+    """A date filter from the query string (``YYYY-MM-DD``); anything else, or a date that cannot
+    take the day a "to" filter adds, is no filter."""
     if not value or len(value) > 10:
         return None
     try:
@@ -66,8 +68,8 @@ class QueueFilters:
         if assignee in ("me", "none") or (assignee.isdigit() and len(assignee) < 10):
             f.assignee = assignee
         f.overdue = (args.get("overdue") or "") in ("1", "on", "true", "yes", "y")
-        f.received_from = _date(args.get("received_from"))
-        f.received_to = _date(args.get("received_to"))
+        f.received_from = filter_date(args.get("received_from"))
+        f.received_to = filter_date(args.get("received_to"))
         for key, parsed in (("received_from", f.received_from), ("received_to", f.received_to)):
             if args.get(key) and parsed is None:
                 f.problems.append(f"{key.replace('_', ' ').capitalize()} must be a date like 2026-01-31.")

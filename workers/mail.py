@@ -48,13 +48,15 @@ def send_lease() -> timedelta:
     return max(configured, floor)
 
 
-def claimable(now=None):
-    """Rows a job may claim: queued, or claimed by an attempt that has outlived the lease."""
+def dead_claim(now=None):
+    """Rows claimed by a send attempt that has outlived the lease: it died holding the claim."""
     now = now or utcnow()
-    return or_(
-        OutgoingMail.status == "queued",
-        and_(OutgoingMail.status == "sending", OutgoingMail.send_started_at < now - send_lease()),
-    )
+    return and_(OutgoingMail.status == "sending", OutgoingMail.send_started_at < now - send_lease())
+
+
+def claimable(now=None):
+    """Rows a job may claim: queued, or claimed by a dead attempt."""
+    return or_(OutgoingMail.status == "queued", dead_claim(now))
 
 
 def _settle(mail_id: int, attempt: int, **values) -> None:

@@ -29,7 +29,7 @@ from app.mail import mail_job
 from app.mail.models import OutgoingMail
 from app.models_base import utcnow
 from app.queue import LIVE_STATUSES, discard_job, enqueue_now, get_redis
-from workers.mail import claimable
+from workers.mail import dead_claim
 
 STALE_AFTER = timedelta(minutes=10)
 # rq runs each job in a work horse with its own process group, which can outlive a killed worker
@@ -170,7 +170,7 @@ def reconcile(mail_grace: timedelta | None = None, stale_after: timedelta = STAL
         select(OutgoingMail.id).where(
             or_(
                 and_(OutgoingMail.status == "queued", OutgoingMail.created_at < cutoff),
-                and_(OutgoingMail.status == "sending", claimable()),
+                dead_claim(),
             )
         )
     ).scalars()

@@ -2,7 +2,16 @@
 
 from app.admin.models import Role, StaffUser
 from app.audit.models import AuditEvent
-from app.dsr.models import AppSetting, CorrectionItem, DsrRequest, Export, Token
+from app.dsr.models import (
+    AppSetting,
+    CorrectionItem,
+    DsrRequest,
+    Export,
+    RequestIdentifier,
+    RequestMessage,
+    RequestNote,
+    Token,
+)
 from app.mail.models import OutgoingMail
 from app.platform.models import Account, ApiKey, SupportMessage, UsageRecord
 
@@ -15,6 +24,9 @@ __all__ = [
     "DsrRequest",
     "Export",
     "OutgoingMail",
+    "RequestIdentifier",
+    "RequestMessage",
+    "RequestNote",
     "Role",
     "StaffUser",
     "SupportMessage",

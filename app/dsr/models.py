@@ -42,10 +42,21 @@ class DsrRequest(db.Model):
     reference: Mapped[str] = mapped_column(String(16), unique=True, default=new_reference)
     request_type: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(20), default=RequestStatus.UNVERIFIED.value)
-    email: Mapped[str] = mapped_column(String(254))
-    full_name: Mapped[str] = mapped_column(String(200))
+    # The subject's details, until the request is minimised (``CLOSED_REQUEST_GRACE_DAYS`` after it
+    # closes): then only ``email_hash`` (a keyed HMAC of the normalised address) is left of them.
+    email: Mapped[str | None] = mapped_column(String(254))
+    email_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    full_name: Mapped[str | None] = mapped_column(String(200))
     jurisdiction: Mapped[str] = mapped_column(String(8))
-    details: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[str | None] = mapped_column(Text, default="")
+    # How the request reached us (CCPA regs section 7101 "manner"): web, email, letter, phone, api, agent.
+    channel: Mapped[str] = mapped_column(String(16), default="web", server_default="web")
+    # Identity verified another way than the emailed link (staff intake): method and evidence.
+    verification_method: Mapped[str | None] = mapped_column(String(200))
+    verification_evidence: Mapped[str | None] = mapped_column(Text)
+    # Seeded by ``seed-demo``: never fulfilled unless a staff member approves or retries it explicitly.
+    demo: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    minimised_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -59,6 +70,10 @@ class DsrRequest(db.Model):
 
     extended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     extension_reason: Mapped[str | None] = mapped_column(Text)
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
+    # Waiting for the subject since (ask for information, identity), for reminders.
+    waiting_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    subject_reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     hold_reason: Mapped[str | None] = mapped_column(Text)
     hold_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     hold_pauses_clock: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -67,6 +82,11 @@ class DsrRequest(db.Model):
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
     denial_code: Mapped[str | None] = mapped_column(String(32))
     denial_text: Mapped[str | None] = mapped_column(Text)
+    # How a completed request ended for the subject: ``completed`` or ``no_data`` (we held nothing).
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    # DELETION_REQUIRES_SECOND_APPROVER: the first officer's approval, waiting for a second one.
+    first_approved_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
+    first_approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("dsr_request.id", ondelete="SET NULL"))
 
     # Fulfilment bookkeeping, mirrored from the job for the dashboard.
@@ -85,8 +105,18 @@ class DsrRequest(db.Model):
     corrections: Mapped[list[CorrectionItem]] = relationship(
         back_populates="dsr", cascade="all, delete-orphan", order_by="CorrectionItem.id"
     )
+    identifiers: Mapped[list[RequestIdentifier]] = relationship(
+        back_populates="dsr", cascade="all, delete-orphan", order_by="RequestIdentifier.id"
+    )
+    notes: Mapped[list[RequestNote]] = relationship(
+        back_populates="dsr", cascade="all, delete-orphan", order_by="RequestNote.id"
+    )
+    messages: Mapped[list[RequestMessage]] = relationship(
+        back_populates="dsr", cascade="all, delete-orphan", order_by="RequestMessage.id"
+    )
     assignee = relationship("StaffUser", foreign_keys=[assignee_id])
     decided_by = relationship("StaffUser", foreign_keys=[decided_by_id])
+    first_approved_by = relationship("StaffUser", foreign_keys=[first_approved_by_id])
     duplicate_of = relationship("DsrRequest", remote_side=[id])
 
     @property
@@ -103,9 +133,13 @@ class CorrectionItem(db.Model):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     request_id: Mapped[int] = mapped_column(ForeignKey("dsr_request.id", ondelete="CASCADE"), index=True)
     field: Mapped[str] = mapped_column(String(32))
-    proposed_value: Mapped[str] = mapped_column(String(254))
+    # Both values go when the request is minimised; ``current_value`` is what the platform held before.
+    proposed_value: Mapped[str | None] = mapped_column(String(254))
     current_value: Mapped[str | None] = mapped_column(String(254))
     decision: Mapped[str] = mapped_column(String(16), default="pending")  # pending/approved/rejected
+    reject_reason: Mapped[str | None] = mapped_column(Text)
+    # A new email address is applied only once it has confirmed a link sent to it.
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -129,6 +163,9 @@ class Token(db.Model):
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     use_count: Mapped[int] = mapped_column(Integer, default=0)
     max_uses: Mapped[int | None] = mapped_column(Integer)
+    # What the token confirms besides the request (an identifier or a correction item to confirm).
+    identifier_id: Mapped[int | None] = mapped_column(ForeignKey("request_identifier.id", ondelete="CASCADE"))
+    correction_id: Mapped[int | None] = mapped_column(ForeignKey("correction_item.id", ondelete="CASCADE"))
 
     dsr: Mapped[DsrRequest] = relationship()
 
@@ -136,6 +173,70 @@ class Token(db.Model):
     def generate() -> tuple[str, str]:
         raw = secrets.token_urlsafe(32)
         return raw, hash_token(raw)
+
+
+class RequestIdentifier(db.Model):
+    """Something staff add to find the subject: another email, an account id, a Stripe customer id.
+
+    Only a ``verified`` identifier is acted on: an email once it has confirmed a link sent to it
+    (``method`` = ``link``), anything once a staff member recorded why it is the subject's
+    (``method`` = ``staff``, with ``justification``).
+    """
+
+    __tablename__ = "request_identifier"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("dsr_request.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(24))  # email / account_id / stripe_customer_id
+    value: Mapped[str] = mapped_column(String(254))
+    method: Mapped[str] = mapped_column(String(16))  # link / staff
+    justification: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending / verified
+    added_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    dsr: Mapped[DsrRequest] = relationship(back_populates="identifiers")
+    added_by = relationship("StaffUser")
+
+
+class RequestNote(db.Model):
+    """An internal staff note. It lives with the request (the audit trail records only that one was
+    added) and goes when the request is minimised."""
+
+    __tablename__ = "request_note"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("dsr_request.id", ondelete="CASCADE"), index=True)
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    dsr: Mapped[DsrRequest] = relationship(back_populates="notes")
+    author = relationship("StaffUser")
+
+
+class RequestMessage(db.Model):
+    """One message of the request's thread with the subject: ``direction`` ``out`` (staff to subject,
+    also emailed) or ``in`` (the subject's answer, from the status page or by email)."""
+
+    __tablename__ = "request_message"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("dsr_request.id", ondelete="CASCADE"), index=True)
+    direction: Mapped[str] = mapped_column(String(8))
+    via: Mapped[str] = mapped_column(String(16), default="web")  # web / email / staff
+    kind: Mapped[str] = mapped_column(String(24), default="message")  # message / question / identity
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
+    body: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    attachment_name: Mapped[str | None] = mapped_column(String(200))
+    attachment_type: Mapped[str | None] = mapped_column(String(100))
+    attachment_size: Mapped[int | None] = mapped_column(Integer)
+    attachment_key: Mapped[str | None] = mapped_column(String(200))
+
+    dsr: Mapped[DsrRequest] = relationship(back_populates="messages")
+    author = relationship("StaffUser")
 
 
 class Export(db.Model):

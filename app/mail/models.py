@@ -21,10 +21,16 @@ class OutgoingMail(db.Model):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     message_id: Mapped[str] = mapped_column(String(200), unique=True)
-    to_addr: Mapped[str] = mapped_column(String(254), index=True)
+    # The recipient and the bodies are personal data: once a message is sent its bodies lose their link
+    # tokens (``redacted_at``), and when the request is minimised or its subject erased only metadata
+    # stays (template, Message-ID, ``to_hash``, sent_at).
+    to_addr: Mapped[str | None] = mapped_column(String(254), index=True)
+    to_hash: Mapped[str | None] = mapped_column(String(64))
     subject: Mapped[str] = mapped_column(String(254))
-    body_text: Mapped[str] = mapped_column(Text)
+    body_text: Mapped[str | None] = mapped_column(Text)
     body_html: Mapped[str | None] = mapped_column(Text)
+    redacted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    minimised_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     template: Mapped[str] = mapped_column(String(64))
     request_id: Mapped[int | None] = mapped_column(ForeignKey("dsr_request.id", ondelete="SET NULL"), index=True)
     status: Mapped[str] = mapped_column(String(16), default="queued")

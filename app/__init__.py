@@ -30,6 +30,7 @@ def create_app(config: dict | None = None) -> Flask:
 
     # Import models so metadata is complete for migrations and queries.
     from app import models  # noqa: F401
+    from app.dsr import minimise  # noqa: F401 - registers the email-hash hook on DsrRequest
 
     db.init_app(app)
     _tune_sqlite(app)

@@ -50,6 +50,30 @@ def _secret_key(env: str, instance_path: Path) -> str:
     return key
 
 
+def _instance_secret(name: str, env: str, instance_path: Path, fallback: str | None) -> str:
+    """A secret from the environment; in development one generated once into ``instance/`` (0600);
+    in production it must be set; in tests, derived from the test signing key."""
+    value = os.environ.get(name)
+    if value:
+        return value
+    if env == "production":
+        raise ConfigError(f"{name} must be set when APP_ENV=production")
+    if env == "testing" and fallback:
+        return "test-derived-" + fallback
+    keyfile = instance_path / name.lower()
+    if keyfile.exists():
+        return keyfile.read_text().strip()
+    instance_path.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_hex(32)
+    try:
+        fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first
+        return keyfile.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value)
+    return value
+
+
 def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
     """Build the Flask config mapping from the environment, then apply ``overrides``."""
     overrides = dict(overrides or {})
@@ -77,6 +101,8 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "MAIL_USERNAME": os.environ.get("MAIL_USERNAME") or None,
         "MAIL_PASSWORD": os.environ.get("MAIL_PASSWORD") or None,
         "MAIL_DEFAULT_SENDER": os.environ.get("MAIL_DEFAULT_SENDER") or "privacy@chatgpttech.mobi",
+        # The address every page, mail and package names for privacy questions.
+        "PRIVACY_CONTACT": os.environ.get("PRIVACY_CONTACT") or "privacy@chatgpttech.mobi",
         "MAIL_TIMEOUT": float(os.environ.get("MAIL_TIMEOUT") or 10),
         "STRIPE_API_KEY": os.environ.get("STRIPE_API_KEY") or None,
         "STRIPE_API_BASE": os.environ.get("STRIPE_API_BASE") or None,
@@ -109,7 +135,9 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "REMEMBER_COOKIE_SECURE": production,
         "PERMANENT_SESSION_LIFETIME": 8 * 3600,
         "WTF_CSRF_TIME_LIMIT": 8 * 3600,
-        "MAX_CONTENT_LENGTH": 256 * 1024,
+        # Forms are small; only a subject's attachment (ATTACHMENT_MAX_BYTES) makes a request larger.
+        "ATTACHMENT_MAX_BYTES": int(os.environ.get("ATTACHMENT_MAX_BYTES") or 2 * 1024 * 1024),
+        "MAX_CONTENT_LENGTH": int(os.environ.get("ATTACHMENT_MAX_BYTES") or 2 * 1024 * 1024) + 256 * 1024,
         "PREFERRED_URL_SCHEME": "https" if production else "http",
         # Lifetimes of what we send people.
         "VERIFY_TOKEN_HOURS": 24,
@@ -119,6 +147,23 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "RECORD_RETENTION_DAYS": 730,
         "USAGE_RETENTION_DAYS": 365,
         "CLOSED_ACCOUNT_DAYS": 30,
+        # Status links expire (a new one is emailed with every notice, and by /requests/lookup).
+        "STATUS_LINK_DAYS": int(os.environ.get("STATUS_LINK_DAYS") or 30),
+        # Minimisation: this many days after a request closes, only what record-keeping needs stays.
+        "CLOSED_REQUEST_GRACE_DAYS": int(os.environ.get("CLOSED_REQUEST_GRACE_DAYS") or 30),
+        # The keyed hash (HMAC-SHA256) that replaces a minimised request's email address.
+        "EMAIL_HASH_KEY": overrides.get("EMAIL_HASH_KEY")
+        or _instance_secret("EMAIL_HASH_KEY", env, instance_path, secret if env == "testing" else None),
+        # A deletion needs the approval of two different officers.
+        "DELETION_REQUIRES_SECOND_APPROVER": _bool(os.environ.get("DELETION_REQUIRES_SECOND_APPROVER")),
+        # Requests due within this many days count as "due soon" (dashboard, queue, reminders).
+        "DUE_SOON_DAYS": int(os.environ.get("DUE_SOON_DAYS") or 7),
+        # A request waiting this many days for the subject's answer gets a reminder to them and to staff.
+        "SUBJECT_REMINDER_DAYS": int(os.environ.get("SUBJECT_REMINDER_DAYS") or 7),
+        # Supervisory authorities named in refusals, per law: "name|url;name|url" (app.dsr.law defaults).
+        "SUPERVISORY_AUTHORITIES_GDPR": os.environ.get("SUPERVISORY_AUTHORITIES_GDPR") or None,
+        "SUPERVISORY_AUTHORITIES_CCPA": os.environ.get("SUPERVISORY_AUTHORITIES_CCPA") or None,
+        "SUPERVISORY_AUTHORITIES_OTHER": os.environ.get("SUPERVISORY_AUTHORITIES_OTHER") or None,
     }
     cfg.update(overrides)
     return cfg

@@ -82,29 +82,35 @@ def _walk(dsr: DsrRequest, spec: DemoSpec, officer: Actor) -> None:
     if target is S.UNVERIFIED:
         return
     if target is S.EXPIRED:
-        services.transition(dsr, S.EXPIRED, system, reason="Email never confirmed")
+        services.transition(dsr, S.EXPIRED, system, reason_code="not_confirmed")
         return
     services.transition(dsr, S.PENDING_REVIEW, Actor.subject())
     if spec.extended:
-        services.extend(dsr, officer, "The request covers several years of records; we need more time to gather them.")
+        # Extended in time (20 days after receipt; _backdate moves the dates), as services.extend would have.
+        dsr.extended_at = dsr.received_at + timedelta(days=20)
+        dsr.extension_reason = "The request covers several years of records; we need more time to gather them."
+        record_event("request.extended", officer, dsr=dsr, public=True, message="We extended the deadline once.")
     if target is S.PENDING_REVIEW:
         return
     if target is S.ON_HOLD:
-        services.hold(dsr, officer, "Waiting for the subject to confirm which account", pauses_clock=True)
+        # Waiting for identity information (GDPR: a lawful pause); no mail goes out for demo data.
+        services.hold(dsr, officer, "Waiting for the subject to confirm which account")
+        dsr.hold_pauses_clock = True
+        dsr.waiting_since = dsr.hold_started_at
     elif target is S.DENIED:
         services.deny(dsr, officer, "identity_not_verified", "The address does not match any record we can verify.")
     elif target is S.CANCELLED:
-        services.transition(dsr, S.CANCELLED, Actor.subject(), reason="Cancelled by the subject")
+        services.transition(dsr, S.CANCELLED, Actor.subject(), reason_code="subject")
     else:
         for item in dsr.corrections:
             item.decision = "approved"
-        services.approve(dsr, officer)
+        services.approve(dsr, officer, confirm_reference=dsr.reference)
         if target is not S.APPROVED:
             services.transition(dsr, S.IN_PROGRESS, system)
             if target is S.COMPLETED:
                 services.transition(dsr, S.COMPLETED, system)
             elif target is S.FAILED:
-                services.transition(dsr, S.FAILED, system, reason="Stripe did not answer (demo)")
+                services.transition(dsr, S.FAILED, system, reason_code="demo")
                 dsr.last_error = "BillingTransient: Stripe did not answer within 20 s (demo failure)"
             else:
                 dsr.progress_percent, dsr.progress_rows, dsr.progress_note = 40, 1200, "Deleting usage rows"
@@ -119,7 +125,7 @@ def _backdate(dsr: DsrRequest, spec: DemoSpec, received: datetime) -> None:
         dsr.confirmation_due_at = deadlines.confirmation_due_date(dsr.jurisdiction, received)
         if dsr.extended_at:
             dsr.extended_at = received + timedelta(days=20)
-            dsr.due_at = deadlines.extended_due_date(dsr.jurisdiction, dsr.original_due_at)
+            dsr.due_at = deadlines.extended_due_date(dsr.jurisdiction, received, dsr.paused_seconds or 0)
     if dsr.decided_at:
         dsr.decided_at = received + timedelta(days=min(spec.closed_after_days or 1, 2))
     if spec.closed_after_days is not None and dsr.closed_at:
@@ -153,6 +159,7 @@ def seed_demo_requests(now: datetime | None = None) -> int:
             jurisdiction=spec.jurisdiction,
             details="Demo request: please send me everything you hold about me.",
             received_at=received,
+            demo=True,
         )
         account = db.session.execute(select(Account).where(Account.email == email)).scalar_one_or_none()
         for fld, value in spec.corrections:
@@ -165,6 +172,7 @@ def seed_demo_requests(now: datetime | None = None) -> int:
         db.session.flush()
         db.session.refresh(dsr)
         _backdate(dsr, spec, received)
+        dsr.demo = True  # services.approve clears it for staff approvals; seeded ones stay demo
         db.session.info.pop("dsr_pending_jobs", None)  # no real fulfilment or mail for demo data
         db.session.commit()
         made += 1

@@ -23,5 +23,7 @@ def register_schedule(scheduler: CronScheduler) -> None:
     scheduler.register(maintenance.retention_sweep_job, queue_name=q, cron="30 2 * * *", job_timeout=3 * 3600)
     # Daily deadline reminders to staff.
     scheduler.register(maintenance.deadline_reminders_job, queue_name=q, cron="0 7 * * *", job_timeout=600)
+    # Closed requests lose their personal data CLOSED_REQUEST_GRACE_DAYS after closing (minimisation).
+    scheduler.register(maintenance.minimise_closed_requests_job, queue_name=q, cron="15 3 * * *", job_timeout=1800)
     # Request records 24 months after closing.
     scheduler.register(maintenance.purge_records_job, queue_name=q, cron="45 3 * * *", job_timeout=1800)

@@ -26,13 +26,17 @@ from sqlalchemy.orm.attributes import flag_modified
 from app.admin.models import Role, StaffUser
 from app.audit import Actor, record_event
 from app.dsr import services
+from app.dsr.law import law_for
 from app.dsr.models import DsrRequest, Export
+from app.dsr.notices import correction_context, deletion_context
 from app.dsr.states import RequestStatus
 from app.exports.writer import build_package, discard_partial
 from app.extensions import db
 from app.mail import queue_mail
 from app.models_base import utcnow
+from app.redact import redact_all
 from app.sources import BY_KEY, SOURCES, CorrectionRefused, find_subject
+from app.sources.resolve import resolve_subject
 from app.sources.stripe_billing import BillingError
 from workers.context import job
 
@@ -79,6 +83,9 @@ def _run(request_id: int, kind: str, work: Callable[[DsrRequest, Progress], str]
         return f"wrong job for a {dsr.request_type} request"
     if dsr.status not in (S.APPROVED.value, S.IN_PROGRESS.value):
         return f"nothing to do ({dsr.status})"
+    if dsr.demo:
+        # Seeded demo data: fulfilled only once a staff member approves or retries it themselves.
+        return "demo request: not fulfilled"
     current = get_current_job()
     if dsr.status == S.APPROVED.value:
         dsr = services.transition(dsr, S.IN_PROGRESS, WORKER)
@@ -99,7 +106,7 @@ def _run(request_id: int, kind: str, work: Callable[[DsrRequest, Progress], str]
     except Exception as exc:
         db.session.rollback()
         retries_left = getattr(current, "retries_left", None) or 0
-        message = f"{type(exc).__name__}: {exc}"[:2000]
+        message = redact_all(f"{type(exc).__name__}: {exc}")[:2000]
         if is_transient(exc) and retries_left > 0:
             _note_error(request_id, f"{message} (will retry; {retries_left} retries left)")
             raise
@@ -121,7 +128,7 @@ def fail_request(request_id: int, message: str) -> None:
     dsr = db.session.get(DsrRequest, request_id)
     if dsr is None or dsr.status not in (S.APPROVED.value, S.IN_PROGRESS.value):
         return
-    dsr = services.transition(dsr, S.FAILED, WORKER, data={"error": message[:500]})
+    dsr = services.transition(dsr, S.FAILED, WORKER, data={"error": message.split(":", 1)[0][:80]})
     dsr.last_error = message
     for to in staff_recipients():
         queue_mail(
@@ -157,6 +164,10 @@ def build_export(request_id: int) -> str:
 
 def _export(dsr: DsrRequest, progress: Progress) -> str:
     cfg = current_app.config
+    subject = resolve_subject(dsr).subject
+    expected = sum(s.count(subject) for s in SOURCES if s.key != "stripe")
+    if expected == 0 and not _billing_held(subject):
+        return _no_data(dsr, "fulfil_no_data", f"We hold no personal data linked to your address ({dsr.reference})")
     export = db.session.execute(
         select(Export).where(Export.request_id == dsr.id, Export.status == "building").order_by(Export.id).limit(1)
     ).scalar_one_or_none()
@@ -167,8 +178,6 @@ def _export(dsr: DsrRequest, progress: Progress) -> str:
     export.filename = f"{dsr.reference}-{export.id}.zip"
     db.session.commit()
     discard_partial(cfg["EXPORT_DIR"], export.filename)
-    subject = find_subject(dsr.email)
-    expected = sum(s.count(subject) for s in SOURCES if s.key != "stripe")
     progress(0, expected, "building export", force=True)
     result = build_package(
         reference=dsr.reference,
@@ -177,6 +186,7 @@ def _export(dsr: DsrRequest, progress: Progress) -> str:
         filename=export.filename,
         progress=lambda rows, total: progress(rows, total, "building export"),
         expected_rows=expected,
+        jurisdiction=dsr.jurisdiction,
     )
     now = utcnow()
     dsr = services.lock_request(dsr.id)
@@ -204,11 +214,29 @@ def _export(dsr: DsrRequest, progress: Progress) -> str:
         max_uses=cfg["DOWNLOAD_MAX"],
     )
     dsr.progress_rows = result.rows
-    services.transition(
-        dsr, S.COMPLETED, WORKER, data={"export_id": export.id, "rows": result.rows, "notes": result.notes}
-    )
+    services.transition(dsr, S.COMPLETED, WORKER, data={"export_id": export.id, "rows": result.rows})
     db.session.commit()
     return f"export {export.id}: {result.rows} rows, {result.size} bytes"
+
+
+def _billing_held(subject) -> bool:
+    """Whether Stripe holds a customer for the subject (True when it cannot be checked: then the
+    package is built and says billing was not checked, rather than claiming we hold nothing)."""
+    from app.sources.stripe_billing import configured
+
+    if not configured():
+        return False
+    return bool(BY_KEY["stripe"].customer_ids(subject))
+
+
+def _no_data(dsr: DsrRequest, template: str, subject_line: str) -> str:
+    """We hold nothing linked to the request's identifiers: its own outcome, told as exactly that."""
+    dsr = services.lock_request(dsr.id)
+    dsr.outcome = "no_data"
+    services.notify_subject(dsr, template, subject_line)
+    services.transition(dsr, S.COMPLETED, WORKER, data={"outcome": "no_data"})
+    db.session.commit()
+    return "no personal data found"
 
 
 # --- deletion -------------------------------------------------------------------------------------
@@ -220,16 +248,19 @@ def erase_subject(request_id: int) -> str:
 
 
 def _erase(dsr: DsrRequest, progress: Progress, batch: int | None = None) -> str:
+    from app.dsr.minimise import erase_portal_copies
     from app.sources import erasure_plan
-    from app.sources.erasure import erase_everything
+    from app.sources.erasure import drift, erase_everything
 
     request_id = dsr.id
+    resolution = resolve_subject(dsr)
     plan = dsr.plan
     if not plan:
-        plan = erasure_plan(dsr.email)
+        plan = {"items": erasure_plan(resolution.subject)}
         dsr.plan = plan
         db.session.commit()
     report_so_far = dsr.report or {}
+    resumed = "state" in report_so_far
 
     def checkpoint(state: dict[str, Any]) -> None:
         row = db.session.get(DsrRequest, request_id)
@@ -237,28 +268,52 @@ def _erase(dsr: DsrRequest, progress: Progress, batch: int | None = None) -> str
         flag_modified(row, "report")
         db.session.commit()
 
+    def started(state: dict[str, Any]) -> None:
+        checkpoint(state)
+        if not resumed and "drift_checked" not in state:
+            state["drift_checked"] = True
+            found = drift(plan, state["before"])
+            if found:
+                _report_drift(request_id, found)
+
     kwargs = {"batch": batch} if batch else {}
     report = erase_everything(
-        dsr.email,
+        resolution.subject,
         plan=plan,
         state=report_so_far.get("state"),
-        checkpoint=checkpoint,
+        checkpoint=started,
         progress=lambda rows, total, note: progress(rows, total, note),
         **kwargs,
     )
     dsr = services.lock_request(request_id)
     dsr.report = report
+    dsr.outcome = report["outcome"]
     flag_modified(dsr, "report")
-    queue_mail(
-        dsr.email,
+    services.notify_subject(
+        dsr,
         "fulfil_deletion_report",
-        f"Your data has been deleted ({dsr.reference})",
-        dsr=dsr,
-        items=report["items"],
+        f"Your deletion request is done ({dsr.reference})"
+        if report["outcome"] == "completed"
+        else f"We hold no personal data linked to you ({dsr.reference})",
+        outcome=report["outcome"],
+        **deletion_context(report["items"], law_for(dsr.jurisdiction)),
     )
-    services.transition(dsr, S.COMPLETED, WORKER, data={"report": _short(report)})
+    erase_portal_copies(dsr, resolution.subject.emails)
+    services.transition(dsr, S.COMPLETED, WORKER, data={"report": _short(report), "outcome": report["outcome"]})
     db.session.commit()
     return "erased: " + ", ".join(f"{i['category']} {i['action']} {i['count']}" for i in report["items"])
+
+
+def _report_drift(request_id: int, found: dict[str, list[int]]) -> None:
+    """The job found more or fewer rows than the plan staff approved: say so in the audit and to staff."""
+    dsr = db.session.get(DsrRequest, request_id)
+    record_event("request.plan_drift", WORKER, dsr=dsr, data=found)
+    for to in staff_recipients():
+        lines = [
+            f"{name}: the plan said {planned}, the job found {actual}" for name, (planned, actual) in found.items()
+        ]
+        queue_mail(to, "fulfil_staff_drift", f"Deletion plan drift: {dsr.reference}", dsr=dsr, drift_lines=lines)
+    db.session.commit()
 
 
 def _short(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -281,15 +336,18 @@ def _correct(dsr: DsrRequest, progress: Progress) -> str:
         for c in items
         if c.field == "email" and c.applied_at and (c.result or "").startswith("Account email updated")
     ]
-    subject = find_subject(dsr.email)
+    subject = resolve_subject(dsr).subject
     if subject.account_id is None:
         for email in applied_emails:
             subject = find_subject(email)
             if subject.account_id is not None:
                 break
+    old_email = subject.account_email
     todo = [c for c in items if c.applied_at is None]
     for n, item in enumerate(todo, 1):
         results: list[str] = []
+        if item.current_value is None:
+            item.current_value = _current_value(subject, item.field)
         try:
             results.append(BY_KEY["account"].correct(subject, item.field, item.proposed_value))
             stripe_result = BY_KEY["stripe"].correct(subject, item.field, item.proposed_value)
@@ -306,15 +364,37 @@ def _correct(dsr: DsrRequest, progress: Progress) -> str:
         db.session.commit()
         progress(n, len(todo), "applying corrections", force=True)
     dsr = services.lock_request(request_id)
-    queue_mail(
-        dsr.email,
+    changed = [
+        c for c in dsr.corrections if c.field == "email" and (c.result or "").startswith("Account email updated")
+    ]
+    if changed and old_email and old_email.lower() != (changed[-1].proposed_value or "").lower():
+        # The old address is told that the account's address changed (it may not have been them).
+        queue_mail(
+            old_email,
+            "email_changed_notice",
+            "The email address of your ChatGPTTech account was changed",
+            dsr=dsr,
+            verified=False,
+        )
+    services.notify_subject(
+        dsr,
         "fulfil_correction_done",
         f"Your correction request is done ({dsr.reference})",
-        dsr=dsr,
-        items=list(dsr.corrections),
+        **correction_context(dsr.corrections),
     )
-    services.transition(
-        dsr, S.COMPLETED, WORKER, data={"applied": [{"field": c.field, "result": c.result} for c in dsr.corrections]}
-    )
+    services.transition(dsr, S.COMPLETED, WORKER, data={"applied": [{"field": c.field} for c in dsr.corrections]})
     db.session.commit()
     return f"{len(todo)} correction(s) applied"
+
+
+def _current_value(subject, field: str) -> str | None:
+    """What the platform holds before a correction is applied (recorded beside the new value)."""
+    from app.platform.models import Account
+    from app.sources.account import CORRECTABLE
+
+    column = CORRECTABLE.get(field)
+    if subject.account_id is None or column is None:
+        return None
+    acct = db.session.get(Account, subject.account_id)
+    value = getattr(acct, column, None) if acct is not None else None
+    return None if value is None else str(value)[:254]

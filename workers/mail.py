@@ -30,6 +30,7 @@ from app.mail import mail_job_timeout
 from app.mail.backends import PermanentMailError, TransientMailError, deliver
 from app.mail.models import OutgoingMail
 from app.models_base import utcnow
+from app.redact import redact_all, redact_tokens
 from workers.context import job
 
 SEND_LEASE = timedelta(seconds=120)
@@ -108,17 +109,29 @@ def send_mail(mail_id: int) -> str:
         return {None: "gone", "sent": "already sent", "failed": "failed"}.get(status, "in flight elsewhere")
     mail = db.session.get(OutgoingMail, mail_id)
     attempt = mail.attempts
+    # Once sent, the stored copy loses its link tokens: only the development outbox (which is the mail
+    # server when MAIL_SERVER is unset) keeps a clickable copy.
+    redact = bool(current_app.config.get("MAIL_SERVER"))
+    redacted = _redacted(mail) if redact else {}
 
     def accepted() -> None:
-        _settle_persistently(mail_id, attempt, status="sent", sent_at=utcnow(), last_error=None)
+        _settle_persistently(mail_id, attempt, status="sent", sent_at=utcnow(), last_error=None, **redacted)
 
     try:
         return deliver(mail, accepted)
     except PermanentMailError as exc:
         db.session.rollback()
-        _settle(mail_id, attempt, status="failed", last_error=str(exc)[:2000])
+        _settle(mail_id, attempt, status="failed", last_error=redact_all(str(exc))[:2000], **_redacted(mail))
         return "failed"
     except TransientMailError as exc:
         db.session.rollback()
-        _settle(mail_id, attempt, status="queued", last_error=str(exc)[:2000])
-        raise  # rq retries with backoff; reconcile re-queues after the last retry
+        _settle(mail_id, attempt, status="queued", last_error=redact_all(str(exc))[:2000])
+        raise TransientMailError(redact_all(str(exc))) from None  # rq retries; reconcile re-queues after the last
+
+
+def _redacted(mail: OutgoingMail) -> dict:
+    return {
+        "body_text": redact_tokens(mail.body_text),
+        "body_html": redact_tokens(mail.body_html),
+        "redacted_at": utcnow(),
+    }

@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 
 from app.audit import Actor, record_event
-from app.dsr.models import CorrectionItem, DsrRequest, Export, Token
-from app.dsr.states import CLOCK_RUNNING, CLOSED
+from app.dsr.minimise import minimise_closed_requests
+from app.dsr.models import (
+    CorrectionItem,
+    DsrRequest,
+    Export,
+    RequestIdentifier,
+    RequestMessage,
+    RequestNote,
+    Token,
+    clock_running,
+)
+from app.dsr.states import CLOSED, RequestStatus
+from app.exports import store
 from app.extensions import db
 from app.mail.models import OutgoingMail
 from app.models_base import utcnow
 from workers.context import job
 
 SYSTEM = Actor.system("maintenance")
-REMINDER_DAYS = 7
 
 
 @job
@@ -45,14 +54,12 @@ def purge_exports_job() -> int:
 def purge_exports(now=None) -> int:
     """Delete the files of exports past their expiry; the row stays (status purged) for the audit."""
     now = now or utcnow()
-    directory = Path(current_app.config["EXPORT_DIR"])
     due = db.session.execute(
         select(Export).where(Export.status.in_(["ready", "expired"]), Export.expires_at <= now)
     ).scalars()
     n = 0
     for export in list(due):
-        if export.filename:
-            (directory / Path(export.filename).name).unlink(missing_ok=True)
+        store.delete(export.filename)
         export.status = "purged"
         export.purged_at = now
         record_event("export.purged", SYSTEM, dsr=export.dsr, data={"export_id": export.id})
@@ -107,23 +114,42 @@ def deadline_reminders_job() -> int:
 
 
 def deadline_reminders(now=None) -> int:
-    """Email staff the open requests that are overdue or due within a week."""
+    """Email staff the open requests that are overdue or due soon (``DUE_SOON_DAYS``), on hold or not,
+    and those waiting for the subject's answer for ``SUBJECT_REMINDER_DAYS``; remind those subjects too."""
+    from app.dsr.services import notify_subject
     from app.mail import queue_mail
     from workers.jobs import staff_recipients
 
     now = now or utcnow()
+    days = int(current_app.config["DUE_SOON_DAYS"])
     rows = list(
         db.session.execute(
             select(DsrRequest)
-            .where(
-                DsrRequest.status.in_([s.value for s in CLOCK_RUNNING]),
-                DsrRequest.due_at <= now + timedelta(days=REMINDER_DAYS),
-            )
+            .where(clock_running(), DsrRequest.due_at <= now + timedelta(days=days))
             .order_by(DsrRequest.due_at)
             .limit(500)
         ).scalars()
     )
-    if not rows:
+    wait = timedelta(days=int(current_app.config["SUBJECT_REMINDER_DAYS"]))
+    waiting = list(
+        db.session.execute(
+            select(DsrRequest)
+            .where(
+                DsrRequest.status == RequestStatus.ON_HOLD.value,
+                DsrRequest.waiting_since.is_not(None),
+                DsrRequest.waiting_since <= now - wait,
+                or_(DsrRequest.subject_reminded_at.is_(None), DsrRequest.subject_reminded_at <= now - wait),
+            )
+            .order_by(DsrRequest.waiting_since)
+            .limit(500)
+        ).scalars()
+    )
+    for dsr in waiting:
+        notify_subject(dsr, "subject_reminder", f"We are waiting for your answer ({dsr.reference})")
+        dsr.subject_reminded_at = now
+        record_event("request.subject_reminded", SYSTEM, dsr=dsr)
+    if not rows and not waiting:
+        db.session.commit()
         return 0
     overdue = [r for r in rows if r.due_at < now]
     due_soon = [r for r in rows if r.due_at >= now]
@@ -132,15 +158,21 @@ def deadline_reminders(now=None) -> int:
         queue_mail(
             to,
             "fulfil_staff_reminder",
-            f"Privacy requests: {len(overdue)} overdue, {len(due_soon)} due soon",
+            f"Privacy requests: {len(overdue)} overdue, {len(due_soon)} due soon, {len(waiting)} waiting",
             today=now,
             overdue=overdue,
             due_soon=due_soon,
-            days=REMINDER_DAYS,
+            waiting=waiting,
+            days=days,
         )
         sent += 1
     db.session.commit()
     return sent
+
+
+@job
+def minimise_closed_requests_job() -> int:
+    return minimise_closed_requests()
 
 
 @job
@@ -161,13 +193,13 @@ def purge_records(now=None) -> int:
     )
     if not ids:
         return 0
-    directory = Path(current_app.config["EXPORT_DIR"])
     for filename in db.session.execute(select(Export.filename).where(Export.request_id.in_(ids))).scalars():
-        if filename:
-            (directory / Path(filename).name).unlink(missing_ok=True)
+        store.delete(filename)
     db.session.execute(delete(Token).where(Token.request_id.in_(ids)))
     db.session.execute(delete(Export).where(Export.request_id.in_(ids)))
     db.session.execute(delete(CorrectionItem).where(CorrectionItem.request_id.in_(ids)))
+    for model in (RequestIdentifier, RequestNote, RequestMessage):
+        db.session.execute(delete(model).where(model.request_id.in_(ids)))
     db.session.execute(delete(OutgoingMail).where(OutgoingMail.request_id.in_(ids)))
     db.session.execute(update(DsrRequest).where(DsrRequest.duplicate_of_id.in_(ids)).values(duplicate_of_id=None))
     db.session.execute(delete(DsrRequest).where(DsrRequest.id.in_(ids)))

@@ -148,7 +148,11 @@ def reconcile(mail_grace: timedelta | None = None, stale_after: timedelta = STAL
     conn = get_redis()
     summary = {"requests": 0, "abandoned": 0, "mail": 0}
     open_fulfilment = db.session.execute(
-        select(DsrRequest).where(DsrRequest.status.in_([RequestStatus.APPROVED.value, RequestStatus.IN_PROGRESS.value]))
+        select(DsrRequest).where(
+            DsrRequest.status.in_([RequestStatus.APPROVED.value, RequestStatus.IN_PROGRESS.value]),
+            # Seeded demo requests are fulfilled only when a staff member approves or retries them.
+            DsrRequest.demo.is_(False),
+        )
     ).scalars()
     for dsr in list(open_fulfilment):
         pending = fulfilment_job(dsr)

@@ -17,11 +17,13 @@ from app.admin.auth import safe_next
 from app.admin.guard import bp, requires
 from app.admin.views import erasure_plan_for, get_request_or_404, staff_choices, status_label
 from app.audit import Actor
-from app.dsr import services
+from app.dsr import identifiers, services
+from app.dsr.actions import available_actions, refusal
 from app.dsr.models import DsrRequest
 from app.dsr.services import ActionError, TransitionError
 from app.dsr.states import RequestType
 from app.extensions import db
+from app.sources.resolve import resolve_subject
 
 MAX_TEXT = 2000
 MAX_BULK = 200
@@ -34,10 +36,24 @@ def _text(form, name: str) -> str:
 def _approve(dsr: DsrRequest, actor: Actor, form) -> str:
     plan = None
     if dsr.request_type == RequestType.DELETION.value:
-        plan = erasure_plan_for(dsr.email)
+        if (_text(form, "confirm_reference") or "").upper() != dsr.reference:
+            raise ActionError(
+                f"Nothing was erased. To approve this deletion, type the reference {dsr.reference} in the box "
+                "to confirm you have read the plan."
+            )
+        resolution = resolve_subject(dsr)
+        if resolution.conflict:
+            raise ActionError(
+                "The identifiers match more than one account ("
+                + ", ".join(str(a) for a in resolution.conflict)
+                + "): remove the wrong identifier before approving."
+            )
+        plan = erasure_plan_for(resolution.subject)
         if plan is None:
             raise ActionError("The deletion plan could not be computed, so the request cannot be approved yet.")
-    services.approve(dsr, actor, plan=plan)
+    locked = services.approve(dsr, actor, plan=plan, confirm_reference=_text(form, "confirm_reference"))
+    if locked.status != "approved":
+        return "Your approval is recorded. A second officer must approve this deletion before anything is erased."
     return "Approved: fulfilment will start shortly."
 
 
@@ -47,8 +63,8 @@ def _deny(dsr: DsrRequest, actor: Actor, form) -> str:
 
 
 def _hold(dsr: DsrRequest, actor: Actor, form) -> str:
-    services.hold(dsr, actor, _text(form, "reason"), pauses_clock=form.get("pause_clock") in ("1", "y", "on"))
-    return "Put on hold."
+    services.hold(dsr, actor, _text(form, "reason"))
+    return "Put on hold. The deadline still runs."
 
 
 def _resume(dsr: DsrRequest, actor: Actor, form) -> str:
@@ -89,16 +105,42 @@ def _cancel(dsr: DsrRequest, actor: Actor, form) -> str:
 
 
 def _request_info(dsr: DsrRequest, actor: Actor, form) -> str:
-    services.request_info(dsr, actor, _text(form, "message"))
-    return "The subject was emailed your question; the request is on hold until they answer."
+    identity = form.get("identity") in ("1", "y", "on")
+    locked = services.request_info(dsr, actor, _text(form, "message"), identity=identity)
+    paused = " The deadline is paused until they answer." if locked.hold_pauses_clock else " The deadline still runs."
+    return "The subject was emailed your question; the request is on hold until they answer." + paused
+
+
+def _message(dsr: DsrRequest, actor: Actor, form) -> str:
+    services.message_subject(dsr, actor, _text(form, "message"))
+    return "Your message was sent to the subject."
+
+
+def _add_identifier(dsr: DsrRequest, actor: Actor, form) -> str:
+    ident = identifiers.add_identifier(
+        dsr, actor, _text(form, "kind"), _text(form, "value"), _text(form, "method"), _text(form, "justification")
+    )
+    if ident.status == "verified":
+        return "Identifier added and confirmed; the plan and the job will use it."
+    return f"We emailed {ident.value} a link; the address is used only once it confirms."
+
+
+def _remove_identifier(dsr: DsrRequest, actor: Actor, form) -> str:
+    raw = _text(form, "identifier_id")
+    if not raw.isdigit() or len(raw) > 9:
+        raise ActionError("That identifier does not exist.")
+    identifiers.remove_identifier(dsr, actor, int(raw))
+    return "Identifier removed."
 
 
 def _decide_item(dsr: DsrRequest, actor: Actor, form) -> str:
     raw = _text(form, "item_id")
-    if not raw.isdigit():
+    if not raw.isdigit() or len(raw) > 9:
         raise ActionError("That proposed change does not exist.")
     decision = _text(form, "decision")
-    services.decide_correction(dsr, actor, int(raw), decision)
+    item = services.decide_correction(dsr, actor, int(raw), decision, _text(form, "reject_reason"))
+    if decision == "approved" and item.field == "email" and not item.confirmed_at:
+        return "Accepted. The new address was emailed a link: it is applied only once it confirms."
     return f"Proposed change {decision}."
 
 
@@ -113,7 +155,10 @@ ACTIONS: dict[str, Callable[[DsrRequest, Actor, object], str]] = {
     "retry": _retry,
     "cancel": _cancel,
     "request_info": _request_info,
+    "message": _message,
     "decide_item": _decide_item,
+    "add_identifier": _add_identifier,
+    "remove_identifier": _remove_identifier,
 }
 
 
@@ -121,6 +166,8 @@ def run_action(dsr: DsrRequest, action: str, form) -> tuple[bool, str]:
     handler = ACTIONS.get(action)
     if handler is None:
         return False, "Unknown action."
+    if action not in available_actions(dsr, current_user):
+        return False, refusal(dsr, action, status_label(dsr.status).lower())
     actor = Actor.staff(current_user)
     try:
         message = handler(dsr, actor, form)
@@ -158,8 +205,12 @@ def bulk_action():
     found = db.session.execute(select(DsrRequest).where(DsrRequest.reference.in_(refs))).scalars().all()
     done, refused = [], []
     for dsr in sorted(found, key=lambda d: d.reference):
+        if action == "approve" and dsr.request_type == RequestType.DELETION.value:
+            # Nothing irreversible happens in bulk: each deletion is approved on its own page, with its plan.
+            refused.append(f"{dsr.reference}: deletions are approved one by one, on the request's page, with its plan")
+            continue
         ok, message = run_action(dsr, action, request.form)
-        (done if ok else refused).append(f"{dsr.reference}: {message}" if not ok else dsr.reference)
+        (done if ok else refused).append(dsr.reference if ok else f"{dsr.reference}: {message}")
     if done:
         flash(
             f"{ {'approve': 'Approved', 'deny': 'Denied'}[action] } {len(done)} request(s): {', '.join(done)}.",

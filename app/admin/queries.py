@@ -12,15 +12,14 @@ from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import Select, and_, case, func, or_, select
 
-from app.dsr.models import DsrRequest
-from app.dsr.states import CLOCK_RUNNING, OPEN, Jurisdiction, RequestStatus, RequestType
+from app.dsr.models import DsrRequest, clock_running
+from app.dsr.states import OPEN, Jurisdiction, RequestStatus, RequestType
 from app.extensions import db
 
 S = RequestStatus
 PER_PAGE = 25
 MAX_PAGE = 10_000
 OPEN_REVIEWED = [s.value for s in OPEN if s is not S.UNVERIFIED]
-RUNNING = [s.value for s in CLOCK_RUNNING]
 
 
 def filter_date(value: str | None) -> date | None:
@@ -117,7 +116,7 @@ def queue_statement(f: QueueFilters, now: datetime, prefix: bool = False) -> Sel
     elif f.assignee:
         stmt = stmt.where(DsrRequest.assignee_id == int(f.assignee))
     if f.overdue:
-        stmt = stmt.where(DsrRequest.status.in_(RUNNING), DsrRequest.due_at < now)
+        stmt = stmt.where(clock_running(), DsrRequest.due_at < now)
     if f.received_from:
         start = datetime.combine(f.received_from, datetime.min.time(), UTC)
         stmt = stmt.where(DsrRequest.received_at >= start)
@@ -164,7 +163,7 @@ def queue_page(f: QueueFilters, now: datetime, per_page: int = PER_PAGE) -> tupl
 
 def dashboard_counts(now: datetime) -> dict[str, int]:
     """All headline counts in one aggregate query."""
-    running = DsrRequest.status.in_(RUNNING)
+    running = clock_running()
 
     def count_if(cond):
         return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)

@@ -127,6 +127,19 @@ class DsrRequest(db.Model):
         return f"<DsrRequest {self.reference} {self.request_type} {self.status}>"
 
 
+def clock_running():
+    """SQL: the request's deadline clock is running (open and verified, not in a lawful pause). Every
+    overdue and due-soon view and the reminders use this one definition."""
+    from sqlalchemy import and_, not_
+
+    from app.dsr.states import CLOCK_RUNNING
+
+    return and_(
+        DsrRequest.status.in_([s.value for s in CLOCK_RUNNING]),
+        not_(and_(DsrRequest.status == RequestStatus.ON_HOLD.value, DsrRequest.hold_pauses_clock.is_(True))),
+    )
+
+
 class CorrectionItem(db.Model):
     __tablename__ = "correction_item"
 

@@ -42,6 +42,33 @@ class DenialReason(StrEnum):
     OTHER = "other"
 
 
+# What each reason means, in plain words for the subject (GDPR Art. 12(4), CCPA regs 7022-7024).
+DENIAL_EXPLANATIONS = {
+    DenialReason.IDENTITY_NOT_VERIFIED: (
+        "We must be sure a request comes from the person the data is about before we act on it, and we "
+        "could not confirm that it does. To try again, make a new request from the email address you use "
+        "with ChatGPTTech and confirm it with the link we send, or reply to this email with information "
+        "that shows the account is yours (for example the prefix of one of your API keys, or the last four "
+        "digits of the card on your invoices)."
+    ),
+    DenialReason.MANIFESTLY_UNFOUNDED: (
+        "The request does not concern personal data we hold about you, or is clearly not a request to "
+        "exercise a data protection right."
+    ),
+    DenialReason.EXCESSIVE: (
+        "The request repeats an earlier one that we have answered, without anything having changed since."
+    ),
+    DenialReason.SUSPECTED_FRAUD: (
+        "There are signs that the request was not made by the person the data is about, so acting on it "
+        "could harm them."
+    ),
+    DenialReason.LEGAL_EXEMPTION: (
+        "A legal exemption applies: the law requires or allows us to keep or withhold this data. The "
+        "explanation below says which one."
+    ),
+    DenialReason.OTHER: "The explanation below gives the reason.",
+}
+
 DENIAL_LABELS = {
     DenialReason.IDENTITY_NOT_VERIFIED: "We could not verify your identity",
     DenialReason.MANIFESTLY_UNFOUNDED: "The request is manifestly unfounded",
@@ -70,8 +97,10 @@ OPEN = frozenset({S.UNVERIFIED, S.PENDING_REVIEW, S.ON_HOLD, S.APPROVED, S.IN_PR
 CLOSED = frozenset(set(RequestStatus) - OPEN)
 # What the subject may cancel from their status page.
 SUBJECT_CANCELLABLE = frozenset({S.UNVERIFIED, S.PENDING_REVIEW, S.ON_HOLD})
-# Statuses whose deadline clock is running (used by overdue / due-soon counts).
-CLOCK_RUNNING = frozenset({S.PENDING_REVIEW, S.APPROVED, S.IN_PROGRESS, S.FAILED})
+# Statuses whose deadline clock is running (used by overdue / due-soon counts and reminders). A request
+# on hold still goes overdue: only a lawful pause (``hold_pauses_clock``, GDPR identity) stops its clock,
+# and the queries leave those out while the pause lasts.
+CLOCK_RUNNING = frozenset({S.PENDING_REVIEW, S.ON_HOLD, S.APPROVED, S.IN_PROGRESS, S.FAILED})
 
 
 def can_transition(current: RequestStatus | str, to: RequestStatus | str) -> bool:

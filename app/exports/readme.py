@@ -10,9 +10,19 @@ from flask import render_template
 from app.sources.inventory import COMPLAINT_URL, GA_OPT_OUT_URL, INVENTORY, PRIVACY_CONTACT
 
 
-def render_readme(*, reference: str, generated_at: datetime, counts: dict[str, int], notes: dict[str, str]) -> str:
+def render_readme(
+    *,
+    reference: str,
+    generated_at: datetime,
+    counts: dict[str, int],
+    notes: dict[str, str],
+    jurisdiction: str = "gdpr",
+) -> str:
+    from app.dsr.law import law_for
+
     return render_template(
         "exports/README.html",
+        law=law_for(jurisdiction),
         reference=reference,
         generated_at=generated_at,
         inventory=INVENTORY,

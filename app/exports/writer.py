@@ -108,6 +108,7 @@ def build_package(
     filename: str,
     progress: Callable[[int, int], None] | None = None,
     expected_rows: int | None = None,
+    jurisdiction: str = "gdpr",
 ) -> PackageResult:
     """Write the package for ``subject``; ``progress(rows_done, expected)`` is called as rows stream."""
     directory = Path(export_dir)
@@ -124,9 +125,15 @@ def build_package(
         if progress:
             progress(done, expected_rows or 0)
 
-    with zipfile.ZipFile(
-        tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=COMPRESSLEVEL, allowZip64=True
-    ) as zf:
+    # Created private (0600): the package is the person's data, readable by this service alone.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with (
+        os.fdopen(fd, "wb") as raw_file,
+        zipfile.ZipFile(
+            raw_file, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=COMPRESSLEVEL, allowZip64=True
+        ) as zf,
+    ):
         for cat in EXPORTED:
             source = BY_CATEGORY[cat.name]
             if not source.configured():
@@ -160,7 +167,9 @@ def build_package(
                 files.append({"name": f"{cat.name}.csv", "rows": rows, "sha256": out.digest.hexdigest()})
             counts[cat.name] = rows
             tick()
-        readme = render_readme(reference=reference, generated_at=generated_at, counts=counts, notes=notes)
+        readme = render_readme(
+            reference=reference, generated_at=generated_at, counts=counts, notes=notes, jurisdiction=jurisdiction
+        )
         _write_member(zf, "README.html", readme.encode("utf-8"), files, None)
         manifest = {
             "schema_version": SCHEMA_VERSION,

@@ -12,6 +12,7 @@ import re
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 from flask_wtf import FlaskForm
+from flask_wtf.file import FileField
 from wtforms import (
     BooleanField,
     EmailField,
@@ -39,8 +40,9 @@ JURISDICTIONS = [
 CORRECTABLE_FIELDS = [("name", "Name"), ("email", "Email address"), ("company", "Company")]
 CORRECTION_ROWS = 3
 
-# Control characters other than tab and newlines, lone surrogates, and non-characters.
-_BAD_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+# Control characters other than tab and newlines, lone surrogates, non-characters, and the
+# bidirectional overrides and isolates that make text read differently from what it is.
+_BAD_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff\u202a-\u202e\u2066-\u2069]")
 
 
 def _choices(pairs) -> list[SelectChoice]:
@@ -184,6 +186,33 @@ class ResendForm(EmailChecked, FlaskForm):
         validators=[DataRequired(message="Enter your email address."), Length(max=254), clean_text],
         filters=[strip_filter],
     )
+
+
+class ReplyForm(FlaskForm):
+    """The subject's answer on the status page (``action=reply``), with an optional file."""
+
+    message = TextAreaField(
+        "Your message",
+        validators=[Length(max=10000, message="Use at most 10,000 characters."), clean_text],
+        filters=[strip_filter],
+    )
+    attachment = FileField("Attach a file (optional: PDF, PNG, JPEG or text, at most 2 MB)")
+
+    def validate_message(self, field) -> None:
+        if not (field.data or "").strip() and not self.attachment.data:
+            raise ValidationError("Write your answer, or attach a file.")
+
+    def attachment_data(self) -> tuple[str, str, bytes] | None:
+        """(file name, content type, bytes) of the attached file, checked by ``app.dsr.attachments``."""
+        from werkzeug.utils import secure_filename
+
+        upload = self.attachment.data
+        if not upload or not getattr(upload, "filename", ""):
+            return None
+        data = upload.read()
+        if not data:
+            return None
+        return secure_filename(upload.filename) or "attachment", (upload.mimetype or "").lower(), data
 
 
 class ConfirmForm(FlaskForm):

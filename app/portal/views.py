@@ -1,36 +1,37 @@
-"""Portal views: parse the input, call the domain services, render.
+"""Portal views: parse the input, call the portal services (``app.dsr.portal``), render.
 
-Links we email are the only credentials: ``verify`` (24 h, single use), ``status`` (no expiry, read and
-cancel one request) and ``download`` (7 days, 5 uses). A GET never changes state, so mail scanners that
+Links we email are the only credentials: ``verify`` (24 h, single use), ``status`` (30 days, read, answer
+and cancel one request; renewable by ``/requests/lookup``) and ``download`` (7 days, 5 uses). Opening a
+link trades its token for a short-lived cookie scoped to that page's path and redirects to the clean
+URL, so the token is never in the address bar, the history, a ``Referer`` or our access log after the
+first hop (whose log line is redacted: ``app.redact``). A GET never changes state, so mail scanners that
 open links cannot confirm or cancel on the person's behalf.
 """
 
 from __future__ import annotations
 
 import hashlib
-from datetime import timedelta
-from pathlib import Path
 
-from flask import Blueprint, abort, current_app, render_template, request, send_file, url_for
+from flask import Blueprint, abort, current_app, redirect, render_template, request, send_file, url_for
 from limits import parse as parse_limit
-from sqlalchemy import select, update
+from sqlalchemy import select
 from werkzeug.exceptions import HTTPException, TooManyRequests
 
-from app.audit import Actor, record_event
 from app.audit.models import AuditEvent
-from app.dsr import services
-from app.dsr.models import CorrectionItem, DsrRequest, Export, Token
+from app.dsr import portal, services
+from app.dsr.attachments import AttachmentRefused
+from app.dsr.models import DsrRequest, Export, Token
+from app.dsr.portal import JURISDICTION_LABELS, TYPE_LABELS
 from app.dsr.states import STATUS_LABELS, SUBJECT_CANCELLABLE, RequestStatus
 from app.extensions import db, limiter
-from app.mail import queue_mail
-from app.models_base import utcnow
-from app.portal.forms import CORRECTABLE_FIELDS, CancelForm, ConfirmForm, IntakeForm, ResendForm
+from app.portal.forms import CORRECTABLE_FIELDS, CancelForm, ConfirmForm, IntakeForm, ReplyForm, ResendForm
+from app.portal.mailbox import normalise_mailbox
 
 bp = Blueprint("portal", __name__)
 
 S = RequestStatus
-TYPE_LABELS = {"access": "Access (a copy of your data)", "correction": "Correction", "deletion": "Deletion"}
-JURISDICTION_LABELS = {"gdpr": "GDPR", "ccpa": "CCPA", "other": "Other"}
+# Cookie per link purpose: name and how long it lasts once a link has been opened.
+LINK_COOKIES = {"verify": 3600, "status": 3600, "download": 900, "identifier": 3600, "email_change": 3600}
 
 
 def _limit(name: str):
@@ -47,18 +48,54 @@ def _hit_limit(config_name: str, scope: str, identity: str) -> None:
         raise TooManyRequests()
 
 
-def _verify_mail(dsr: DsrRequest) -> None:
-    hours = current_app.config["VERIFY_TOKEN_HOURS"]
-    raw = services.issue_token(dsr, "verify", lifetime=timedelta(hours=hours), max_uses=1)
-    link = f"{current_app.config['PORTAL_BASE_URL']}/verify/{raw}"
-    queue_mail(
-        dsr.email,
-        "verify",
-        "Confirm your privacy request",
-        dsr=dsr,
-        link=link,
-        hours=hours,
-        type_label=TYPE_LABELS[dsr.request_type],
+def _hit_mailbox_limit(email: str) -> None:
+    """The per-address limit counts mailboxes, not spellings (case, dots, ``+tags``, googlemail)."""
+    _hit_limit("RATELIMIT_INTAKE_EMAIL", "intake-email", normalise_mailbox(email))
+
+
+# --- links: the token is traded for a path-scoped cookie ---------------------------------------------
+
+
+def _cookie_name(purpose: str) -> str:
+    return f"dsr_{purpose}"
+
+
+def _exchange(raw: str, purpose: str, path: str):
+    """Redirect to the clean ``path`` with the token in a cookie only that path receives."""
+    response = redirect(path, code=303)
+    response.set_cookie(
+        _cookie_name(purpose),
+        raw,
+        max_age=LINK_COOKIES[purpose],
+        path=path,
+        secure=bool(current_app.config.get("SESSION_COOKIE_SECURE")),
+        httponly=True,
+        samesite="Lax",
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _from_cookie(purpose: str) -> str:
+    return request.cookies.get(_cookie_name(purpose)) or ""
+
+
+def _open_link(token: str, purpose: str, endpoint: str):
+    """An emailed single-purpose link: checked (nothing is used up), then traded for a cookie."""
+    try:
+        services.find_token(token, purpose)
+    except services.TokenProblem as problem:
+        db.session.rollback()
+        return _token_problem_page(problem, purpose)
+    db.session.rollback()
+    return _exchange(token, purpose, url_for(endpoint))
+
+
+def _token_problem_page(problem: services.TokenProblem, purpose: str = "verify"):
+    status = 404 if problem.kind == "invalid" else 410
+    return (
+        render_template("portal/link_problem.html", kind=problem.kind, purpose=purpose, form=ResendForm()),
+        status,
     )
 
 
@@ -74,53 +111,36 @@ def home():
 @limiter.limit(_limit("RATELIMIT_INTAKE_IP"), methods=["POST"])
 def new_request():
     form = IntakeForm()
-    if request.method == "GET" and request.args.get("type") in {"access", "correction", "deletion"}:
+    if request.method == "GET" and request.args.get("type") in TYPE_LABELS:
         form.request_type.data = request.args["type"]
     if not form.validate_on_submit():
         status = 400 if request.method == "POST" else 200
         return render_template("portal/new.html", form=form, fields=dict(CORRECTABLE_FIELDS)), status
-    _hit_limit("RATELIMIT_INTAKE_EMAIL", "intake-email", form.email.data)
-    dsr = DsrRequest(
+    _hit_mailbox_limit(form.email.data)
+    portal.submit(
         request_type=form.request_type.data,
-        status=S.UNVERIFIED.value,
         email=form.email.data,
         full_name=form.full_name.data,
         jurisdiction=form.jurisdiction.data,
         details=form.details.data or "",
-    )
-    for field, value in form.corrections():
-        dsr.corrections.append(CorrectionItem(field=field, proposed_value=value))
-    db.session.add(dsr)
-    db.session.flush()
-    # A status link exists from the start; its raw value is re-issued at verification for the receipt.
-    services.issue_token(dsr, "status")
-    _verify_mail(dsr)
-    record_event(
-        "request.submitted",
-        Actor.subject(),
-        dsr=dsr,
-        public=True,
-        message="We received your request and sent a confirmation link to your email address.",
-        data={"type": dsr.request_type, "jurisdiction": dsr.jurisdiction, "corrections": len(dsr.corrections)},
+        corrections=form.corrections(),
     )
     db.session.commit()
     return render_template("portal/check_inbox.html", hours=current_app.config["VERIFY_TOKEN_HOURS"])
 
 
-def _token_problem_page(problem: services.TokenProblem, purpose: str = "verify"):
-    status = 404 if problem.kind == "invalid" else 410
-    return (
-        render_template("portal/link_problem.html", kind=problem.kind, purpose=purpose, form=ResendForm()),
-        status,
-    )
-
-
-@bp.route("/verify/<token>", methods=["GET", "POST"])
+@bp.get("/verify/<token>")
 @limiter.limit(_limit("RATELIMIT_VERIFY"))
-def verify(token: str):
+def verify_link(token: str):
+    return _open_link(token, "verify", "portal.verify")
+
+
+@bp.route("/verify", methods=["GET", "POST"])
+@limiter.limit(_limit("RATELIMIT_VERIFY"))
+def verify():
     form = ConfirmForm()
     try:
-        tok = services.find_token(token, "verify", lock=request.method == "POST")
+        tok = services.find_token(_from_cookie("verify"), "verify", lock=request.method == "POST")
     except services.TokenProblem as problem:
         db.session.rollback()
         return _token_problem_page(problem)
@@ -128,47 +148,39 @@ def verify(token: str):
     if dsr.status != S.UNVERIFIED.value:
         db.session.rollback()
         return render_template("portal/link_problem.html", kind="closed", purpose="verify", form=ResendForm()), 410
-    if request.method == "GET" or not form.validate_on_submit():
-        if request.method == "POST":
-            abort(400)
+    if request.method == "GET":
         return render_template("portal/verify.html", form=form, dsr=dsr, type_label=TYPE_LABELS[dsr.request_type])
-    # Single use, counted in the same statement that checks it (no double verification under a race).
-    used = db.session.execute(
-        update(Token)
-        .where(Token.id == tok.id, Token.used_at.is_(None))
-        .values(use_count=Token.use_count + 1, used_at=utcnow())
-    )
-    if used.rowcount != 1:
+    if not form.validate_on_submit():
+        abort(400)
+    try:
+        done = portal.verify(tok)
+    except services.TokenProblem as problem:
         db.session.rollback()
-        return _token_problem_page(services.TokenProblem("used"))
-    dsr = services.transition(dsr, S.PENDING_REVIEW, Actor.subject())
-    duplicate = services.find_open_duplicate(dsr)
-    if duplicate is not None:
-        dsr.duplicate_of_id = duplicate.id
-        record_event(
-            "request.duplicate_linked",
-            Actor.system("duplicate check"),
-            dsr=dsr,
-            data={"duplicate_of": duplicate.reference, "duplicate_of_id": duplicate.id},
-        )
-    raw_status = services.issue_token(dsr, "status")
-    link = services.status_url(dsr, raw_status)
-    queue_mail(
-        dsr.email,
-        "receipt",
-        f"We received your privacy request {dsr.reference}",
-        dsr=dsr,
-        link=link,
-        type_label=TYPE_LABELS[dsr.request_type],
-        law=JURISDICTION_LABELS.get(dsr.jurisdiction, dsr.jurisdiction),
-    )
+        return _token_problem_page(problem)
     db.session.commit()
-    return render_template(
-        "portal/verified.html",
-        dsr=dsr,
-        status_link=url_for("portal.request_status", reference=dsr.reference, token=raw_status),
-        type_label=TYPE_LABELS[dsr.request_type],
+    dsr = done.dsr
+    response = current_app.make_response(
+        render_template(
+            "portal/verified.html",
+            dsr=dsr,
+            # The status link as emailed (opening it trades the token for a cookie, like the mail's); this
+            # page's own URL is the clean /verify, so nothing here reaches a Referer or a log unredacted.
+            status_link=url_for("portal.request_status", reference=dsr.reference, token=done.status_token),
+            type_label=TYPE_LABELS[dsr.request_type],
+        )
     )
+    status_path = url_for("portal.request_status", reference=dsr.reference)
+    response.set_cookie(
+        _cookie_name("status"),
+        done.status_token,
+        max_age=LINK_COOKIES["status"],
+        path=status_path,
+        secure=bool(current_app.config.get("SESSION_COOKIE_SECURE")),
+        httponly=True,
+        samesite="Lax",
+    )
+    response.delete_cookie(_cookie_name("verify"), path=url_for("portal.verify"))
+    return response
 
 
 @bp.post("/verify/resend")
@@ -177,26 +189,14 @@ def resend_verification():
     form = ResendForm()
     if not form.validate_on_submit():
         return render_template("portal/link_problem.html", kind="resend", purpose="verify", form=form), 400
-    _hit_limit("RATELIMIT_INTAKE_EMAIL", "intake-email", form.email.data)
-    cutoff = utcnow() - timedelta(days=current_app.config["UNVERIFIED_EXPIRY_DAYS"])
-    dsr = db.session.execute(
-        select(DsrRequest)
-        .where(
-            DsrRequest.email == form.email.data,
-            DsrRequest.status == S.UNVERIFIED.value,
-            DsrRequest.received_at > cutoff,
-        )
-        .order_by(DsrRequest.received_at.desc())
-        .limit(1)
-    ).scalar_one_or_none()
-    if dsr is not None:
-        _verify_mail(dsr)
-        record_event("request.verification_resent", Actor.subject(), dsr=dsr)
-        db.session.commit()
+    _hit_mailbox_limit(form.email.data)
+    from app.portal.lookup import enqueue_resend
+
+    enqueue_resend(form.email.data)
     return render_template("portal/check_inbox.html", hours=current_app.config["VERIFY_TOKEN_HOURS"], resent=True)
 
 
-def _status_request(reference: str, raw: str | None) -> tuple[DsrRequest, str]:
+def _status_request(reference: str, raw: str | None) -> tuple[DsrRequest, Token]:
     """The request behind a status link, or a 404 that says nothing about which part was wrong."""
     if not raw or len(reference) > 32:
         abort(404)
@@ -207,47 +207,62 @@ def _status_request(reference: str, raw: str | None) -> tuple[DsrRequest, str]:
     dsr = tok.dsr
     if dsr is None or dsr.reference != reference:
         abort(404)
-    return dsr, raw
+    return dsr, tok
 
 
 @bp.route("/requests/<reference>", methods=["GET", "POST"])
 def request_status(reference: str):
-    raw = request.args.get("token") or request.form.get("token")
-    dsr, raw = _status_request(reference, raw)
+    if request.method == "GET" and request.args.get("token"):
+        raw = request.args["token"]
+        _status_request(reference, raw)
+        db.session.rollback()
+        return _exchange(raw, "status", url_for("portal.request_status", reference=reference))
+    dsr, _tok = _status_request(reference, _from_cookie("status"))
     form = CancelForm()
+    reply = ReplyForm()
     message = None
     status_code = 200
     if request.method == "POST":
-        if not form.validate_on_submit():
-            abort(400)
-        if request.form.get("action") != "cancel":
-            abort(400)
-        cancelled = None
-        if dsr.status in {s.value for s in SUBJECT_CANCELLABLE}:
-            try:
-                cancelled = services.transition(dsr, S.CANCELLED, Actor.subject(), reason="Cancelled by the requester")
-            except services.TransitionError:  # staff acted between our read and the row lock
+        action = request.form.get("action")
+        if action == "cancel":
+            if not form.validate_on_submit():
+                abort(400)
+            cancelled = portal.cancel(dsr)
+            if cancelled is not None:
+                db.session.commit()
+                dsr = cancelled
+                message = ("ok", "Your request is cancelled. We will not act on it.")
+            else:
                 db.session.rollback()
-        if cancelled is not None:
-            dsr = cancelled
-            queue_mail(
-                dsr.email,
-                "cancelled",
-                f"Your privacy request {dsr.reference} was cancelled",
-                dsr=dsr,
-                link=services.status_url(dsr, raw),
-                type_label=TYPE_LABELS[dsr.request_type],
-            )
-            db.session.commit()
-            message = ("ok", "Your request is cancelled. We will not act on it.")
+                status_code = 409
+                message = (
+                    "bad",
+                    "This request can no longer be cancelled: it was already approved or closed. "
+                    f"If something is wrong, write to {current_app.config['PRIVACY_CONTACT']} and quote the "
+                    "reference.",
+                )
+        elif action == "reply":
+            if not reply.validate_on_submit():
+                status_code = 400
+                message = ("bad", " ".join(e for errs in reply.errors.values() for e in errs) or "Check your answer.")
+            else:
+                try:
+                    portal.answer(dsr, reply.message.data or "", attachment=reply.attachment_data())
+                    db.session.commit()
+                    message = ("ok", "Thank you: we have your message and will read it shortly.")
+                    reply = ReplyForm(formdata=None)
+                except (portal.PortalError, AttachmentRefused) as exc:
+                    db.session.rollback()
+                    status_code = 400
+                    message = ("bad", str(exc))
         else:
-            db.session.rollback()
-            status_code = 409
-            message = (
-                "bad",
-                "This request can no longer be cancelled: it was already approved or closed. "
-                "If something is wrong, write to privacy@chatgpttech.mobi and quote the reference.",
-            )
+            abort(400)
+    return render_template(
+        "portal/status.html", **_status_context(dsr), form=form, reply=reply, message=message
+    ), status_code
+
+
+def _status_context(dsr: DsrRequest) -> dict:
     events = (
         db.session.execute(
             select(AuditEvent)
@@ -259,77 +274,174 @@ def request_status(reference: str):
     )
     downloads = []
     if dsr.request_type == "access":
-        downloads = (
-            db.session.execute(
-                select(Export).where(Export.request_id == dsr.id, Export.status == "ready").order_by(Export.id)
+        for export in db.session.execute(
+            select(Export).where(Export.request_id == dsr.id, Export.status == "ready").order_by(Export.id)
+        ).scalars():
+            token = (
+                db.session.execute(
+                    select(Token).where(Token.export_id == export.id, Token.purpose == "download").order_by(Token.id)
+                )
+                .scalars()
+                .first()
             )
-            .scalars()
-            .all()
+            left = None if token is None or token.max_uses is None else max(0, token.max_uses - token.use_count)
+            downloads.append({"expires_at": export.expires_at, "left": left})
+    thread = [m for m in dsr.messages if m.body or m.attachment_name]
+    return {
+        "dsr": dsr,
+        "events": events,
+        "downloads": downloads,
+        "thread": thread,
+        "status_label": STATUS_LABELS[S(dsr.status)],
+        "type_label": TYPE_LABELS.get(dsr.request_type, dsr.request_type),
+        "law": JURISDICTION_LABELS.get(dsr.jurisdiction, dsr.jurisdiction),
+        "cancellable": dsr.status in {s.value for s in SUBJECT_CANCELLABLE},
+        "can_reply": dsr.status not in ("completed", "denied", "cancelled", "expired"),
+        "outcome": _outcome(dsr),
+    }
+
+
+def _outcome(dsr: DsrRequest) -> str | None:
+    """The ``data-outcome`` of a closed request (INTERFACE.md)."""
+    if dsr.status == S.COMPLETED.value:
+        return dsr.outcome or "completed"
+    if dsr.status in (S.DENIED.value, S.CANCELLED.value, S.EXPIRED.value):
+        return dsr.status
+    return None
+
+
+def _confirm_page(purpose: str, endpoint: str, title: str, lead: str, done_text: str):
+    """A page that confirms something by a single-use emailed link (an added address, a new email)."""
+    form = ConfirmForm()
+    try:
+        tok = services.find_token(_from_cookie(purpose), purpose, lock=request.method == "POST")
+    except services.TokenProblem as problem:
+        db.session.rollback()
+        return render_template("portal/link_problem.html", kind=problem.kind, purpose=purpose, form=ResendForm()), (
+            404 if problem.kind == "invalid" else 410
         )
-    return (
-        render_template(
-            "portal/status.html",
-            dsr=dsr,
-            token=raw,
-            form=form,
-            events=events,
-            downloads=downloads,
-            message=message,
-            status_label=STATUS_LABELS[S(dsr.status)],
-            type_label=TYPE_LABELS.get(dsr.request_type, dsr.request_type),
-            law=JURISDICTION_LABELS.get(dsr.jurisdiction, dsr.jurisdiction),
-            cancellable=dsr.status in {s.value for s in SUBJECT_CANCELLABLE},
-        ),
-        status_code,
+    if request.method == "GET":
+        return render_template("portal/confirm.html", form=form, title=title, lead=lead, dsr=tok.dsr)
+    if not form.validate_on_submit():
+        abort(400)
+    try:
+        (portal.confirm_identifier if purpose == "identifier" else portal.confirm_email_change)(tok)
+    except services.TokenProblem as problem:
+        db.session.rollback()
+        return render_template("portal/link_problem.html", kind=problem.kind, purpose=purpose, form=ResendForm()), 410
+    db.session.commit()
+    response = current_app.make_response(
+        render_template("portal/confirm.html", form=None, title="Thank you", lead=done_text, dsr=None)
+    )
+    response.delete_cookie(_cookie_name(purpose), path=url_for(endpoint))
+    return response
+
+
+@bp.get("/identifiers/<token>")
+@limiter.limit(_limit("RATELIMIT_VERIFY"))
+def identifier_link(token: str):
+    return _open_link(token, "identifier", "portal.identifier_confirm")
+
+
+@bp.route("/identifiers/confirm", methods=["GET", "POST"])
+@limiter.limit(_limit("RATELIMIT_VERIFY"))
+def identifier_confirm():
+    return _confirm_page(
+        "identifier",
+        "portal.identifier_confirm",
+        "Confirm this email address",
+        "A privacy request names this email address as one of the requester's. Confirm only if the address is "
+        "yours and you made the request.",
+        "The address is confirmed. We will use it for the request.",
+    )
+
+
+@bp.get("/confirm/<token>")
+@limiter.limit(_limit("RATELIMIT_VERIFY"))
+def email_change_link(token: str):
+    return _open_link(token, "email_change", "portal.email_change_confirm")
+
+
+@bp.route("/confirm", methods=["GET", "POST"])
+@limiter.limit(_limit("RATELIMIT_VERIFY"))
+def email_change_confirm():
+    return _confirm_page(
+        "email_change",
+        "portal.email_change_confirm",
+        "Confirm your new email address",
+        "Confirm that this address is yours: the account's email address changes to it only once you do.",
+        "Your new address is confirmed. We will make the change and tell your old address.",
     )
 
 
 @bp.get("/download/<token>")
-def download(token: str):
+def download_link(token: str):
     try:
-        tok = services.find_token(token, "download", lock=True)
+        tok = services.find_token(token, "download")
+        portal.downloadable(tok)
     except services.TokenProblem as problem:
         db.session.rollback()
         if problem.kind == "invalid":
             abort(404)
         return render_template("portal/download_gone.html", kind=problem.kind), 410
-    export = db.session.get(Export, tok.export_id) if tok.export_id else None
-    if export is None:
+    except portal.DownloadProblem as problem:
         db.session.rollback()
-        abort(404)
-    path = Path(current_app.config["EXPORT_DIR"]) / (export.filename or "")
-    if export.status != "ready" or not export.filename or not path.is_file():
+        if problem.kind == "invalid":
+            abort(404)
+        return render_template("portal/download_gone.html", kind=problem.kind), problem.status
+    db.session.rollback()
+    return _exchange(token, "download", url_for("portal.download"))
+
+
+@bp.route("/download", methods=["GET", "HEAD"])
+def download():
+    """Serve the package. Only a complete GET counts as one of the five downloads: HEAD answers with the
+    headers and counts nothing, and a Range request (a link scanner's peek, a resume) is refused."""
+    from app.exports import store
+
+    try:
+        tok = services.find_token(_from_cookie("download"), "download", lock=request.method == "GET")
+        export = portal.downloadable(tok)
+    except services.TokenProblem as problem:
         db.session.rollback()
-        if export.status == "building":
-            return render_template("portal/download_gone.html", kind="building"), 404
-        return render_template("portal/download_gone.html", kind="expired"), 410
-    # Count the use in the statement that checks the limit, so concurrent downloads cannot exceed it.
-    counted = db.session.execute(
-        update(Token)
-        .where(Token.id == tok.id, (Token.max_uses.is_(None)) | (Token.use_count < Token.max_uses))
-        .values(use_count=Token.use_count + 1, used_at=utcnow())
-    )
-    if counted.rowcount != 1:
+        if problem.kind == "invalid":
+            abort(404)
+        return render_template("portal/download_gone.html", kind=problem.kind), 410
+    except portal.DownloadProblem as problem:
         db.session.rollback()
-        return render_template("portal/download_gone.html", kind="used"), 410
-    db.session.execute(update(Export).where(Export.id == export.id).values(download_count=Export.download_count + 1))
+        if problem.kind == "invalid":
+            abort(404)
+        return render_template("portal/download_gone.html", kind=problem.kind), problem.status
     dsr = tok.dsr
-    record_event(
-        "export.downloaded",
-        Actor.subject(),
-        dsr=dsr,
-        public=True,
-        message="Your data was downloaded.",
-        data={"export_id": export.id, "use": tok.use_count + 1},
-    )
+    path = store.path_of(export.filename)
+    headers = {"Cache-Control": "no-store", "Accept-Ranges": "none"}
+    if request.headers.get("Range"):
+        db.session.rollback()
+        return current_app.response_class(
+            status=416, headers={**headers, "Content-Range": f"bytes */{path.stat().st_size}"}
+        )
+    if request.method == "HEAD":
+        db.session.rollback()
+        return current_app.response_class(
+            status=200,
+            headers={**headers, "Content-Type": "application/zip", "Content-Length": str(path.stat().st_size)},
+        )
+    try:
+        portal.count_download(tok, export)
+    except portal.DownloadProblem as problem:
+        db.session.rollback()
+        return render_template("portal/download_gone.html", kind=problem.kind), problem.status
     db.session.commit()
-    return send_file(
+    response = send_file(
         path,
         mimetype="application/zip",
         as_attachment=True,
         download_name=f"{dsr.reference}-data.zip",
         max_age=0,
+        conditional=False,
     )
+    response.headers.update(headers)
+    return response
 
 
 # --- errors (app-wide) ---------------------------------------------------------------------------

@@ -42,12 +42,12 @@ __all__ = [
 ]
 
 
-def subject_summary(email: str) -> dict[str, Any]:
-    """What the platform holds about ``email`` (for the request detail page)."""
+def subject_summary(target: Subject | str) -> dict[str, Any]:
+    """What the platform holds about a subject (for the request detail page)."""
     from app.extensions import db
     from app.platform.models import Account
 
-    subject = find_subject(email)
+    subject = find_subject(target) if isinstance(target, str) else target
     acct = db.session.get(Account, subject.account_id) if subject.account_id is not None else None
     summary: dict[str, Any] = {
         "account_found": acct is not None,
@@ -69,9 +69,22 @@ def subject_summary(email: str) -> dict[str, Any]:
     return summary
 
 
-def erasure_plan(email: str) -> list[dict[str, Any]]:
+def account_fields(subject: Subject) -> dict[str, Any]:
+    """The correctable fields of the subject's account as they are now (views read platform data only
+    through the sources)."""
+    from app.extensions import db
+    from app.platform.models import Account
+    from app.sources.account import CORRECTABLE
+
+    acct = db.session.get(Account, subject.account_id) if subject.account_id is not None else None
+    if acct is None:
+        return {}
+    return {field: getattr(acct, column) for field, column in CORRECTABLE.items()}
+
+
+def erasure_plan(target: Subject | str) -> list[dict[str, Any]]:
     """The dry run staff see before approving a deletion: per category, delete / anonymise / keep."""
-    subject = find_subject(email)
+    subject = find_subject(target) if isinstance(target, str) else target
     plan: list[dict[str, Any]] = []
     for source in SOURCES:
         try:

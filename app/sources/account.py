@@ -40,9 +40,8 @@ class AccountSource(TableSource):
         """Delete the account; anonymise it instead if the approved plan kept rows that need it."""
         from app.platform.models import ApiKey, SupportMessage
 
-        reason = self.category.erasure_reason
         if subject.account_id is None:
-            return [{"category": "account", "action": "deleted", "count": 0, "reason": reason}]
+            return [self.result("not_found", 0, "We found no account for this address.")]
         with platform_engine().begin() as conn:
             # Messages kept by the plan stay, no longer linked to an account.
             conn.execute(
@@ -64,9 +63,9 @@ class AccountSource(TableSource):
                     )
                 ).rowcount
                 why = "Anonymised, not deleted: the approved plan keeps its API keys."
-                return [{"category": "account", "action": "anonymised", "count": n, "reason": why}]
+                return [self.result("anonymised", n, why)]
         n = delete_in_batches(Account.__table__, Account.id, Account.id == subject.account_id)
-        return [{"category": "account", "action": "deleted", "count": n, "reason": reason}]
+        return [self.result("deleted" if n else "not_found", n, None if n else "We found no account for this address.")]
 
     def correct(self, subject: Subject, field: str, value: str) -> str:
         """Apply one approved field (own transaction); returns a short result, raises ``CorrectionRefused``."""

@@ -41,4 +41,4 @@ class ApiKeySource(TableSource):
                     .values(revoked_at=utcnow())
                 )
             n = delete_in_batches(ApiKey.__table__, ApiKey.id, self._where(subject))
-        return [{"category": "api_keys", "action": "deleted", "count": n, "reason": self.category.erasure_reason}]
+        return [self.result("deleted" if n else "not_found", n)]

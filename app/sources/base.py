@@ -25,6 +25,7 @@ CHUNK = 2000
 DELETE_BATCH = 50000
 
 Progress = Callable[[int], None]
+NOT_FOUND = "We found none linked to the identifiers of this request."
 
 
 def normalise_email(email: str) -> str:
@@ -33,13 +34,16 @@ def normalise_email(email: str) -> str:
 
 @dataclass
 class Subject:
-    """The person a request is about, as found on the platform."""
+    """The person a request is about, as found on the platform from verified identifiers only
+    (``app.sources.resolve``): their addresses, at most one account, its Stripe customer and any Stripe
+    customer staff verified."""
 
     email: str
     account_id: int | None = None
     account_email: str | None = None
     stripe_customer_id: str | None = None
     extra_emails: set[str] = field(default_factory=set)
+    stripe_customer_ids: set[str] = field(default_factory=set)
 
     @property
     def emails(self) -> set[str]:
@@ -48,9 +52,16 @@ class Subject:
             found.add(normalise_email(self.account_email))
         return {e for e in found if e}
 
+    @property
+    def customer_ids(self) -> list[str]:
+        found = [self.stripe_customer_id] if self.stripe_customer_id else []
+        return found + sorted(c for c in self.stripe_customer_ids if c and c not in found)
+
 
 def find_subject(email: str, account_id: int | None = None) -> Subject:
-    """Find the account by verified email (case-insensitive), or by a remembered account id."""
+    """Find the account by an email (case-insensitive), or by a remembered account id. Requests go
+    through ``app.sources.resolve.resolve_subject`` (verified identifiers only); this is for the
+    retention sweep, which starts from the account itself."""
     email = normalise_email(email)
     acct = None
     if email:
@@ -204,7 +215,22 @@ class Source:
         }
 
     def erase(self, subject: Subject, progress: Progress | None = None) -> list[dict[str, Any]]:
+        """Erase the subject's rows; returns what was found and done, as report items (``result``)."""
         raise NotImplementedError
+
+    def result(self, action: str, count: int | None, reason: str | None = None, **extra) -> dict[str, Any]:
+        """One report item: ``action`` is what happened (deleted, anonymised, kept, not_found,
+        not_checked); the report a subject reads is rendered from these items alone."""
+        if reason is None:
+            reason = NOT_FOUND if action == "not_found" else self.category.erasure_reason
+        return {
+            "category": self.category.name,
+            "source": self.key,
+            "action": action,
+            "count": count,
+            "reason": reason,
+            **extra,
+        }
 
     def export_row(self, row: dict[str, Any]) -> dict[str, Any]:
         """Allowlist: only the inventory's fields leave."""

@@ -1,11 +1,15 @@
 """Erasure across every source, following the plan staff approved; resumable after a crash.
 
-``state`` is a small dict the caller persists after each step (``checkpoint``): the account id and
-Stripe customer found at the start, the counts before anything was deleted, the Stripe invoices and
-charges to keep (recorded before the customer is deleted), and which categories are done. A re-run
-with the same state skips what is done and reports the original counts, so a crash halfway through
-neither fails the re-run nor changes the report. The retention sweep uses the same code for closed
-accounts (without a request, so without persisted state).
+``state`` is a small dict the caller persists after each step (``checkpoint``): the account id and the
+Stripe ids found at the start (customers, live subscriptions, payment methods to act on; invoices and
+charges to keep), the counts before anything was deleted, each finished category's result, and which
+categories are done. A re-run with the same state skips what is done and reports the original results,
+so a crash halfway through neither fails the re-run nor changes the report. The retention sweep uses
+the same code for closed accounts (without a request, so without persisted state).
+
+The report's items are what each source found and did (``Source.result``): deleted, anonymised, kept
+(with the reason), not found, not checked. Whatever a subject reads about the deletion is rendered from
+these items alone.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from app.sources.inventory import BY_NAME
 from app.sources.stripe_billing import configured as stripe_configured
 
 Checkpoint = Callable[[dict[str, Any]], None]
+# Actions after which something about the person is gone or still held (not "we found nothing").
+ACTED = frozenset({"deleted", "anonymised", "kept"})
 
 
 def plan_actions(plan: Any) -> dict[str, set[str]]:
@@ -32,8 +38,33 @@ def plan_actions(plan: Any) -> dict[str, set[str]]:
     return actions
 
 
+def plan_counts(plan: Any) -> dict[str, int]:
+    """category -> rows the approved plan said it would delete or anonymise (table sources)."""
+    items = plan.get("items", []) if isinstance(plan, dict) else (plan or [])
+    counts: dict[str, int] = {}
+    for item in items:
+        if isinstance(item, dict) and item.get("action") in ("delete", "anonymise") and item.get("source") != "stripe":
+            counts[str(item["category"])] = counts.get(str(item["category"]), 0) + int(item.get("count") or 0)
+    return counts
+
+
+def drift(plan: Any, before: dict[str, int]) -> dict[str, list[int]]:
+    """Categories where the job found more or fewer rows than the plan staff approved."""
+    planned = plan_counts(plan)
+    return {
+        name: [planned[name], before.get(name, 0)]
+        for name in sorted(planned)
+        if name in before and planned[name] != before.get(name, 0)
+    }
+
+
+def outcome_of(items: list[dict[str, Any]]) -> str:
+    """``no_data`` when nothing was found anywhere, else ``completed``."""
+    return "completed" if any(i.get("action") in ACTED for i in items) else "no_data"
+
+
 def erase_everything(
-    email: str,
+    subject: Subject | str,
     *,
     plan: Any = None,
     state: dict[str, Any] | None = None,
@@ -42,21 +73,24 @@ def erase_everything(
     batch: int = DELETE_BATCH,
     account_id: int | None = None,
 ) -> dict[str, Any]:
-    """Erase the subject's data; returns the completion report (``items`` per category)."""
+    """Erase the subject's data; returns the completion report (``items`` per category, ``outcome``)."""
     state = dict(state or {})
     save = checkpoint or (lambda _s: None)
-    subject = find_subject(email, account_id=state.get("account_id", account_id))
+    if isinstance(subject, str):
+        subject = find_subject(subject, account_id=state.get("account_id", account_id))
     if "before" not in state:
         state["account_id"] = subject.account_id
-        state["stripe_customer_id"] = subject.stripe_customer_id
         state["before"] = {s.category.name: s.count(subject) for s in SOURCES if s.key != "stripe"}
         state["done"] = []
+        state["results"] = {}
         save(state)
     subject = Subject(
         email=subject.email,
         account_id=state.get("account_id"),
         account_email=subject.account_email,
-        stripe_customer_id=state.get("stripe_customer_id") or subject.stripe_customer_id,
+        stripe_customer_id=subject.stripe_customer_id,
+        extra_emails=set(subject.extra_emails),
+        stripe_customer_ids=set(subject.stripe_customer_ids),
     )
     actions = plan_actions(plan)
     total = sum(state["before"].values()) or 1
@@ -67,10 +101,14 @@ def erase_everything(
         name = source.category.name
         wanted = actions.get(name)
         if source.key == "stripe" and not stripe_configured():
-            items.append(_item("billing", "not checked", None, "Stripe is not configured on this installation."))
+            items.append(_item("billing", "not_checked", None, "Stripe is not configured on this installation."))
             continue
         if wanted is not None and not (wanted & {"delete", "anonymise"}):
-            items.append(_item(name, "kept", 0, "Kept as shown in the approved plan."))
+            found = state["before"].get(name)
+            if found == 0:
+                items.append(_item(name, "not_found", 0, source.result("not_found", 0)["reason"]))
+            else:
+                items.append(_item(name, "kept", found, "Kept as shown in the approved plan."))
             continue
         if source.key == "stripe":
             items.extend(_stripe(subject, state, save))
@@ -86,53 +124,43 @@ def erase_everything(
                 result = source.erase(subject, tick, batch=batch)
             else:
                 result = source.erase(subject, tick)
-            if result and result[0].get("action") != "deleted":
-                state["outcome"] = {**state.get("outcome", {}), name: [result[0]["action"], result[0]["reason"]]}
+            state["results"] = {**state.get("results", {}), name: _settle(source, result, state["before"].get(name, 0))}
             state["done"] = [*state["done"], name]
             done_rows += state["before"].get(name, 0)
             save(state)
-        action, reason = state.get("outcome", {}).get(name, ["deleted", source.category.erasure_reason])
-        items.append(_item(name, action, state["before"].get(name, 0), reason))
+        for found in state["results"].get(name, []):
+            items.append(_item(name, found["action"], found.get("count"), found["reason"]))
 
     for cat in INVENTORY:
         if not cat.source:
-            items.append(_item(cat.name, "not held", None, cat.erasure_reason))
-    return {"completed_at": utcnow().isoformat(), "items": items, "state": state}
+            items.append(_item(cat.name, "not_held", None, cat.erasure_reason))
+    return {"completed_at": utcnow().isoformat(), "items": items, "state": state, "outcome": outcome_of(items)}
+
+
+def _settle(source, result: list[dict[str, Any]], before: int) -> list[dict[str, Any]]:
+    """A re-run after a crash deletes only what was left: report what there was at the start."""
+    settled = []
+    for item in result:
+        if item["action"] in ("deleted", "not_found") and before > (item.get("count") or 0):
+            item = {**item, "action": "deleted", "count": before, "reason": source.category.erasure_reason}
+        settled.append(item)
+    return settled
 
 
 def _stripe(subject: Subject, state: dict[str, Any], save: Checkpoint) -> list[dict[str, Any]]:
     source = BY_KEY["stripe"]
-    if "stripe_kept" not in state:
-        state["stripe_kept"] = source.kept_ids(subject)
-        state["stripe_before"] = (
-            source.count(subject) - len(state["stripe_kept"]["invoices"]) - len(state["stripe_kept"]["charges"])
-        )
+    if "stripe_targets" not in state:
+        state["stripe_targets"] = source.targets(subject)
         save(state)
+    targets = state["stripe_targets"]
     if "billing" not in state["done"]:
-        source.erase(subject, kept=state["stripe_kept"])
+        state["stripe_steps"] = source.erase_targets(targets)
         state["done"] = [*state["done"], "billing"]
         save(state)
-    kept = state["stripe_kept"]
-    items = [
-        _item(
-            "billing",
-            "deleted",
-            state.get("stripe_before", 0),
-            "Stripe customer record and payment methods deleted; subscriptions cancelled.",
-        )
-    ]
-    n_kept = len(kept["invoices"]) + len(kept["charges"])
-    if n_kept:
-        items.append(
-            _item(
-                "billing",
-                "kept",
-                n_kept,
-                f"{len(kept['invoices'])} invoice(s) and {len(kept['charges'])} charge(s) kept at Stripe: tax and "
-                "accounting law requires us to keep them (GDPR Art. 17(3)(b)).",
-                ids=kept["invoices"] + kept["charges"],
-            )
-        )
+    items = []
+    for item in source.report_items(targets, state.get("stripe_steps", [])):
+        extra = {k: v for k, v in item.items() if k in ("steps", "ids", "retained")}
+        items.append(_item("billing", item["action"], item.get("count"), item["reason"], **extra))
     return items
 
 

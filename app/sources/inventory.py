@@ -16,6 +16,19 @@ PRIVACY_CONTACT = "privacy@chatgpttech.mobi"
 
 
 @dataclass(frozen=True)
+class Retained:
+    """Records of a category we must keep after a deletion, and why: listed in every deletion report."""
+
+    kind: str  # "Invoices"
+    contains: str  # what the record holds about the person
+    obligation: str  # the law that makes us keep it
+    period: str  # how long
+
+    def sentence(self) -> str:
+        return f"{self.kind} ({self.contains}) are kept for {self.period} because {self.obligation}."
+
+
+@dataclass(frozen=True)
 class Category:
     name: str  # file stem in the access package, e.g. ``usage_logs`` -> usage_logs.json / .csv
     title: str
@@ -31,6 +44,7 @@ class Category:
     retention_days: int | None = None
     exported: bool = True
     policy_ref: str = ""
+    retained: tuple[Retained, ...] = ()
 
 
 INVENTORY: tuple[Category, ...] = (
@@ -122,10 +136,25 @@ INVENTORY: tuple[Category, ...] = (
         ),
         erasure="delete",
         erasure_reason=(
-            "The Stripe customer and its payment methods are deleted; invoices and charges are kept "
-            "because tax and accounting law requires us to keep them (GDPR Art. 17(3)(b))."
+            "Subscriptions are cancelled, payment methods removed and the Stripe customer deleted; invoices "
+            "and charges are kept because tax and accounting law requires us to keep them."
         ),
         policy_ref="2.2, 5",
+        retained=(
+            Retained(
+                kind="Invoices",
+                contains="your name, email and billing address as they were on the invoice, the services and "
+                "amounts billed, dates and tax",
+                obligation="tax and accounting law requires businesses to keep their invoices",
+                period="10 years from the end of the year they were issued in",
+            ),
+            Retained(
+                kind="Charges",
+                contains="the amount, currency and date of each payment, and the card's brand and last four digits",
+                obligation="accounting law requires businesses to keep the records of payments they received",
+                period="10 years from the end of the year of the payment",
+            ),
+        ),
     ),
     Category(
         name="analytics",

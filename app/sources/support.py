@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 
 from app.platform.models import SupportMessage
 from app.sources.base import Progress, Subject, TableSource, count_rows, delete_in_batches
@@ -18,7 +18,12 @@ class SupportSource(TableSource):
     by_account = False  # found by email too
 
     def _where(self, subject: Subject):
-        clauses = [func.lower(SupportMessage.email).in_(sorted(subject.emails))]
+        # Messages from the subject's addresses, unless they belong to another account (an address that
+        # account once had, say): those are shown to staff as history, not taken (app.sources.resolve).
+        mine = SupportMessage.account_id.is_(None)
+        if subject.account_id is not None:
+            mine = or_(mine, SupportMessage.account_id == subject.account_id)
+        clauses = [and_(func.lower(SupportMessage.email).in_(sorted(subject.emails)), mine)]
         if subject.account_id is not None:
             clauses.append(SupportMessage.account_id == subject.account_id)
         return or_(*clauses)
@@ -28,6 +33,4 @@ class SupportSource(TableSource):
 
     def erase(self, subject: Subject, progress: Progress | None = None) -> list[dict[str, Any]]:
         n = delete_in_batches(SupportMessage.__table__, SupportMessage.id, self._where(subject))
-        return [
-            {"category": "support_messages", "action": "deleted", "count": n, "reason": self.category.erasure_reason}
-        ]
+        return [self.result("deleted" if n else "not_found", n)]

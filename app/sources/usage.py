@@ -36,7 +36,7 @@ class UsageSource(TableSource):
         n = 0
         if subject.account_id is not None:
             n = delete_in_batches(UsageRecord.__table__, UsageRecord.id, self._where(subject), batch, progress)
-        return [{"category": "usage_logs", "action": "deleted", "count": n, "reason": self.category.erasure_reason}]
+        return [self.result("deleted" if n else "not_found", n)]
 
     def sweep(self, older_than: datetime, batch: int = DELETE_BATCH) -> int:
         """Retention: delete every usage row created before ``older_than``."""

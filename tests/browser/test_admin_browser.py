@@ -47,6 +47,9 @@ def test_admin_browser_officer_filters_opens_and_approves(app, live_server, brow
     page.wait_for_url("**/admin/requests/DSR-DM03-SEED")
     assert page.locator("text=Deletion plan (dry run)").count() == 1
     page.screenshot(path=screenshot_path("admin-detail"), full_page=True)
+    page.click("button[name=action][value=approve]")  # without the typed reference the browser refuses
+    assert page.url.endswith("/admin/requests/DSR-DM03-SEED")
+    page.fill("#confirm-reference", "DSR-DM03-SEED")
     page.click("button[name=action][value=approve]")
     page.wait_for_selector(".flash-success")
     assert "Approved" in page.inner_text(".flashes")

@@ -110,7 +110,8 @@ class Scenario:
             page = officer.get(url, timeout=30)
         form = button_form(page.text, "action", "approve")
         assert form is not None, f"{req['ref']}: no approve form on the detail page"
-        r = post_form(officer, page, form, {"action": "approve"})
+        extra = {"confirm_reference": req["ref"]} if req["kind"] == "deletion" else {}
+        r = post_form(officer, page, form, {"action": "approve", **extra})
         assert r.status_code < 400, f"{req['ref']}: approve answered {r.status_code}"
         status = self.status(req["ref"])
         assert status in ("approved", "in_progress", "completed"), f"{req['ref']} is {status} after approve"
@@ -306,7 +307,12 @@ def judge(scenario: Scenario) -> list[str]:
 
     for req in scenario.requests:
         if req["kind"] == "access" and status.get(req["ref"], (None,))[0] == "completed":
-            check_export(s, req, problems)
+            outcome = s.query(s.portal(), "select outcome from dsr_request where reference = :r", r=req["ref"])[0][0]
+            if outcome == "no_data":  # nothing held about the address: told so, and no empty package
+                if s.sink.links(req["email"], "/download/"):
+                    problems.append(f"{req['ref']}: a download link for a person we hold nothing about")
+            else:
+                check_export(s, req, problems)
         if req["kind"] == "deletion":
             left = s.platform_mentions(req["email"])
             if left:

@@ -68,7 +68,7 @@ def test_approve_deletion_stores_the_plan_shown(app, officer):
     dsr = make_request("pending_review", request_type="deletion", email="gone@example.com")
     html = client.get(f"/admin/requests/{dsr.reference}").get_data(as_text=True)
     assert "Deletion plan (dry run)" in html and "anonymise" in html or "delete" in html
-    act(client, dsr, "approve")
+    act(client, dsr, "approve", confirm_reference=dsr.reference)
     assert dsr.status == "approved"
     items = dsr.plan["items"]
     assert {i["action"] for i in items} <= {"delete", "anonymise", "keep"} and items
@@ -90,8 +90,11 @@ def test_correction_needs_every_item_decided_before_approval(app, officer):
     html = client.get(f"/admin/requests/{dsr.reference}").get_data(as_text=True)
     assert "Old Name" in html and "New Name" in html
     act(client, dsr, "decide_item", item_id=str(first.id), decision="approved")
-    act(client, dsr, "decide_item", item_id=str(second.id), decision="rejected")
+    page = act(client, dsr, "decide_item", item_id=str(second.id), decision="rejected")
+    assert "reason for rejecting" in page.lower() and dsr.corrections[1].decision == "pending"
+    act(client, dsr, "decide_item", item_id=str(second.id), decision="rejected", reject_reason="Not a company name")
     assert [c.decision for c in dsr.corrections] == ["approved", "rejected"]
+    assert dsr.corrections[1].reject_reason == "Not a company name"
     assert dsr.corrections[0].decided_by_id == user.id
     assert len(audit(dsr, "request.correction_decided")) == 2
     act(client, dsr, "approve")
@@ -139,12 +142,13 @@ def test_hold_resume_and_request_info(app, officer):
     assert dsr.status == "on_hold" and dsr.hold_reason == "legal check" and not dsr.hold_pauses_clock
     act(client, dsr, "resume")
     assert dsr.status == "pending_review"
-    act(client, dsr, "request_info", message="Which account email did you use?")
-    assert dsr.status == "on_hold" and dsr.hold_pauses_clock
+    act(client, dsr, "request_info", message="Which account email did you use?", identity="1")
+    assert dsr.status == "on_hold" and dsr.hold_pauses_clock  # GDPR, identity information: a lawful pause
     [mail] = mails(dsr, "admin_info_requested")
-    assert "Which account email did you use?" in mail.body_text
+    assert "Which account email did you use?" in mail.body_text and "paused" in mail.body_text
     [ev] = audit(dsr, "request.info_requested")
-    assert ev.public and ev.message == "Which account email did you use?"
+    assert ev.public and "Which account" not in ev.message and ev.data["clock_paused"]
+    assert dsr.messages[0].body == "Which account email did you use?"
     assert "Write the question" in act(client, dsr, "request_info", message="")
 
 
@@ -168,7 +172,7 @@ def test_retry_only_after_failure(app, officer, redis_conn):
     assert failed.status == "approved" and failed.last_error is None
     assert Job.fetch(f"fulfil-{failed.id}", connection=redis_conn)
     pending = make_request("pending_review")
-    assert "Only a failed request" in act(client, pending, "retry")
+    assert "Cannot retry" in act(client, pending, "retry")
     assert pending.status == "pending_review"
 
 

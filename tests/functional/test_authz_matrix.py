@@ -22,6 +22,7 @@ MATRIX = [
     ("GET", "/admin/requests", "auditor"),
     ("GET", "/admin/requests/{ref}", "auditor"),
     ("GET", "/admin/requests/{ref}/progress", "auditor"),
+    ("GET", "/admin/requests/{ref}/messages/{msg}/attachment", "auditor"),
     ("POST", "/admin/requests/{ref}/action", "officer"),
     ("POST", "/admin/requests/bulk", "officer"),
     ("GET", "/admin/reports", "auditor"),
@@ -60,8 +61,21 @@ def world(app):
     dsr = make_request("pending_review")
     other = make_staff("officer", email="target@staff.test")
     mail = queue_mail("someone@example.com", "admin_staff_invite", "Hi", role="officer", login_url="x", inviter="y")
+    from app.dsr.attachments import save_attachment
+    from app.dsr.models import RequestMessage
+
+    message = RequestMessage(
+        request_id=dsr.id,
+        direction="in",
+        body="see attached",
+        attachment_key=save_attachment(b"hello", "text/plain"),
+        attachment_name="a.txt",
+        attachment_type="text/plain",
+        attachment_size=5,
+    )
+    db.session.add(message)
     db.session.commit()
-    return {"ref": dsr.reference, "sid": other.id, "mid": mail.id}
+    return {"ref": dsr.reference, "sid": other.id, "mid": mail.id, "msg": message.id}
 
 
 def expected(role: str, least: str, method: str) -> set[int]:
@@ -109,9 +123,8 @@ def test_authz_url_map_every_admin_view_is_guarded_and_in_the_matrix(app):
         assert rule.endpoint in PUBLIC or rule.endpoint in ENDPOINT_ROLES, f"{rule.endpoint} has no declared role"
         template = rule.rule
         for arg in rule.arguments:
-            template = template.replace(f"<{arg}>", "{ref}").replace(
-                f"<int:{arg}>", "{sid}" if "user" in arg else "{mid}"
-            )
+            placeholder = "{sid}" if "user" in arg else "{msg}" if "message" in arg else "{mid}"
+            template = template.replace(f"<{arg}>", "{ref}").replace(f"<int:{arg}>", placeholder)
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             assert (method, template) in listed, f"{method} {rule.rule} is missing from the authorization matrix"
     assert all(least in ROLE_RANK for _, _, least in MATRIX)

@@ -44,12 +44,13 @@ def test_erase_subject_job_deletes_everything_and_reports(app, redis_conn):
     assert counts[("api_keys", "deleted")] == 2
     assert counts[("support_messages", "deleted")] == 3
     assert counts[("account", "deleted")] == 1
-    assert counts[("billing", "not checked")] is None  # Stripe not configured in this test
+    assert counts[("billing", "not_checked")] is None  # Stripe not configured in this test
     mail = db.session.execute(
         select(OutgoingMail).where(OutgoingMail.template == "fulfil_deletion_report")
     ).scalar_one()
     assert mail.to_addr == "ada@example.com"
     assert "API usage logs: deleted (700)" in mail.body_text
+    assert dsr.outcome == "completed"
 
 
 class Crash(Exception):

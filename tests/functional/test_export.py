@@ -129,15 +129,21 @@ def test_build_export_runs_once_when_enqueued_twice(app, redis_conn):
     )
 
 
-def test_export_for_unknown_person_still_explains_what_we_hold(app, redis_conn):
+def test_access_for_someone_we_hold_nothing_about_is_its_own_outcome(app, redis_conn):
+    """No empty package and no "your data is ready": the subject is told we hold nothing."""
+    from app.mail.models import OutgoingMail
+
     dsr = make_request(RequestStatus.PENDING_REVIEW, "access", email="stranger@example.com")
+    dsr_id = dsr.id
     approve(dsr)
     run_jobs(redis_conn)
-    export = db.session.execute(select(Export)).scalar_one()
-    z = open_zip(app, export)
-    manifest = json.loads(z.read("manifest.json"))
-    assert all(f["rows"] == 0 for f in manifest["files"] if f["rows"] is not None)
-    assert json.loads(z.read("usage_logs.json")) == []
+    assert db.session.execute(select(Export)).scalars().all() == []
+    dsr = db.session.get(DsrRequest, dsr_id)
+    assert dsr.status == "completed" and dsr.outcome == "no_data"
+    templates = [m.template for m in db.session.execute(select(OutgoingMail)).scalars()]
+    assert "fulfil_export_ready" not in templates and "fulfil_no_data" in templates
+    [mail] = db.session.execute(select(OutgoingMail).where(OutgoingMail.template == "fulfil_no_data")).scalars()
+    assert "We hold no personal data linked to this address" in mail.body_text
 
 
 def test_export_memory_does_not_grow_with_rows(app, tmp_path):

@@ -56,15 +56,21 @@ def test_verification_mail_arrives_by_smtp_and_its_link_confirms(client, redis_c
         assert {p.get_content_type() for p in msg.walk()} >= {"text/plain", "text/html"}
         link = sink.links("grace@example.com", "/verify/")[0]
         path = urlparse(link).path
-        page = client.post_form(path)
+        hop = client.get(path)
+        assert hop.status_code == 303 and hop.headers["Location"] == "/verify"
+        page = client.post_form("/verify")
         assert page.status_code == 200
         reference = db.session.execute(select(DsrRequest.reference)).scalar_one()
         assert reference in page.get_data(as_text=True)
         run_mail_worker(redis_conn)
-        status_links = sink.links("grace@example.com", "/requests/")
+        status_links = sink.links("grace@example.com", "/requests/DSR-")
         assert len(status_links) == 1 and reference in status_links[0]
         status = urlparse(status_links[0])
-        assert client.get(f"{status.path}?{status.query}").status_code == 200
+        assert client.get(f"{status.path}?{status.query}", follow_redirects=True).status_code == 200
+        # what the database keeps of sent mail holds no working link
+        for mail in db.session.execute(select(OutgoingMail)).scalars():
+            assert mail.status == "sent" and mail.redacted_at is not None
+            assert "[redacted]" in mail.body_text and path not in mail.body_text and status.query not in mail.body_text
     finally:
         sink.stop()
 

@@ -35,9 +35,13 @@ def make_export(app, status: str = "ready"):
 
 def test_download_serves_zip_attachment_and_audits(app, client):
     dsr, export, raw = make_export(app)
-    r = client.get(f"/download/{raw}")
+    hop = client.get(f"/download/{raw}")
+    assert hop.status_code == 303 and hop.headers["Location"] == "/download"  # the token leaves the URL
+    assert raw not in hop.headers["Location"]
+    r = client.get("/download")
     assert r.status_code == 200
     assert r.data[:2] == b"PK"
+    assert r.headers["Cache-Control"] == "no-store"
     assert r.mimetype == "application/zip"
     assert f"filename={dsr.reference}-data.zip" in r.headers["Content-Disposition"]
     assert r.headers["Content-Disposition"].startswith("attachment")
@@ -50,7 +54,7 @@ def test_download_serves_zip_attachment_and_audits(app, client):
 def test_download_refused_after_fifth_use(app, client):
     _, export, raw = make_export(app)
     for _ in range(5):
-        assert client.get(f"/download/{raw}").status_code == 200
+        assert client.get(f"/download/{raw}", follow_redirects=True).status_code == 200
     r = client.get(f"/download/{raw}")
     assert r.status_code == 410
     html = r.get_data(as_text=True)
@@ -96,3 +100,21 @@ def test_download_unknown_or_wrong_purpose_token_is_404(app, client):
     db.session.commit()
     assert client.get("/download/not-a-token").status_code == 404
     assert client.get(f"/download/{status_raw}").status_code == 404
+
+
+def test_head_and_range_requests_spend_no_download(app, client):
+    """Link scanners send HEAD or a short Range request: neither may use up one of the five downloads."""
+    _, export, raw = make_export(app)
+    assert client.get(f"/download/{raw}").status_code == 303
+    head = client.head("/download")
+    assert head.status_code == 200 and head.data == b"" and head.headers["Content-Type"] == "application/zip"
+    assert client.head(f"/download/{raw}").status_code == 303
+    peek = client.get("/download", headers={"Range": "bytes=0-10"})
+    assert peek.status_code == 416 and peek.data[:2] != b"PK"
+    db.session.refresh(export)
+    assert export.download_count == 0
+    assert db.session.execute(select(Token.use_count).where(Token.purpose == "download")).scalar_one() == 0
+    full = client.get("/download")
+    assert full.status_code == 200 and full.data[:2] == b"PK"
+    db.session.refresh(export)
+    assert export.download_count == 1

@@ -20,6 +20,6 @@ def test_status_page_hides_internal_hold_reason_and_notes(app, client):
     dsr = services.hold(dsr, Actor.staff(officer), INTERNAL)
     raw = services.issue_token(dsr, "status")
     db.session.commit()
-    html = client.get(f"/requests/{dsr.reference}?token={raw}").get_data(as_text=True)
+    html = client.get(f"/requests/{dsr.reference}?token={raw}", follow_redirects=True).get_data(as_text=True)
     assert "On hold" in html or "on hold" in html
     assert "Suspected fraud" not in html and officer.email not in html

@@ -119,7 +119,8 @@ def test_fuzz_links_and_references_never_500(app, client):
     unverified = make_request(RequestStatus.UNVERIFIED)
     raw_verify = services.issue_token(unverified, "verify", lifetime=timedelta(hours=24), max_uses=1)
     db.session.commit()
-    csrf = client.csrf_from(f"/verify/{raw_verify}")
+    csrf = client.csrf_from("/requests/new")
+    assert client.get(f"/verify/{raw_verify}").status_code == 303
 
     @FUZZ
     @given(TEXT, TEXT, MAYBE, st.sampled_from([None, "cancel", "approve", ""]))
@@ -128,6 +129,8 @@ def test_fuzz_links_and_references_never_500(app, client):
         path_ref = quote(reference, safe="") or "x"
         _ok(client.get(f"/verify/{path_token}"), token)
         _ok(client.post(f"/verify/{path_token}", data={"csrf_token": csrf}), token)
+        _ok(client.post("/verify", data={"csrf_token": csrf}), token)
+        _ok(client.get("/download"), token)
         _ok(client.get(f"/download/{path_token}"), token)
         _ok(client.get(f"/requests/{path_ref}", query_string={"token": token}), (reference, token))
         _ok(client.get(f"/requests/{dsr.reference}", query_string={"token": token}), token)

@@ -93,6 +93,7 @@ def test_session_cookie_secure_in_production_and_https_forms_work(migrated, redi
     HTTPS POST without a Referer, so ``no-referrer`` would break every form in production."""
     monkeypatch.setenv("APP_ENV", "production")
     monkeypatch.setenv("SECRET_KEY", "a-production-secret-from-the-environment")
+    monkeypatch.setenv("EMAIL_HASH_KEY", "a-second-production-secret-for-hashing")
     cfg = make_config(migrated, redis_url, tmp_path)
     for key in ("APP_ENV", "SECRET_KEY"):
         cfg.pop(key)

@@ -67,12 +67,32 @@ def _expire(raw: str) -> None:
     db.session.commit()
 
 
+def opened(client, url: str):
+    """Open a link as a browser does: the token is traded for a cookie and a redirect to the clean URL."""
+    hop = client.get(url)
+    assert hop.status_code == 303, hop.status_code
+    assert "token" not in hop.headers["Location"] and url.rsplit("/", 1)[-1] not in hop.headers["Location"]
+    return client.get(hop.headers["Location"])
+
+
 def test_signed_links_genuine_links_work(client, links):
     """The control: untouched links are accepted, so the refusals below are about the change made."""
-    assert client.get(f"/verify/{links['verify']}").status_code == 200
-    assert client.get(f"/requests/{links['b']}?token={links['b_status']}").status_code == 200
-    resp = client.get(f"/download/{links['download']}")
+    assert opened(client, f"/verify/{links['verify']}").status_code == 200
+    assert opened(client, f"/requests/{links['b']}?token={links['b_status']}").status_code == 200
+    resp = opened(client, f"/download/{links['download']}")
     assert resp.status_code == 200 and resp.data[:2] == b"PK"
+
+
+def test_a_cookie_for_one_request_opens_no_other(app, client, links):
+    """The cookie a status link leaves is scoped to its page; replayed by hand at another request's page
+    it is refused like a wrong link."""
+    for ref, raw in ((links["c"], links["b_status"]), (links["b"], links["a_status"])):
+        client.set_cookie("dsr_status", raw, path=f"/requests/{ref}")
+        _refused(client.get(f"/requests/{ref}"), 404)
+    client.set_cookie("dsr_download", links["b_status"], path="/download")
+    _refused(client.get("/download"), 404)
+    client.set_cookie("dsr_verify", links["download"], path="/verify")
+    _refused(client.get("/verify"), 404)
 
 
 def test_signed_links_tampered_are_refused(client, links):
@@ -83,13 +103,11 @@ def test_signed_links_tampered_are_refused(client, links):
     for bad in ("", "x", links["verify"][:-1], links["verify"] + "A", links["verify"].upper(), "A" * 5000):
         _refused(client.get(f"/verify/{bad}")) if bad else None
         _refused(client.get(f"/requests/{links['b']}?token={bad}"), 404)
-    token = client.csrf_from(f"/verify/{links['verify']}")
-    resp = client.post(f"/verify/{flip(links['verify'])}", data={"csrf_token": token})
-    _refused(resp, 404)
-    resp = client.post(
-        f"/requests/{links['c']}?token={flip(links['c_status'])}",
-        data={"csrf_token": token, "action": "cancel"},
-    )
+    token = client.csrf_from("/requests/new")
+    client.set_cookie("dsr_verify", flip(links["verify"]), path="/verify")
+    _refused(client.post("/verify", data={"csrf_token": token}), 404)
+    client.set_cookie("dsr_status", flip(links["c_status"]), path=f"/requests/{links['c']}")
+    resp = client.post(f"/requests/{links['c']}", data={"csrf_token": token, "action": "cancel"})
     _refused(resp, 404)
     assert db.session.execute(select(DsrRequest.status).where(DsrRequest.reference == links["c"])).scalar_one() == (
         S.PENDING_REVIEW.value
@@ -105,15 +123,18 @@ def test_signed_links_expired_are_refused(client, links):
 
 
 def test_signed_links_replayed_are_refused(client, links):
-    token = client.csrf_from(f"/verify/{links['verify']}")
-    first = client.post(f"/verify/{links['verify']}", data={"csrf_token": token})
+    opened(client, f"/verify/{links['verify']}")
+    token = client.csrf_from("/verify")
+    first = client.post("/verify", data={"csrf_token": token})
     assert first.status_code == 200
-    _refused(client.post(f"/verify/{links['verify']}", data={"csrf_token": token}), 410)
+    client.set_cookie("dsr_verify", links["verify"], path="/verify")  # the used link's cookie, kept by hand
+    _refused(client.post("/verify", data={"csrf_token": token}), 410)
     _refused(client.get(f"/verify/{links['verify']}"), 410)
     for _ in range(5):
-        assert client.get(f"/download/{links['download']}").status_code == 200
+        assert opened(client, f"/download/{links['download']}").status_code == 200
     for _ in range(2):
         _refused(client.get(f"/download/{links['download']}"), 410)
+        _refused(client.get("/download"), 410)
 
 
 def test_signed_links_used_for_another_purpose_are_refused(client, links):
@@ -129,14 +150,12 @@ def test_signed_links_used_for_another_request_are_refused(client, links):
     _refused(client.get(f"/requests/{links['c']}?token={links['b_status']}"), 404)
     _refused(client.get(f"/requests/{links['b']}?token={links['a_status']}"), 404)
     _refused(client.get(f"/requests/{links['b'].lower()}?token={links['c_status']}"), 404)
-    token = client.csrf_from(f"/requests/{links['c']}?token={links['c_status']}")
-    resp = client.post(
-        f"/requests/{links['c']}?token={links['a_status']}", data={"csrf_token": token, "action": "cancel"}
-    )
+    token = client.csrf_from("/requests/new")
+    client.set_cookie("dsr_status", links["a_status"], path=f"/requests/{links['c']}")
+    resp = client.post(f"/requests/{links['c']}", data={"csrf_token": token, "action": "cancel"})
     _refused(resp, 404)
-    resp = client.post(
-        f"/requests/{links['a']}?token={links['c_status']}", data={"csrf_token": token, "action": "cancel"}
-    )
+    client.set_cookie("dsr_status", links["c_status"], path=f"/requests/{links['a']}")
+    resp = client.post(f"/requests/{links['a']}", data={"csrf_token": token, "action": "cancel"})
     _refused(resp, 404)
     statuses = dict(db.session.execute(select(DsrRequest.reference, DsrRequest.status)).all())
     assert statuses[links["a"]] == S.UNVERIFIED.value and statuses[links["c"]] == S.PENDING_REVIEW.value

@@ -40,6 +40,7 @@ def test_development_generates_and_reuses_secret(tmp_path, monkeypatch):
 def test_production_cookies_are_secure(tmp_path, monkeypatch):
     monkeypatch.setenv("APP_ENV", "production")
     monkeypatch.setenv("SECRET_KEY", "x" * 40)
+    monkeypatch.setenv("EMAIL_HASH_KEY", "k" * 40)
     cfg = load_config(tmp_path)
     assert cfg["SESSION_COOKIE_SECURE"] and cfg["SESSION_COOKIE_HTTPONLY"]
     assert cfg["SESSION_COOKIE_SAMESITE"] in ("Lax", "Strict")
@@ -57,3 +58,19 @@ def test_platform_database_defaults_to_portal_database(tmp_path, monkeypatch):
     cfg = load_config(tmp_path, {"SECRET_KEY": "k"})
     assert cfg["SQLALCHEMY_BINDS"]["platform"] == "sqlite:////tmp/one.db"
     assert create_app  # the factory is importable without side effects
+
+
+def test_production_without_email_hash_key_refuses_to_start(tmp_path, monkeypatch):
+    monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.setenv("SECRET_KEY", "x" * 40)
+    monkeypatch.delenv("EMAIL_HASH_KEY", raising=False)
+    with pytest.raises(ConfigError, match="EMAIL_HASH_KEY"):
+        load_config(tmp_path)
+
+
+def test_development_generates_a_private_email_hash_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("APP_ENV", "development")
+    monkeypatch.delenv("EMAIL_HASH_KEY", raising=False)
+    first = load_config(tmp_path)["EMAIL_HASH_KEY"]
+    assert first == load_config(tmp_path)["EMAIL_HASH_KEY"] and len(first) >= 64
+    assert (tmp_path / "email_hash_key").stat().st_mode & 0o077 == 0

@@ -32,12 +32,14 @@ def test_due_date_ccpa_45_days():
 
 
 def test_extension_gdpr_two_further_months_clamped():
-    assert extended_due_date("gdpr", d(2025, 12, 31)) == d(2026, 2, 28)
-    assert extended_due_date("gdpr", d(2027, 12, 31)) == d(2028, 2, 29)
+    # received 30 Nov: due 30 Dec; extended by two months to 28 Feb (29 in a leap year)
+    assert extended_due_date("gdpr", d(2025, 11, 30)) == d(2026, 2, 28)
+    assert extended_due_date("gdpr", d(2027, 11, 30)) == d(2028, 2, 29)
 
 
 def test_extension_ccpa_45_more_days():
-    assert extended_due_date("ccpa", d(2026, 2, 15)) == d(2026, 4, 1)
+    # received 1 Jan: due 15 Feb; extended to 1 Apr, 90 days from receipt
+    assert extended_due_date("ccpa", d(2026, 1, 1)) == d(2026, 4, 1)
 
 
 def test_business_days_skip_weekends():

@@ -67,7 +67,7 @@ def test_hold_that_pauses_clock_moves_due_date(app):
 
     dsr = make_request(status="pending_review")
     due = dsr.due_at
-    services.transition(dsr, RequestStatus.ON_HOLD, Actor.system(), reason="waiting for ID")
+    services.transition(dsr, RequestStatus.ON_HOLD, Actor.system(), reason_code="identity")
     db.session.commit()
     dsr.hold_pauses_clock = True
     dsr.hold_started_at = dsr.hold_started_at - timedelta(days=3)

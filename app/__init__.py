@@ -19,6 +19,9 @@ CSP = (
 
 
 def create_app(config: dict | None = None) -> Flask:
+    from app.redact import install_record_factory
+
+    install_record_factory()  # no link token or address reaches a log line of this process
     app = Flask(
         __name__,
         instance_path=str(ROOT / "instance"),

@@ -44,6 +44,32 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+_factory_installed = False
+
+
+def install_record_factory() -> None:
+    """Redact every log record of this process at its creation: the app's, rq's, werkzeug's and
+    gunicorn's (access log included), whatever handler later writes it. Idempotent."""
+    global _factory_installed
+    if _factory_installed:
+        return
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args, **kwargs) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError, KeyError):
+            return record
+        clean = redact_all(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return record
+
+    logging.setLogRecordFactory(factory)
+    _factory_installed = True
+
+
 def install(*loggers: logging.Logger) -> None:
     """Put the filter on these loggers and on every handler of the root logger."""
     filt = RedactingFilter()

@@ -17,6 +17,7 @@ from app.admin.guard import bp, requires
 from app.admin.models import StaffUser
 from app.audit import Actor, record_event
 from app.csvsafe import csv_line
+from app.dsr.deadlines import lawful_due
 from app.dsr.models import DsrRequest
 from app.dsr.states import DENIAL_LABELS, DenialReason, Jurisdiction, RequestStatus, RequestType
 from app.extensions import db
@@ -24,17 +25,26 @@ from app.models_base import utcnow
 
 S = RequestStatus
 CCPA_LABELS = {"access": "Requests to know", "deletion": "Requests to delete", "correction": "Requests to correct"}
+# The request register (CCPA regs section 7101: the request, its date, the manner it was made, the date
+# and nature of the response; GDPR Art. 5(2) accountability): every deadline as it was, and why it moved.
 REGISTER_HEADER = [
     "reference",
     "type",
     "jurisdiction",
+    "manner",
     "status",
+    "outcome",
     "received",
-    "deadline",
+    "original deadline",
+    "extended on",
+    "extended to",
+    "extension reason",
+    "lawful deadline",
+    "responded",
+    "on time",
     "reviewed by",
     "decided at",
     "denial reason",
-    "completed at",
 ]
 
 
@@ -82,7 +92,9 @@ def monthly_report(year: int) -> list[dict]:
             DsrRequest.status,
             DsrRequest.received_at,
             DsrRequest.closed_at,
-            DsrRequest.due_at,
+            DsrRequest.jurisdiction,
+            DsrRequest.paused_seconds,
+            DsrRequest.extended_at,
         ).where(
             DsrRequest.status.in_([S.COMPLETED.value, S.DENIED.value]),
             DsrRequest.closed_at >= months[0][0],
@@ -90,14 +102,14 @@ def monthly_report(year: int) -> list[dict]:
         )
     ).all()
     buckets: dict[tuple[int, str], dict] = {}
-    for kind, status, received_at, closed_at, due_at in closed_rows:
+    for kind, status, received_at, closed_at, jurisdiction, paused, extended_at in closed_rows:
         b = buckets.setdefault((closed_at.month, kind), {"completed": 0, "denied": 0, "durations": [], "on_time": 0})
         if status == S.DENIED.value:
             b["denied"] += 1
             continue
         b["completed"] += 1
         b["durations"].append(days_between(received_at, closed_at))
-        b["on_time"] += int(due_at is not None and closed_at <= due_at)
+        b["on_time"] += int(closed_at <= lawful_due(jurisdiction, received_at, paused or 0, extended_at))
     rows = []
     for m in range(1, 13):
         for kind in (t.value for t in RequestType):
@@ -123,7 +135,14 @@ def ccpa_metrics(year: int) -> list[dict]:
     in part, denied, and the median days to respond substantively (completion or denial)."""
     start, end = datetime(year, 1, 1, tzinfo=UTC), datetime(year + 1, 1, 1, tzinfo=UTC)
     rows = db.session.execute(
-        select(DsrRequest.request_type, DsrRequest.status, DsrRequest.received_at, DsrRequest.closed_at).where(
+        select(
+            DsrRequest.request_type,
+            DsrRequest.status,
+            DsrRequest.received_at,
+            DsrRequest.closed_at,
+            DsrRequest.paused_seconds,
+            DsrRequest.extended_at,
+        ).where(
             DsrRequest.jurisdiction == Jurisdiction.CCPA.value,
             DsrRequest.received_at >= start,
             DsrRequest.received_at < end,
@@ -134,7 +153,8 @@ def ccpa_metrics(year: int) -> list[dict]:
     out = []
     for kind in (t.value for t in RequestType):
         mine = [r for r in rows if r[0] == kind]
-        answered = [days_between(r[2], r[3]) for r in mine if r[1] in (S.COMPLETED, S.DENIED) and r[3]]
+        done = [r for r in mine if r[1] in (S.COMPLETED, S.DENIED) and r[3]]
+        answered = [days_between(r[2], r[3]) for r in done]
         out.append(
             {
                 "type": kind,
@@ -143,6 +163,7 @@ def ccpa_metrics(year: int) -> list[dict]:
                 "complied": sum(1 for r in mine if r[1] == S.COMPLETED.value),
                 "denied": sum(1 for r in mine if r[1] == S.DENIED.value),
                 "median_days": round(statistics.median(answered), 1) if answered else None,
+                "on_time": sum(1 for r in done if r[3] <= lawful_due("ccpa", r[2], r[4] or 0, r[5])),
             }
         )
     return out
@@ -176,31 +197,48 @@ def register_rows():
             DsrRequest.reference,
             DsrRequest.request_type,
             DsrRequest.jurisdiction,
+            DsrRequest.channel,
             DsrRequest.status,
+            DsrRequest.outcome,
             DsrRequest.received_at,
+            DsrRequest.original_due_at,
+            DsrRequest.extended_at,
             DsrRequest.due_at,
+            DsrRequest.extension_reason,
+            DsrRequest.paused_seconds,
+            DsrRequest.closed_at,
             reviewer.email,
             DsrRequest.decided_at,
             DsrRequest.denial_code,
-            DsrRequest.closed_at,
         )
         .outerjoin(reviewer, reviewer.id == DsrRequest.decided_by_id)
         .order_by(DsrRequest.received_at, DsrRequest.id)
     )
     for row in db.session.execute(stmt.execution_options(yield_per=1000)):
-        ref, kind, jur, status, received, due, reviewed_by, decided, denial, closed = row
+        (ref, kind, jur, channel, status, outcome, received, original, extended_at, due, why, paused, closed,
+         reviewed_by, decided, denial) = row  # fmt: skip
         denial_label = DENIAL_LABELS.get(DenialReason(denial)) if denial in set(DenialReason) else denial
+        lawful = lawful_due(jur, received, paused or 0, extended_at) if original else None
+        responded = closed if status in (S.COMPLETED.value, S.DENIED.value) else None
+        on_time = "" if responded is None or lawful is None else ("yes" if responded <= lawful else "no")
         yield [
             ref,
             kind,
             jur,
+            channel,
             status,
+            outcome,
             received,
-            due,
+            original,
+            extended_at,
+            due if extended_at else None,
+            why,
+            lawful,
+            responded,
+            on_time,
             reviewed_by,
             decided,
             denial_label,
-            closed if status == S.COMPLETED.value else None,
         ]
 
 
@@ -221,5 +259,8 @@ def register_csv():
     return Response(
         stream_with_context(generate()),
         mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="request-register-{stamp}.csv"'},
+        headers={
+            "Content-Disposition": f'attachment; filename="request-register-{stamp}.csv"',
+            "Cache-Control": "no-store",
+        },
     )

@@ -154,6 +154,8 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         # The keyed hash (HMAC-SHA256) that replaces a minimised request's email address.
         "EMAIL_HASH_KEY": overrides.get("EMAIL_HASH_KEY")
         or _instance_secret("EMAIL_HASH_KEY", env, instance_path, secret if env == "testing" else None),
+        # The same request sent again within this many seconds (a double click) sends no second mail.
+        "DUPLICATE_SUBMIT_SECONDS": int(os.environ.get("DUPLICATE_SUBMIT_SECONDS") or 5),
         # A deletion needs the approval of two different officers.
         "DELETION_REQUIRES_SECOND_APPROVER": _bool(os.environ.get("DELETION_REQUIRES_SECOND_APPROVER")),
         # Requests due within this many days count as "due soon" (dashboard, queue, reminders).

@@ -398,3 +398,41 @@ def _current_value(subject, field: str) -> str | None:
     acct = db.session.get(Account, subject.account_id)
     value = getattr(acct, column, None) if acct is not None else None
     return None if value is None else str(value)[:254]
+
+
+# --- opt-out, restriction, objection --------------------------------------------------------------
+
+
+@job
+def apply_opt_out(request_id: int) -> str:
+    return _run(request_id, "opt_out", _opt_out)
+
+
+def _opt_out(dsr: DsrRequest, progress: Progress) -> str:
+    """Set the account's analytics opt-out, read it back, and tell the subject what was done."""
+    request_id = dsr.id
+    subject = resolve_subject(dsr).subject
+    result = BY_KEY["account"].set_opt_out(subject) if subject.account_id is not None else None
+    dsr = services.lock_request(request_id)
+    dsr.report = {"opt_out": result}
+    dsr.outcome = "completed" if result else "no_data"
+    services.notify_subject(dsr, "fulfil_opt_out", f"Your opt-out is recorded ({dsr.reference})", opted_out=result)
+    services.transition(dsr, S.COMPLETED, WORKER, data={"opt_out": bool(result)})
+    db.session.commit()
+    return "opted out" if result else "no account to opt out"
+
+
+@job
+def send_decision(request_id: int) -> str:
+    dsr = db.session.get(DsrRequest, request_id)
+    return _run(request_id, dsr.request_type if dsr else "", _decision)
+
+
+def _decision(dsr: DsrRequest, progress: Progress) -> str:
+    """A restriction or objection: the officer's recorded decision is what the subject is sent."""
+    dsr = services.lock_request(dsr.id)
+    decision = (dsr.plan or {}).get("decision") or ""
+    services.notify_subject(dsr, "fulfil_decision", f"Our answer to your request {dsr.reference}", decision=decision)
+    services.transition(dsr, S.COMPLETED, WORKER, data={"decision": "sent"})
+    db.session.commit()
+    return "decision sent"

@@ -51,7 +51,13 @@ def _approve(dsr: DsrRequest, actor: Actor, form) -> str:
         plan = erasure_plan_for(resolution.subject)
         if plan is None:
             raise ActionError("The deletion plan could not be computed, so the request cannot be approved yet.")
-    locked = services.approve(dsr, actor, plan=plan, confirm_reference=_text(form, "confirm_reference"))
+    locked = services.approve(
+        dsr,
+        actor,
+        plan=plan,
+        confirm_reference=_text(form, "confirm_reference"),
+        decision_text=_text(form, "decision_text"),
+    )
     if locked.status != "approved":
         return "Your approval is recorded. A second officer must approve this deletion before anything is erased."
     return "Approved: fulfilment will start shortly."

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, PasswordField, StringField
+from wtforms import BooleanField, EmailField, PasswordField, RadioField, SelectField, StringField, TextAreaField
 from wtforms.validators import AnyOf, DataRequired, Length, Optional, Regexp
 
 from app.admin.models import Role
+from app.portal.forms import select_choices
 
 # Rendered as a <select> by the templates; validated against the roles here.
 ROLE_CHOICES = [(r.value, r.value.capitalize()) for r in Role]
@@ -58,3 +59,62 @@ class SettingsForm(FlaskForm):
 
 class NoteForm(FlaskForm):
     text = StringField("Note", validators=[Optional(), Length(max=1000)])
+
+
+class StaffIntakeForm(FlaskForm):
+    """A request received by another channel, entered by staff (INTERFACE.md field names)."""
+
+    request_type = SelectField(
+        "Type",
+        choices=select_choices(
+            [
+                ("access", "Access"),
+                ("correction", "Correction"),
+                ("deletion", "Deletion"),
+                ("opt_out", "Opt-out"),
+                ("restriction", "Restriction"),
+                ("objection", "Objection"),
+            ]
+        ),
+    )
+    email = EmailField("Subject's email address", validators=[DataRequired(), Length(max=254)])
+    full_name = StringField("Subject's name", validators=[DataRequired(), Length(max=200)])
+    jurisdiction = SelectField("Law", choices=select_choices([("gdpr", "GDPR"), ("ccpa", "CCPA"), ("other", "Other")]))
+    channel = SelectField(
+        "How it reached us",
+        choices=select_choices(
+            [
+                ("email", "Email"),
+                ("letter", "Letter"),
+                ("phone", "Phone"),
+                ("web", "Web"),
+                ("api", "API"),
+                ("agent", "Authorised agent"),
+            ]
+        ),
+    )
+    received_at = StringField("Date received", validators=[DataRequired(), Length(max=40)])
+    details = TextAreaField("What the subject asked (free text)", validators=[Optional(), Length(max=5000)])
+    verification = RadioField(
+        "Identity",
+        choices=select_choices(
+            [
+                ("link", "Email the subject a link to confirm (recommended)"),
+                ("verified", "Already verified another way"),
+            ]
+        ),
+        default="link",
+    )
+    verification_method = StringField("How it was verified", validators=[Optional(), Length(max=200)])
+    verification_evidence = TextAreaField("Evidence", validators=[Optional(), Length(max=2000)])
+
+    def validate_email(self, field) -> None:
+        from email_validator import EmailNotValidError
+        from wtforms.validators import ValidationError
+
+        from app.portal.forms import check_email
+
+        try:
+            field.data = check_email(field.data or "")
+        except EmailNotValidError as exc:
+            raise ValidationError(f"Enter a valid email address: {exc}") from None

@@ -40,6 +40,7 @@ class QueueFilters:
     type: str = ""
     jurisdiction: str = ""
     assignee: str = ""
+    channel: str = ""
     overdue: bool = False
     received_from: date | None = None
     received_to: date | None = None
@@ -63,6 +64,10 @@ class QueueFilters:
         f.type = kind if kind in {t.value for t in RequestType} else ""
         jur = (args.get("jurisdiction") or "").strip()
         f.jurisdiction = jur if jur in {j.value for j in Jurisdiction} else ""
+        from app.dsr.intake import CHANNELS
+
+        channel = (args.get("channel") or "").strip()
+        f.channel = channel if channel in CHANNELS else ""
         assignee = (args.get("assignee") or "").strip()
         if assignee in ("me", "none") or (assignee.isdigit() and len(assignee) < 10):
             f.assignee = assignee
@@ -84,6 +89,7 @@ class QueueFilters:
             "type": self.type,
             "jurisdiction": self.jurisdiction,
             "assignee": self.assignee,
+            "channel": self.channel,
             "overdue": "1" if self.overdue else "",
             "received_from": self.received_from.isoformat() if self.received_from else "",
             "received_to": self.received_to.isoformat() if self.received_to else "",
@@ -109,6 +115,8 @@ def queue_statement(f: QueueFilters, now: datetime, prefix: bool = False) -> Sel
         stmt = stmt.where(DsrRequest.request_type == f.type)
     if f.jurisdiction:
         stmt = stmt.where(DsrRequest.jurisdiction == f.jurisdiction)
+    if f.channel:
+        stmt = stmt.where(DsrRequest.channel == f.channel)
     if f.assignee == "me":
         stmt = stmt.where(DsrRequest.assignee_id == f.me)
     elif f.assignee == "none":

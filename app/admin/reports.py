@@ -24,7 +24,14 @@ from app.extensions import db
 from app.models_base import utcnow
 
 S = RequestStatus
-CCPA_LABELS = {"access": "Requests to know", "deletion": "Requests to delete", "correction": "Requests to correct"}
+CCPA_LABELS = {
+    "access": "Requests to know",
+    "deletion": "Requests to delete",
+    "correction": "Requests to correct",
+    "opt_out": "Requests to opt out of sale or sharing",
+    "restriction": "Requests to limit",
+    "objection": "Objections",
+}
 # The request register (CCPA regs section 7101: the request, its date, the manner it was made, the date
 # and nature of the response; GDPR Art. 5(2) accountability): every deadline as it was, and why it moved.
 REGISTER_HEADER = [

@@ -18,6 +18,7 @@ from app.audit.models import AuditEvent
 from app.dsr import deadlines
 from app.dsr.actions import available_actions
 from app.dsr.identifiers import KINDS as IDENTIFIER_KINDS
+from app.dsr.intake import CHANNELS
 from app.dsr.models import DsrRequest, Token
 from app.dsr.states import DENIAL_LABELS, STATUS_LABELS, Jurisdiction, RequestStatus, RequestType
 from app.extensions import db, login_manager
@@ -31,7 +32,7 @@ REFERENCE_RE = re.compile(r"^DSR-[0-9A-Z]{1,8}-[0-9A-Z]{1,8}$")
 
 def register(app) -> None:
     # Importing the modules attaches their routes to ``bp`` before it is registered.
-    from app.admin import actions, auth, manage, outbox, reports  # noqa: F401
+    from app.admin import actions, auth, intake, manage, outbox, reports  # noqa: F401
 
     login_manager.login_view = "admin.login"
     login_manager.login_message = "Sign in to continue."
@@ -109,6 +110,7 @@ def queue():
         statuses=list(RequestStatus),
         types=list(RequestType),
         jurisdictions=list(Jurisdiction),
+        channels=CHANNELS,
         denial_labels=DENIAL_LABELS,
     )
 

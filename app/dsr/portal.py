@@ -10,13 +10,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from app.audit import Actor, record_event
 from app.dsr import services
 from app.dsr.minimise import email_hash
 from app.dsr.models import CorrectionItem, DsrRequest, Export, RequestIdentifier, RequestMessage, Token
-from app.dsr.states import CLOSED, SUBJECT_CANCELLABLE, RequestStatus
+from app.dsr.states import CLOSED, OPEN, SUBJECT_CANCELLABLE, RequestStatus
 from app.extensions import db
 from app.mail import queue_mail
 from app.models_base import utcnow
@@ -62,21 +62,83 @@ def submit(
     details: str,
     corrections: list[tuple[str, str]],
     channel: str = "web",
+    requester: str = "self",
+    agent: tuple[str, str] | None = None,
+    permission: tuple[str, str, bytes] | None = None,
+    gpc: bool = False,
 ) -> DsrRequest:
+    """A request from the portal. The same request twice (a reload, a double click, the same form sent
+    again) makes one: an open request of the same type for the address takes it, and a confirmed one
+    is mailed its status link again, so the page the sender sees is the same whatever we hold."""
+    digest = email_hash(email)
+    existing = db.session.execute(
+        select(DsrRequest)
+        .where(
+            DsrRequest.email_hash == digest,
+            DsrRequest.request_type == request_type,
+            DsrRequest.status.in_([s.value for s in OPEN]),
+        )
+        .order_by(DsrRequest.received_at.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    if existing is not None:
+        record_event("request.duplicate_submitted", Actor.subject(), dsr=existing, data={"channel": channel})
+        if existing.status == S.UNVERIFIED.value:
+            # The same form again within moments (a double click) sends nothing more; later, the person is
+            # likely still waiting for our mail, so it gets a fresh confirmation link for the same request.
+            last = db.session.execute(
+                select(func.max(Token.created_at)).where(Token.request_id == existing.id, Token.purpose == "verify")
+            ).scalar()
+            window = timedelta(seconds=int(current_app.config.get("DUPLICATE_SUBMIT_SECONDS") or 5))
+            if last is None or utcnow() - last > window:
+                send_verification(existing)
+        else:
+            raw = services.issue_token(existing, "status", lifetime=services.status_link_lifetime())
+            queue_mail(
+                existing.email,
+                "duplicate_notice",
+                f"You already have an open request: {existing.reference}",
+                dsr=existing,
+                link=services.status_url(existing, raw),
+                type_label=TYPE_LABELS[existing.request_type],
+            )
+        return existing
+    if requester == "agent":
+        channel = "agent"
     dsr = DsrRequest(
         request_type=request_type,
         status=S.UNVERIFIED.value,
         email=email,
-        email_hash=email_hash(email),
+        email_hash=digest,
         full_name=full_name,
         jurisdiction=jurisdiction,
         details=details or "",
         channel=channel,
     )
+    if requester == "guardian":
+        # Never verified by the child's address alone: the guardian confirms their own address, and
+        # staff verify the guardian and add the child's identifiers with their reasons.
+        dsr.verification_method = "Guardian's report: staff must verify the guardian before acting"
     for field, value in corrections:
         dsr.corrections.append(CorrectionItem(field=field, proposed_value=value))
     db.session.add(dsr)
     db.session.flush()
+    if requester == "agent" and agent is not None:
+        from app.dsr.attachments import save_attachment
+
+        note = RequestMessage(
+            request_id=dsr.id,
+            direction="in",
+            via="web",
+            kind="agent_permission",
+            body=f"Submitted by an authorised agent: {agent[0]} <{agent[1]}>. The consumer confirms by their "
+            "own link; check the signed permission before approving.",
+        )
+        if permission is not None:
+            name, content_type, data = permission
+            note.attachment_key = save_attachment(data, content_type)
+            note.attachment_name, note.attachment_type, note.attachment_size = name[:200], content_type[:100], len(data)
+        db.session.add(note)
     send_verification(dsr)
     record_event(
         "request.submitted",
@@ -84,7 +146,13 @@ def submit(
         dsr=dsr,
         public=True,
         message="We received your request and sent a confirmation link to your email address.",
-        data={"type": dsr.request_type, "jurisdiction": dsr.jurisdiction, "corrections": len(dsr.corrections)},
+        data={
+            "type": dsr.request_type,
+            "jurisdiction": dsr.jurisdiction,
+            "corrections": len(dsr.corrections),
+            "requester": requester,
+            "gpc": bool(gpc),
+        },
     )
     return dsr
 
@@ -109,6 +177,11 @@ def verify(token: Token) -> Verified:
             dsr=dsr,
             data={"duplicate_of": duplicate.reference, "duplicate_of_id": duplicate.id},
         )
+    return Verified(dsr, receipt(dsr))
+
+
+def receipt(dsr: DsrRequest) -> str:
+    """Email the receipt of a verified request with its status link; returns the link's token."""
     raw_status = services.issue_token(dsr, "status", lifetime=services.status_link_lifetime())
     queue_mail(
         dsr.email,
@@ -120,7 +193,7 @@ def verify(token: Token) -> Verified:
         type_label=TYPE_LABELS[dsr.request_type],
         law_label=JURISDICTION_LABELS.get(dsr.jurisdiction, dsr.jurisdiction),
     )
-    return Verified(dsr, raw_status)
+    return raw_status
 
 
 def cancel(dsr: DsrRequest) -> DsrRequest | None:

@@ -22,6 +22,7 @@ from app.dsr.states import (
     DENIAL_EXPLANATIONS,
     DENIAL_LABELS,
     OPEN,
+    STAFF_DECIDED,
     DenialReason,
     RequestStatus,
     RequestType,
@@ -156,6 +157,9 @@ def fulfilment_job(dsr: DsrRequest) -> PendingJob:
         RequestType.ACCESS.value: "workers.jobs.build_export",
         RequestType.DELETION.value: "workers.jobs.erase_subject",
         RequestType.CORRECTION.value: "workers.jobs.apply_corrections",
+        RequestType.OPT_OUT.value: "workers.jobs.apply_opt_out",
+        RequestType.RESTRICTION.value: "workers.jobs.send_decision",
+        RequestType.OBJECTION.value: "workers.jobs.send_decision",
     }[dsr.request_type]
     # Transient errors (Stripe unreachable, database hiccups) are retried with backoff; the job
     # itself moves the request to ``failed`` on a permanent error or the last retry.
@@ -356,7 +360,12 @@ def notify_subject(dsr: DsrRequest, template: str, subject: str, **context) -> N
 
 
 def approve(
-    dsr: DsrRequest, actor: Actor, *, plan: list | dict | None = None, confirm_reference: str | None = None
+    dsr: DsrRequest,
+    actor: Actor,
+    *,
+    plan: list | dict | None = None,
+    confirm_reference: str | None = None,
+    decision_text: str | None = None,
 ) -> DsrRequest:
     """Approve for fulfilment. Corrections need every proposed field decided, one approved, and a new
     email address confirmed by its own link. Deletions need the reference typed back (nothing irreversible
@@ -373,6 +382,14 @@ def approve(
             raise ActionError(
                 "The new email address has not confirmed the link we sent it yet; it is applied only once it has."
             )
+    if dsr.request_type in STAFF_DECIDED:
+        decision_text = (decision_text or "").strip()
+        if not decision_text:
+            raise ActionError(
+                "Write what you decided and did (for example what processing is restricted, and until when); "
+                "it is sent to the subject."
+            )
+        dsr.plan = {"decision": decision_text[:5000]}
     if dsr.request_type == RequestType.DELETION.value:
         if (confirm_reference or "").strip().upper() != dsr.reference:
             raise ActionError(

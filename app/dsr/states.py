@@ -25,6 +25,14 @@ class RequestType(StrEnum):
     ACCESS = "access"
     CORRECTION = "correction"
     DELETION = "deletion"
+    RESTRICTION = "restriction"  # GDPR Art. 18
+    OBJECTION = "objection"  # GDPR Art. 21
+    OPT_OUT = "opt_out"  # analytics, and sale or sharing (CCPA 1798.120); also Global Privacy Control
+
+
+# Requests an officer decides and answers in their own words (what was restricted, whether the objection
+# prevails): approving one needs that answer, which is the record the subject is sent.
+STAFF_DECIDED = frozenset({RequestType.RESTRICTION, RequestType.OBJECTION})
 
 
 class Jurisdiction(StrEnum):
@@ -35,6 +43,7 @@ class Jurisdiction(StrEnum):
 
 class DenialReason(StrEnum):
     IDENTITY_NOT_VERIFIED = "identity_not_verified"
+    AGENT_NOT_AUTHORISED = "agent_not_authorised"
     MANIFESTLY_UNFOUNDED = "manifestly_unfounded"
     EXCESSIVE = "excessive"
     SUSPECTED_FRAUD = "suspected_fraud"
@@ -50,6 +59,11 @@ DENIAL_EXPLANATIONS = {
         "with ChatGPTTech and confirm it with the link we send, or reply to this email with information "
         "that shows the account is yours (for example the prefix of one of your API keys, or the last four "
         "digits of the card on your invoices)."
+    ),
+    DenialReason.AGENT_NOT_AUTHORISED: (
+        "The request was made on someone's behalf, and we did not receive proof that they gave permission "
+        "for it (a signed permission, or their own confirmation). The person can make the request "
+        "themselves, or the agent can send the signed permission and ask again."
     ),
     DenialReason.MANIFESTLY_UNFOUNDED: (
         "The request does not concern personal data we hold about you, or is clearly not a request to "
@@ -71,6 +85,7 @@ DENIAL_EXPLANATIONS = {
 
 DENIAL_LABELS = {
     DenialReason.IDENTITY_NOT_VERIFIED: "We could not verify your identity",
+    DenialReason.AGENT_NOT_AUTHORISED: "We have no proof that the agent may act for you",
     DenialReason.MANIFESTLY_UNFOUNDED: "The request is manifestly unfounded",
     DenialReason.EXCESSIVE: "The request is excessive or repeats an earlier one",
     DenialReason.SUSPECTED_FRAUD: "We suspect the request is fraudulent",

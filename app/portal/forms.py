@@ -31,6 +31,14 @@ REQUEST_TYPES = [
     ("access", "Get a copy of my data (access)"),
     ("correction", "Correct my data (correction)"),
     ("deletion", "Delete my data and close my account (deletion)"),
+    ("opt_out", "Opt out of analytics, and of any sale or sharing of my data (opt-out)"),
+    ("restriction", "Limit how my data is used while something is checked (restriction)"),
+    ("objection", "Object to how my data is used (objection)"),
+]
+REQUESTERS = [
+    ("self", "Myself"),
+    ("agent", "Someone who authorised me (I am their agent)"),
+    ("guardian", "My child, or a child in my care (I am their parent or guardian)"),
 ]
 JURISDICTIONS = [
     ("gdpr", "European Union, EEA or United Kingdom (GDPR)"),
@@ -45,7 +53,7 @@ CORRECTION_ROWS = 3
 _BAD_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff\u202a-\u202e\u2066-\u2069]")
 
 
-def _choices(pairs) -> list[SelectChoice]:
+def select_choices(pairs) -> list[SelectChoice]:
     return [SelectChoice(value, label) for value, label in pairs]
 
 
@@ -76,7 +84,7 @@ class CorrectionEntry(Form):
 
     field = SelectField(
         "Field to correct",
-        choices=_choices([("", "Choose a field"), *CORRECTABLE_FIELDS]),
+        choices=select_choices([("", "Choose a field"), *CORRECTABLE_FIELDS]),
         validate_choice=False,
         filters=[strip_filter],
     )
@@ -98,7 +106,7 @@ class EmailChecked:
 class IntakeForm(EmailChecked, FlaskForm):
     request_type = RadioField(
         "What would you like us to do?",
-        choices=_choices(REQUEST_TYPES),
+        choices=select_choices(REQUEST_TYPES),
         validators=[InputRequired(message="Choose the kind of request.")],
     )
     email = EmailField(
@@ -120,7 +128,7 @@ class IntakeForm(EmailChecked, FlaskForm):
     jurisdiction = SelectField(
         "Where do you live?",
         description="This decides which law applies and how long we have to answer.",
-        choices=_choices(JURISDICTIONS),
+        choices=select_choices(JURISDICTIONS),
         validators=[InputRequired(message="Choose where you live.")],
     )
     details = TextAreaField(
@@ -130,10 +138,43 @@ class IntakeForm(EmailChecked, FlaskForm):
         filters=[strip_filter],
     )
     correction = FieldList(FormField(CorrectionEntry), min_entries=CORRECTION_ROWS, max_entries=CORRECTION_ROWS)
+    requester = RadioField("Who is this request for?", choices=select_choices(REQUESTERS), default="self")
+    agent_name = StringField(
+        "Your name, as the agent (or your organisation's)",
+        validators=[Length(max=200, message="Use at most 200 characters."), clean_text, single_line],
+        filters=[strip_filter],
+    )
+    agent_email = EmailField(
+        "Your email address, as the agent",
+        validators=[Length(max=254), clean_text],
+        filters=[strip_filter],
+    )
+    permission = FileField("The signed permission from the person (PDF or image, at most 2 MB)")
     confirm_deletion = BooleanField(
         "I understand that deleting my data revokes my API keys and closes my account, and that billing "
         "records are kept for as long as the law requires."
     )
+
+    def validate_requester(self, field) -> None:
+        if field.data not in dict(REQUESTERS):
+            field.data = "self"
+
+    def validate_agent_email(self, field) -> None:
+        if self.requester.data != "agent":
+            return
+        if not field.data:
+            raise ValidationError("Give your own email address, so we can write to you as the agent.")
+        try:
+            field.data = check_email(field.data)
+        except EmailNotValidError as exc:
+            raise ValidationError(f"Enter a valid email address: {exc}") from None
+
+    def validate_permission(self, field) -> None:
+        if self.requester.data == "agent" and not getattr(field.data, "filename", ""):
+            raise ValidationError("Attach the person's signed permission for you to make this request.")
+
+    def permission_file(self) -> tuple[str, str, bytes] | None:
+        return _upload(self.permission.data)
 
     def validate_confirm_deletion(self, field) -> None:
         if self.request_type.data == "deletion" and not field.data:
@@ -180,6 +221,17 @@ class IntakeForm(EmailChecked, FlaskForm):
         ]
 
 
+class LookupForm(EmailChecked, FlaskForm):
+    """``/requests/lookup``: every open request of the address gets its status link emailed again."""
+
+    email = EmailField(
+        "Email address",
+        description="The address you made your requests with.",
+        validators=[DataRequired(message="Enter your email address."), Length(max=254), clean_text],
+        filters=[strip_filter],
+    )
+
+
 class ResendForm(EmailChecked, FlaskForm):
     email = EmailField(
         "Email address",
@@ -203,16 +255,19 @@ class ReplyForm(FlaskForm):
             raise ValidationError("Write your answer, or attach a file.")
 
     def attachment_data(self) -> tuple[str, str, bytes] | None:
-        """(file name, content type, bytes) of the attached file, checked by ``app.dsr.attachments``."""
-        from werkzeug.utils import secure_filename
+        return _upload(self.attachment.data)
 
-        upload = self.attachment.data
-        if not upload or not getattr(upload, "filename", ""):
-            return None
-        data = upload.read()
-        if not data:
-            return None
-        return secure_filename(upload.filename) or "attachment", (upload.mimetype or "").lower(), data
+
+def _upload(upload) -> tuple[str, str, bytes] | None:
+    """(file name, content type, bytes) of an uploaded file; ``app.dsr.attachments`` checks size and type."""
+    from werkzeug.utils import secure_filename
+
+    if not upload or not getattr(upload, "filename", ""):
+        return None
+    data = upload.read()
+    if not data:
+        return None
+    return secure_filename(upload.filename) or "attachment", (upload.mimetype or "").lower(), data
 
 
 class ConfirmForm(FlaskForm):

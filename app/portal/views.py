@@ -24,7 +24,15 @@ from app.dsr.models import DsrRequest, Export, Token
 from app.dsr.portal import JURISDICTION_LABELS, TYPE_LABELS
 from app.dsr.states import STATUS_LABELS, SUBJECT_CANCELLABLE, RequestStatus
 from app.extensions import db, limiter
-from app.portal.forms import CORRECTABLE_FIELDS, CancelForm, ConfirmForm, IntakeForm, ReplyForm, ResendForm
+from app.portal.forms import (
+    CORRECTABLE_FIELDS,
+    CancelForm,
+    ConfirmForm,
+    IntakeForm,
+    LookupForm,
+    ReplyForm,
+    ResendForm,
+)
 from app.portal.mailbox import normalise_mailbox
 
 bp = Blueprint("portal", __name__)
@@ -107,26 +115,68 @@ def home():
     return render_template("portal/home.html")
 
 
+def _gpc() -> bool:
+    """The browser sent Global Privacy Control (``Sec-GPC: 1``): a request to opt out of sale and sharing."""
+    return request.headers.get("Sec-GPC", "").strip() == "1"
+
+
 @bp.route("/requests/new", methods=["GET", "POST"])
 @limiter.limit(_limit("RATELIMIT_INTAKE_IP"), methods=["POST"])
 def new_request():
     form = IntakeForm()
     if request.method == "GET" and request.args.get("type") in TYPE_LABELS:
         form.request_type.data = request.args["type"]
+    elif request.method == "GET" and _gpc():
+        form.request_type.data = "opt_out"
     if not form.validate_on_submit():
         status = 400 if request.method == "POST" else 200
-        return render_template("portal/new.html", form=form, fields=dict(CORRECTABLE_FIELDS)), status
+        return (
+            render_template("portal/new.html", form=form, fields=dict(CORRECTABLE_FIELDS), gpc=_gpc()),
+            status,
+        )
     _hit_mailbox_limit(form.email.data)
-    portal.submit(
-        request_type=form.request_type.data,
-        email=form.email.data,
-        full_name=form.full_name.data,
-        jurisdiction=form.jurisdiction.data,
-        details=form.details.data or "",
-        corrections=form.corrections(),
-    )
+    try:
+        portal.submit(
+            request_type=form.request_type.data,
+            email=form.email.data,
+            full_name=form.full_name.data,
+            jurisdiction=form.jurisdiction.data,
+            details=form.details.data or "",
+            corrections=form.corrections(),
+            requester=form.requester.data or "self",
+            agent=(form.agent_name.data or "", form.agent_email.data or "") if form.requester.data == "agent" else None,
+            permission=form.permission_file() if form.requester.data == "agent" else None,
+            gpc=_gpc(),
+        )
+    except AttachmentRefused as exc:
+        db.session.rollback()
+        form.permission.errors = [str(exc)]
+        return render_template("portal/new.html", form=form, fields=dict(CORRECTABLE_FIELDS), gpc=_gpc()), 400
     db.session.commit()
+    # Post/Redirect/Get: a reload of the next page sends nothing again.
+    return redirect(url_for("portal.request_sent"), code=303)
+
+
+@bp.get("/requests/sent")
+def request_sent():
     return render_template("portal/check_inbox.html", hours=current_app.config["VERIFY_TOKEN_HOURS"])
+
+
+@bp.route("/requests/lookup", methods=["GET", "POST"])
+@limiter.limit(_limit("RATELIMIT_VERIFY"), methods=["POST"])
+def lookup():
+    """A lost status link: every open request of the address gets its link emailed again. The answer,
+    and the work behind it, are the same whatever the address holds."""
+    form = LookupForm()
+    if request.method == "POST":
+        if not form.validate_on_submit():
+            return render_template("portal/lookup.html", form=form, sent=False), 400
+        _hit_mailbox_limit(form.email.data)
+        from app.portal.lookup import enqueue_lookup
+
+        enqueue_lookup(form.email.data)
+        return render_template("portal/lookup.html", form=LookupForm(formdata=None), sent=True)
+    return render_template("portal/lookup.html", form=form, sent=False)
 
 
 @bp.get("/verify/<token>")

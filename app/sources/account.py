@@ -67,6 +67,15 @@ class AccountSource(TableSource):
         n = delete_in_batches(Account.__table__, Account.id, Account.id == subject.account_id)
         return [self.result("deleted" if n else "not_found", n, None if n else "We found no account for this address.")]
 
+    def set_opt_out(self, subject: Subject) -> bool:
+        """Opt the account out of analytics (and of any sale or sharing); True once read back as set."""
+        with platform_engine().begin() as conn:
+            conn.execute(
+                update(Account.__table__).where(Account.id == subject.account_id).values(analytics_opt_out=True)
+            )
+            value = conn.execute(select(Account.analytics_opt_out).where(Account.id == subject.account_id)).scalar()
+        return bool(value)
+
     def correct(self, subject: Subject, field: str, value: str) -> str:
         """Apply one approved field (own transaction); returns a short result, raises ``CorrectionRefused``."""
         column = CORRECTABLE.get(field)

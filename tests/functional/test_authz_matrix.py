@@ -20,6 +20,8 @@ ROLES = ("anonymous", "auditor", "officer", "admin")
 MATRIX = [
     ("GET", "/admin/", "auditor"),
     ("GET", "/admin/requests", "auditor"),
+    ("GET", "/admin/requests/new", "officer"),
+    ("POST", "/admin/requests/new", "officer"),
     ("GET", "/admin/requests/{ref}", "auditor"),
     ("GET", "/admin/requests/{ref}/progress", "auditor"),
     ("GET", "/admin/requests/{ref}/messages/{msg}/attachment", "auditor"),

@@ -47,7 +47,7 @@ def app_config(app_config, sink_port):
 def test_verification_mail_arrives_by_smtp_and_its_link_confirms(client, redis_conn, sink_port):
     sink = SmtpSink(sink_port).start()
     try:
-        assert client.post_form("/requests/new", FORM).status_code == 200
+        assert client.post_form("/requests/new", FORM).status_code == 303
         run_mail_worker(redis_conn)
         msgs = sink.to("grace@example.com")
         assert len(msgs) == 1
@@ -76,7 +76,7 @@ def test_verification_mail_arrives_by_smtp_and_its_link_confirms(client, redis_c
 
 
 def test_smtp_outage_delays_mail_and_delivers_exactly_once(client, redis_conn, sink_port):
-    assert client.post_form("/requests/new", FORM).status_code == 200
+    assert client.post_form("/requests/new", FORM).status_code == 303
     mail_id = db.session.execute(select(OutgoingMail.id)).scalar_one()
 
     def load() -> OutgoingMail:

@@ -30,7 +30,7 @@ GOOD = {
 
 
 def submit(client, **overrides):
-    return client.post_form("/requests/new", {**GOOD, **overrides})
+    return client.post_form("/requests/new", {**GOOD, **overrides}, follow_redirects=True)
 
 
 def verify_link(to: str) -> str:
@@ -293,12 +293,60 @@ def test_verify_post_without_csrf_refused(client):
     assert db.session.execute(select(DsrRequest.status)).scalar_one() == "unverified"
 
 
-def test_verify_links_duplicate_of_open_request(client):
+def test_a_new_request_like_an_open_one_joins_it_and_the_subject_is_told(client):
     first = make_request(S.PENDING_REVIEW, email="ada.lovelace@example.com")
-    submit_and_verify(client)
-    dsr = db.session.execute(select(DsrRequest).where(DsrRequest.id != first.id)).scalar_one()
-    assert dsr.duplicate_of_id == first.id
-    assert db.session.execute(select(AuditEvent).where(AuditEvent.event == "request.duplicate_linked")).scalar_one()
+    page = submit(client)
+    assert page.status_code == 200 and "Check your inbox" in page.get_data(as_text=True)
+    assert [d.id for d in db.session.execute(select(DsrRequest)).scalars()] == [first.id]
+    [notice] = db.session.execute(select(OutgoingMail).where(OutgoingMail.template == "duplicate_notice")).scalars()
+    assert first.reference in notice.body_text and f"/requests/{first.reference}?token=" in notice.body_text
+    assert db.session.execute(select(AuditEvent).where(AuditEvent.event == "request.duplicate_submitted")).scalar_one()
+
+
+def test_a_reload_or_double_submit_makes_one_request_and_one_mail(client):
+    token = client.csrf_from("/requests/new")
+    first = client.post("/requests/new", data={**GOOD, "csrf_token": token})
+    assert first.status_code == 303 and first.headers["Location"].endswith("/requests/sent")
+    assert client.post("/requests/new", data={**GOOD, "csrf_token": token}).status_code == 303
+    assert client.get(first.headers["Location"]).status_code == 200  # the reloaded page sends nothing
+    assert len(db.session.execute(select(DsrRequest)).scalars().all()) == 1
+    assert len(db.session.execute(select(OutgoingMail)).scalars().all()) == 1
+    # sent again later (the first mail never came?): the same request, with a fresh confirmation link
+    for tok in db.session.execute(select(Token)).scalars():
+        tok.created_at = utcnow() - timedelta(minutes=5)
+    db.session.commit()
+    assert client.post_form("/requests/new", GOOD).status_code == 303
+    assert len(db.session.execute(select(DsrRequest)).scalars().all()) == 1
+    assert [m.template for m in db.session.execute(select(OutgoingMail)).scalars()] == ["verify", "verify"]
+
+
+def test_gpc_signal_offers_the_opt_out(client):
+    html = client.get("/requests/new", headers={"Sec-GPC": "1"}).get_data(as_text=True)
+    assert "Global Privacy Control" in html
+    soup = BeautifulSoup(html, "html.parser")
+    assert soup.find("input", attrs={"name": "request_type", "value": "opt_out"}).has_attr("checked")
+    r = client.post_form("/requests/new", {**GOOD, "request_type": "opt_out"}, headers={"Sec-GPC": "1"})
+    assert r.status_code == 303
+    ev = db.session.execute(select(AuditEvent).where(AuditEvent.event == "request.submitted")).scalar_one()
+    assert ev.data["gpc"] is True and ev.data["type"] == "opt_out"
+
+
+def test_lookup_answers_the_same_and_mails_links_of_open_requests(client, redis_conn):
+    from tests.functional._fulfil import run_jobs
+
+    known = make_request(S.PENDING_REVIEW, email="ada.lovelace@example.com").reference
+    make_request(S.COMPLETED, email="ada.lovelace@example.com")
+    pages = []
+    for email in ("ada.lovelace@example.com", "nobody@example.com"):
+        r = client.post_form("/requests/lookup", {"email": email})
+        assert r.status_code == 200
+        pages.append(page_text(r.get_data(as_text=True)))
+    assert pages[0] == pages[1]
+    run_jobs(redis_conn)
+    [mail] = db.session.execute(select(OutgoingMail).where(OutgoingMail.template == "lookup_links")).scalars()
+    assert mail.to_addr == "ada.lovelace@example.com"
+    assert f"/requests/{known}?token=" in mail.body_text and mail.body_text.count("/requests/DSR-") == 1
+    assert client.post_form("/requests/lookup", {"email": "not an address"}).status_code == 400
 
 
 def test_resend_issues_new_link_only_for_unverified_and_same_page(client, redis_conn):

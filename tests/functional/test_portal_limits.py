@@ -19,8 +19,8 @@ def app_config(app_config):
 
 def test_intake_per_email_limit_counts_valid_submissions_only(client):
     assert client.post_form("/requests/new", {**GOOD, "email": "bad-email"}).status_code == 400
-    assert client.post_form("/requests/new", {**GOOD, "email": "same@example.com"}).status_code == 200
-    assert client.post_form("/requests/new", {**GOOD, "email": "SAME@example.com"}).status_code == 200
+    assert client.post_form("/requests/new", {**GOOD, "email": "same@example.com"}).status_code == 303
+    assert client.post_form("/requests/new", {**GOOD, "email": "SAME@example.com"}).status_code == 303
     r = client.post_form("/requests/new", {**GOOD, "email": "same@example.com"})
     assert r.status_code == 429
     assert "Too many attempts" in r.get_data(as_text=True)
@@ -29,7 +29,7 @@ def test_intake_per_email_limit_counts_valid_submissions_only(client):
 def test_intake_per_ip_limit(client):
     for i in range(4):
         r = client.post_form("/requests/new", {**GOOD, "email": f"p{i}@example.com"})
-        assert r.status_code == 200
+        assert r.status_code == 303
     r = client.post_form("/requests/new", {**GOOD, "email": "p9@example.com"})
     assert r.status_code == 429
     # reading the form is not limited

@@ -67,13 +67,11 @@ def staff_create(email: str, role: str, password_stdin: bool) -> None:
 @click.option("--queues", "-q", multiple=True, help="Queues to listen on (default: all).")
 @with_appcontext
 def worker_cmd(burst: bool, queues: tuple[str, ...]) -> None:
-    from rq import Worker
-
     # Import the job modules once here, so each forked work horse starts with them loaded.
     import workers.jobs  # noqa: F401
     import workers.mail  # noqa: F401
     import workers.maintenance  # noqa: F401
-    from app.queue import get_queue, get_redis
+    from app.queue import get_redis, new_worker
     from workers.context import mark_parent_process
 
     names = [n for q in queues for n in q.split(",") if n] or list(WORKER_QUEUES)
@@ -81,16 +79,14 @@ def worker_cmd(burst: bool, queues: tuple[str, ...]) -> None:
     for engine in db.engines.values():
         engine.dispose()
     mark_parent_process()
-    worker = Worker([get_queue(n, conn) for n in names], connection=conn)
+    worker = new_worker(names, conn)  # JSON jobs, allow-listed functions only (app.queue)
     worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
 
 
 @click.command("cron", help="Run the rq cron scheduler with the schedule in workers/cron.py.")
 @with_appcontext
 def cron_cmd() -> None:
-    from rq.cron import CronScheduler
-
-    from app.queue import get_redis
+    from app.queue import CronScheduler, get_redis
     from workers.cron import register_schedule
 
     scheduler = CronScheduler(connection=get_redis())

@@ -161,7 +161,9 @@ def dev_cmd(port: int, host: str) -> None:
 
     env = dict(os.environ)
     embedded = not env.get("REDIS_URL")
-    env["REDIS_URL"] = redis_url()
+    # Start the embedded Redis now; the children find it, and its password, through instance/redis
+    # (the password stays out of their environment).
+    redis_url()
     env.setdefault("PORTAL_BASE_URL", f"http://{host}:{port}")
     flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
     children: list[subprocess.Popen] = []

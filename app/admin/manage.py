@@ -174,7 +174,7 @@ def staff_create():
     return render_template("admin/staff_secret.html", user=user, password=password, created=True)
 
 
-@bp.route("/staff/<int:user_id>/role", methods=["POST"])
+@bp.route("/staff/<id:user_id>/role", methods=["POST"])
 @requires("admin")
 def staff_role(user_id: int):
     user = _staff_or_404(user_id)
@@ -194,7 +194,7 @@ def staff_role(user_id: int):
     return redirect(url_for("admin.staff_list"), code=303)
 
 
-@bp.route("/staff/<int:user_id>/active", methods=["POST"])
+@bp.route("/staff/<id:user_id>/active", methods=["POST"])
 @requires("admin")
 def staff_active(user_id: int):
     user = _staff_or_404(user_id)
@@ -211,7 +211,7 @@ def staff_active(user_id: int):
     return redirect(url_for("admin.staff_list"), code=303)
 
 
-@bp.route("/staff/<int:user_id>/reset", methods=["POST"])
+@bp.route("/staff/<id:user_id>/reset", methods=["POST"])
 @requires("admin")
 def staff_reset(user_id: int):
     user = _staff_or_404(user_id)

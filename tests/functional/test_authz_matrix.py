@@ -110,7 +110,7 @@ def test_authz_url_map_every_admin_view_is_guarded_and_in_the_matrix(app):
         template = rule.rule
         for arg in rule.arguments:
             template = template.replace(f"<{arg}>", "{ref}").replace(
-                f"<int:{arg}>", "{sid}" if "user" in arg else "{mid}"
+                f"<id:{arg}>", "{sid}" if "user" in arg else "{mid}"
             )
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             assert (method, template) in listed, f"{method} {rule.rule} is missing from the authorization matrix"

@@ -23,7 +23,7 @@ from app.admin.models import StaffUser
 from app.audit import Actor, record_event
 from app.extensions import db, limiter, login_manager
 from app.models_base import utcnow
-from app.security import hash_password, needs_rehash, password_problem, verify_password
+from app.security import hash_password, keyed_hash, needs_rehash, password_problem, verify_password
 
 MAX_FAILURES = 5
 LOCKOUT = timedelta(minutes=15)
@@ -59,19 +59,27 @@ def safe_next(target: str | None) -> str | None:
     return target
 
 
-def _actor(user: StaffUser | None, email: str) -> Actor:
-    return Actor("staff", user.id if user else None, email[:254])
+def _actor(user: StaffUser | None) -> Actor:
+    """The account's own id and stored email, or "unknown address": never the text that was typed."""
+    return Actor.staff(user) if user is not None else Actor.anonymous()
+
+
+def _failure_data(user: StaffUser | None, email: str, reason: str) -> dict:
+    data = {"reason": reason, "known": user is not None}
+    if user is None:  # tells repeated tries on one unknown address apart without storing it
+        data["email_key"] = keyed_hash("staff-login-email", email)
+    return data
 
 
 def _register_failure(user: StaffUser | None, email: str, reason: str) -> None:
-    record_event("staff.login_failed", _actor(user, email), data={"reason": reason, "known": user is not None})
+    record_event("staff.login_failed", _actor(user), data=_failure_data(user, email, reason))
     if user is None:
         return
     user.failed_logins = (user.failed_logins or 0) + 1
     if user.failed_logins >= MAX_FAILURES:
         user.locked_until = utcnow() + LOCKOUT
         user.failed_logins = 0
-        record_event("staff.locked_out", _actor(user, email), data={"minutes": int(LOCKOUT.total_seconds() // 60)})
+        record_event("staff.locked_out", _actor(user), data={"minutes": int(LOCKOUT.total_seconds() // 60)})
 
 
 def _is_locked(user: StaffUser | None) -> bool:
@@ -108,7 +116,7 @@ def login():
         locked = _is_locked(user)
         ok = verify_password(user.password_hash if user else None, form.password.data)
         if locked:
-            record_event("staff.login_failed", _actor(user, email), data={"reason": "locked", "known": True})
+            record_event("staff.login_failed", _actor(user), data=_failure_data(user, email, "locked"))
         elif not ok or not user.active:
             _register_failure(user, email, "inactive" if ok else "password")
         else:

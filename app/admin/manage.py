@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, date, datetime, timedelta
 
-from flask import Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import func, select
 
@@ -15,7 +15,7 @@ from app.admin.models import Role, StaffUser
 from app.admin.queries import filter_date
 from app.audit import Actor, record_event
 from app.audit.models import AuditEvent
-from app.csvsafe import csv_line
+from app.csvsafe import csv_download, csv_line
 from app.dsr.models import AppSetting
 from app.extensions import db
 from app.models_base import utcnow
@@ -102,11 +102,7 @@ def audit_csv():
                 ]
             )
 
-    return Response(
-        stream_with_context(generate()),
-        mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="audit-{utcnow():%Y%m%d}.csv"'},
-    )
+    return csv_download(generate(), f"audit-{utcnow():%Y%m%d}.csv")
 
 
 # --- staff management (admins) -------------------------------------------------------------------

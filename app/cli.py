@@ -42,14 +42,15 @@ def staff_create(email: str, role: str, password_stdin: bool) -> None:
     from app.admin.models import StaffUser
     from app.audit import Actor, record_event
     from app.models_base import utcnow
-    from app.security import hash_password, password_problem
+    from app.security import hash_password
+    from app.staff.passwords import password_problem
 
     email = email.strip().lower()
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    problem = password_problem(password)
+    problem = password_problem(password, email)
     if problem:
         raise click.ClickException(problem)
     if db.session.execute(select(StaffUser).where(StaffUser.email == email)).scalar_one_or_none():

@@ -33,6 +33,27 @@ def _intervals(value: str | None) -> list[int] | None:
         raise ConfigError(f"MAIL_RETRY_INTERVALS must be comma-separated seconds, not {value!r}") from exc
 
 
+MIN_SECRET_KEY_LENGTH = 32
+SECRET_KEY_ADVICE = (
+    f"SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} random characters when APP_ENV=production "
+    "(it signs sessions and keys the audit trail's hashes); generate one with "
+    "python -c 'import secrets; print(secrets.token_hex(32))'"
+)
+
+
+def secret_key_problem(key: str) -> str | None:
+    """Why ``key`` is too weak to sign production sessions; None when it looks random enough.
+
+    Length is the main test; a key of one repeated character or a repeated short pattern is long but
+    not random. (The error says what is needed and never echoes the key.)"""
+    if len(key) < MIN_SECRET_KEY_LENGTH:
+        return f"{SECRET_KEY_ADVICE}; the one given has {len(key)}"
+    periodic = any(key == (key[:p] * (len(key) // p + 1))[: len(key)] for p in range(1, len(key) // 2 + 1))
+    if len(set(key)) < 8 or periodic:
+        return f"{SECRET_KEY_ADVICE}; the one given repeats a few characters"
+    return None
+
+
 def _secret_key(env: str, instance_path: Path) -> str:
     key = os.environ.get("SECRET_KEY")
     if key:
@@ -60,6 +81,9 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         secret = overrides["SECRET_KEY"]
     else:
         secret = _secret_key(env, instance_path)
+    problem = secret_key_problem(secret or "") if env == "production" else None
+    if problem:
+        raise ConfigError(problem)
     database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{instance_path / 'portal.db'}"
     platform_url = os.environ.get("PLATFORM_DATABASE_URL") or database_url
     production = env == "production"

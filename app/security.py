@@ -31,8 +31,6 @@ def _dummy_hash() -> str:
 # Verified against when the email is unknown, so a failed login costs the same either way.
 _DUMMY_HASH = _dummy_hash()
 
-MIN_PASSWORD_LENGTH = 12
-
 
 def keyed_hash(purpose: str, value: str, length: int = 16) -> str:
     """A short HMAC-SHA256 of ``value`` under ``SECRET_KEY``: the same input gives the same tag, which
@@ -56,11 +54,3 @@ def verify_password(password_hash: str | None, password: str) -> bool:
 
 def needs_rehash(password_hash: str) -> bool:
     return _hasher.check_needs_rehash(password_hash)
-
-
-def password_problem(password: str) -> str | None:
-    if len(password) < MIN_PASSWORD_LENGTH:
-        return f"Use at least {MIN_PASSWORD_LENGTH} characters."
-    if len(password) > 1024:
-        return "Use at most 1024 characters."
-    return None

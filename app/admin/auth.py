@@ -23,7 +23,8 @@ from app.admin.models import StaffUser
 from app.audit import Actor, record_event
 from app.extensions import db, limiter, login_manager
 from app.models_base import utcnow
-from app.security import hash_password, keyed_hash, needs_rehash, password_problem, verify_password
+from app.security import hash_password, keyed_hash, needs_rehash, verify_password
+from app.staff.passwords import password_problem
 
 MAX_FAILURES = 5
 LOCKOUT = timedelta(minutes=15)
@@ -195,7 +196,7 @@ def change_password():
     form = PasswordChangeForm()
     if form.validate_on_submit():
         user = current_user._get_current_object()
-        problem = password_problem(form.new_password.data)
+        problem = password_problem(form.new_password.data, user.email)
         if not verify_password(user.password_hash, form.current_password.data):
             form.current_password.errors.append("That is not your current password.")
         elif problem:

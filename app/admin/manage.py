@@ -20,6 +20,7 @@ from app.dsr.models import AppSetting
 from app.extensions import db
 from app.models_base import utcnow
 from app.security import hash_password
+from app.staff.mail import send_invite
 
 PER_PAGE = 50
 
@@ -156,16 +157,7 @@ def staff_create():
     db.session.flush()
     record_event("staff.created", Actor.staff(current_user), data={"staff_id": user.id, "role": user.role})
     if form.send_invite.data:
-        from app.mail import queue_mail
-
-        queue_mail(
-            email,
-            "admin_staff_invite",
-            "Your ChatGPTTech privacy dashboard account",
-            role=user.role,
-            login_url=url_for("admin.login", _external=True),
-            inviter=current_user.email,
-        )
+        send_invite(user, current_user.email)
     db.session.commit()
     return render_template("admin/staff_secret.html", user=user, password=password, created=True)
 

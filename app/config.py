@@ -24,6 +24,19 @@ def _bool(value: str | None, default: bool = False) -> bool:
     return value.strip().lower() in TRUE
 
 
+def _positive(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{name} must be a whole number of at least 1, not {raw!r}")
+    return value
+
+
 def _intervals(value: str | None) -> list[int] | None:
     if not value or not value.strip():
         return None
@@ -87,6 +100,7 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
     database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{instance_path / 'portal.db'}"
     platform_url = os.environ.get("PLATFORM_DATABASE_URL") or database_url
     production = env == "production"
+    session_max_hours = _positive("STAFF_SESSION_MAX_HOURS", 12)
     cfg: dict = {
         "APP_ENV": env,
         "SECRET_KEY": secret,
@@ -124,14 +138,25 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "RATELIMIT_VERIFY": os.environ.get("RATELIMIT_VERIFY") or "30 per hour",
         "RATELIMIT_LOGIN": os.environ.get("RATELIMIT_LOGIN") or "30 per 15 minutes",
         "RATELIMIT_HEADERS_ENABLED": False,
-        # Cookies: secure in production, never readable by script, not sent cross-site.
+        # Staff sessions (server-side, app.staff.sessions): idle timeout, absolute lifetime, and how
+        # recently the password (and second factor) must have been entered for staff management and settings.
+        "STAFF_SESSION_IDLE_MINUTES": _positive("STAFF_SESSION_IDLE_MINUTES", 30),
+        "STAFF_SESSION_MAX_HOURS": session_max_hours,
+        "STAFF_REAUTH_MINUTES": _positive("STAFF_REAUTH_MINUTES", 5),
+        # Cookies: secure in production, never readable by script, not sent cross-site. In production the
+        # session cookie has the __Host- prefix: the browser only accepts it Secure, for path / and
+        # without a Domain, so no sibling subdomain can set or overwrite it.
+        "SESSION_COOKIE_NAME": "__Host-session" if production else "session",
+        "SESSION_COOKIE_PATH": "/",
+        "SESSION_COOKIE_DOMAIN": None,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production,
         "REMEMBER_COOKIE_HTTPONLY": True,
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_SECURE": production,
-        "PERMANENT_SESSION_LIFETIME": 8 * 3600,
+        # The cookie never outlives the session record behind it.
+        "PERMANENT_SESSION_LIFETIME": session_max_hours * 3600,
         "WTF_CSRF_TIME_LIMIT": 8 * 3600,
         "MAX_CONTENT_LENGTH": 256 * 1024,
         "PREFERRED_URL_SCHEME": "https" if production else "http",

@@ -13,7 +13,7 @@ from app.dsr.models import (
 )
 from app.mail.models import OutgoingMail
 from app.platform.models import Account, ApiKey, SupportMessage, UsageRecord
-from app.staff.models import Role, StaffUser
+from app.staff.models import Role, StaffSession, StaffUser
 
 __all__ = [
     "Account",
@@ -28,6 +28,7 @@ __all__ = [
     "RequestMessage",
     "RequestNote",
     "Role",
+    "StaffSession",
     "StaffUser",
     "SupportMessage",
     "Token",

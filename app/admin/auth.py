@@ -4,10 +4,14 @@ A failed attempt costs the same whether or not the email is known (``verify_pass
 against a dummy), and the answer is the same too, so the form does not reveal who is staff. Five
 failures lock the account for 15 minutes; Flask-Limiter bounds attempts per address on top.
 Every sign-in, failure, lockout and sign-out is audited.
+
+Sessions are server-side (``app.staff.sessions``): signing in opens a session record, signing out
+or changing a credential ends it, and the user loader accepts a cookie only while its record is live.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -17,13 +21,14 @@ from flask import current_app, flash, g, redirect, render_template, request, ses
 from flask_login import current_user, login_user, logout_user
 from sqlalchemy import select
 
-from app.admin.forms import LoginForm, PasswordChangeForm, TotpDisableForm, TotpForm
+from app.admin.forms import LoginForm, PasswordChangeForm, ReauthForm, TotpDisableForm, TotpForm
 from app.admin.guard import bp, requires, totp_required
-from app.admin.models import StaffUser
 from app.audit import Actor, record_event
 from app.extensions import db, limiter, login_manager
 from app.models_base import utcnow
 from app.security import hash_password, keyed_hash, needs_rehash, verify_password
+from app.staff import sessions as staff_sessions
+from app.staff.models import StaffUser
 from app.staff.passwords import password_problem
 
 MAX_FAILURES = 5
@@ -33,17 +38,19 @@ GENERIC_FAILURE = "That email and password did not work, or the account is locke
 
 
 @login_manager.user_loader
-def load_user(user_id: str) -> StaffUser | None:
-    """``user_id`` is ``"<id>:<session_version>"``: bumping the version ends old sessions."""
-    try:
-        raw_id, raw_version = user_id.split(":", 1)
-        uid, version = int(raw_id), int(raw_version)
-    except (ValueError, AttributeError):
-        return None
-    user = db.session.get(StaffUser, uid)
-    if user is None or not user.active or user.session_version != version:
-        return None
-    return user
+def load_user(session_id: str) -> StaffUser | None:
+    """The cookie's id is a session id: the user of its live session record, or nobody."""
+    return staff_sessions.resume(session_id)
+
+
+def _client() -> dict:
+    return {"ip": request.remote_addr, "user_agent": request.user_agent.string}
+
+
+def _sign_in_cookie(user: StaffUser) -> None:
+    """Put the session just opened or renewed for ``user`` into the cookie."""
+    login_user(user)
+    session.permanent = True
 
 
 def safe_next(target: str | None) -> str | None:
@@ -91,13 +98,18 @@ def _complete_login(user: StaffUser, next_url: str | None):
     user.failed_logins = 0
     user.locked_until = None
     user.last_login_at = utcnow()
+    staff_sessions.open_session(user, **_client())
     record_event("staff.login", Actor.staff(user), data={"totp": bool(user.totp_enabled)})
     db.session.commit()
     session.clear()  # a fresh session: nothing from before sign-in survives it, the CSRF secret included
     g.pop("csrf_token", None)  # so the next form gets a token bound to the new session
-    login_user(user)
-    session.permanent = True
+    _sign_in_cookie(user)
     return redirect(next_url or url_for("admin.dashboard"))
+
+
+def _password_stamp(user: StaffUser) -> str:
+    """Changes when the password does: a pending second step survives no password change."""
+    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
 
 
 def _login_limit() -> str:
@@ -125,7 +137,7 @@ def login():
                 user.password_hash = hash_password(form.password.data)
             if user.totp_enabled and user.totp_secret:
                 db.session.commit()
-                session["totp_pending"] = {"uid": user.id, "ver": user.session_version, "at": int(time.time())}
+                session["totp_pending"] = {"uid": user.id, "pw": _password_stamp(user), "at": int(time.time())}
                 session["totp_next"] = next_url
                 return redirect(url_for("admin.login_totp"))
             return _complete_login(user, next_url)
@@ -140,8 +152,9 @@ def _pending_totp_user() -> StaffUser | None:
     pending = session.get("totp_pending")
     if not isinstance(pending, dict) or time.time() - pending.get("at", 0) > TOTP_PENDING_SECONDS:
         return None
-    user = db.session.get(StaffUser, pending.get("uid"))
-    if user is None or not user.active or user.session_version != pending.get("ver") or not user.totp_enabled:
+    uid = pending.get("uid")
+    user = db.session.get(StaffUser, uid) if isinstance(uid, int) else None
+    if user is None or not user.active or _password_stamp(user) != pending.get("pw") or not user.totp_enabled:
         return None
     return user
 
@@ -181,6 +194,9 @@ def login_totp():
 @bp.route("/logout", methods=["POST"])
 @requires("auditor")
 def logout():
+    record = staff_sessions.current()
+    if record is not None:
+        staff_sessions.end(record, "logout")
     record_event("staff.logout", Actor.staff(current_user))
     db.session.commit()
     logout_user()
@@ -209,10 +225,10 @@ def change_password():
             user.password_hash = hash_password(form.new_password.data)
             user.password_changed_at = utcnow()
             user.must_change_password = False
-            user.session_version = (user.session_version or 1) + 1
+            staff_sessions.renew(user, "password_changed", **_client())
             record_event("staff.password_changed", Actor.staff(user))
             db.session.commit()
-            login_user(user)  # this session continues under the new version; every other one ends
+            _sign_in_cookie(user)  # this browser continues in a new session; every other one (and copy) ends
             flash("Your password was changed. Other sessions were signed out.", "success")
             return redirect(url_for("admin.dashboard"))
     return render_template("admin/password.html", form=form)
@@ -227,18 +243,20 @@ def totp_setup():
         return render_template(
             "admin/totp.html", form=None, disable_form=TotpDisableForm(), required=totp_required(), user=user
         )
-    secret = session.get("totp_setup_secret")
-    if not secret:
-        secret = pyotp.random_base32()
-        session["totp_setup_secret"] = secret
+    if not user.totp_pending_secret:  # kept server-side until a code confirms it, never in the cookie
+        user.totp_pending_secret = pyotp.random_base32()
+        db.session.commit()
+    secret = user.totp_pending_secret
     if form.validate_on_submit():
         if pyotp.TOTP(secret).verify(form.totp.data.strip(), valid_window=1):
             user.totp_secret = secret
             user.totp_enabled = True
-            session.pop("totp_setup_secret", None)
+            user.totp_pending_secret = None
+            staff_sessions.renew(user, "second_factor_changed", **_client())
             record_event("staff.totp_enabled", Actor.staff(user))
             db.session.commit()
-            flash("Two-step sign-in is on.", "success")
+            _sign_in_cookie(user)
+            flash("Two-step sign-in is on. Other sessions were signed out.", "success")
             return redirect(url_for("admin.dashboard"))
         flash("That code did not match. Check the time on your phone and try again.", "error")
     uri = pyotp.TOTP(secret).provisioning_uri(name=user.email, issuer_name="ChatGPTTech privacy")
@@ -257,9 +275,36 @@ def totp_disable():
     elif form.validate_on_submit() and verify_password(user.password_hash, form.current_password.data):
         user.totp_enabled = False
         user.totp_secret = None
+        staff_sessions.renew(user, "second_factor_changed", **_client())
         record_event("staff.totp_disabled", Actor.staff(user))
         db.session.commit()
-        flash("Two-step sign-in is off.", "success")
+        _sign_in_cookie(user)
+        flash("Two-step sign-in is off. Other sessions were signed out.", "success")
     else:
         flash("That is not your current password.", "error")
     return redirect(url_for("admin.totp_setup"))
+
+
+@bp.route("/reauth", methods=["GET", "POST"])
+@requires("auditor")
+@limiter.limit(_login_limit, methods=["POST"])
+def reauth():
+    """Enter the password (and second factor) again before staff management or settings."""
+    user = current_user._get_current_object()
+    next_url = safe_next(request.args.get("next")) or url_for("admin.dashboard")
+    form = ReauthForm()
+    if form.validate_on_submit():
+        ok = verify_password(user.password_hash, form.password.data)
+        if ok and user.totp_enabled:
+            ok = verify_totp(user, form.totp.data or "")
+        if ok:
+            staff_sessions.mark_reauthenticated(staff_sessions.current())
+            record_event("staff.reauthenticated", Actor.staff(user))
+            db.session.commit()
+            return redirect(next_url)
+        record_event("staff.reauth_failed", Actor.staff(user))
+        db.session.commit()
+        flash(
+            "That did not match. Enter your password" + (" and a current code." if user.totp_enabled else "."), "error"
+        )
+    return render_template("admin/reauth.html", form=form, needs_code=bool(user.totp_enabled))

@@ -31,6 +31,11 @@ class PasswordChangeForm(FlaskForm):
     confirm_password = PasswordField("New password again", validators=[DataRequired(), Length(max=1024)])
 
 
+class ReauthForm(FlaskForm):
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
+    totp = StringField("Six-digit code from your authenticator app", validators=[Optional(), Length(max=64)])
+
+
 class TotpDisableForm(FlaskForm):
     current_password = PasswordField("Current password", validators=[DataRequired(), Length(max=1024)])
 

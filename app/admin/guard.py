@@ -5,17 +5,22 @@ nothing is refused (403) even to admins, so forgetting the declaration fails clo
 everything and change nothing: any state-changing method from an auditor is refused, except on the
 few self-service endpoints (logout, own password, own second factor). The test suite walks
 ``app.url_map`` to prove every admin endpoint is covered.
+
+Staff management and security settings (every path under ``REAUTH_PATHS``) also need the password
+(and second factor) entered in this session within ``STAFF_REAUTH_MINUTES``: a session left open, or
+a stolen cookie, cannot add an admin or turn the second factor off.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from flask import Blueprint, abort, redirect, request, url_for
+from flask import Blueprint, abort, flash, redirect, request, url_for
 from flask_login import current_user
 
-from app.admin.models import Role
 from app.extensions import db
+from app.staff import sessions as staff_sessions
+from app.staff.models import Role
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -25,7 +30,11 @@ ENDPOINT_ROLES: dict[str, str] = {}
 # Reachable without a session.
 PUBLIC = frozenset({"admin.login", "admin.login_totp"})
 # A signed-in user of any role may POST here (their own session and credentials only).
-SELF_SERVICE = frozenset({"admin.logout", "admin.change_password", "admin.totp_setup", "admin.totp_disable"})
+SELF_SERVICE = frozenset(
+    {"admin.logout", "admin.change_password", "admin.totp_setup", "admin.totp_disable", "admin.reauth"}
+)
+# Staff management and settings: a recent re-authentication is needed (``staff_sessions.is_fresh``).
+REAUTH_PATHS = ("/admin/staff", "/admin/settings")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 REQUIRE_TOTP_KEY = "require_totp"
 
@@ -71,6 +80,14 @@ def guard():
             return redirect(url_for("admin.change_password"))
         if not current_user.totp_enabled and totp_required():
             return redirect(url_for("admin.totp_setup"))
+    if request.path.startswith(REAUTH_PATHS) and not staff_sessions.is_fresh(staff_sessions.current()):
+        flash(
+            "Confirm it is you to manage staff and settings."
+            + ("" if request.method in SAFE_METHODS else " Then do that again."),
+            "info",
+        )
+        back = request.full_path.rstrip("?") if request.method in SAFE_METHODS else url_for("admin.staff_list")
+        return redirect(url_for("admin.reauth", next=back))
     return None
 
 

@@ -20,6 +20,7 @@ from app.dsr.models import AppSetting
 from app.extensions import db
 from app.models_base import utcnow
 from app.security import hash_password
+from app.staff import sessions as staff_sessions
 from app.staff.mail import send_invite
 
 PER_PAGE = 50
@@ -173,7 +174,7 @@ def staff_role(user_id: int):
         flash("You cannot change your own role; ask another admin.", "error")
     else:
         old, user.role = user.role, form.role.data
-        user.session_version = (user.session_version or 1) + 1  # new rights apply from a fresh sign-in
+        staff_sessions.end_all(user, "role_changed")  # new rights apply from a fresh sign-in
         record_event(
             "staff.role_changed", Actor.staff(current_user), data={"staff_id": user.id, "from": old, "to": user.role}
         )
@@ -191,7 +192,7 @@ def staff_active(user_id: int):
         flash("You cannot deactivate yourself.", "error")
     else:
         user.active = activate
-        user.session_version = (user.session_version or 1) + 1  # ends every session of theirs now
+        staff_sessions.end_all(user, "deactivated" if not activate else "reactivated")  # ends every session now
         event = "staff.reactivated" if activate else "staff.deactivated"
         record_event(event, Actor.staff(current_user), data={"staff_id": user.id})
         db.session.commit()
@@ -208,7 +209,7 @@ def staff_reset(user_id: int):
     user.must_change_password = True
     user.failed_logins = 0
     user.locked_until = None
-    user.session_version = (user.session_version or 1) + 1
+    staff_sessions.end_all(user, "password_reset")
     record_event("staff.password_reset", Actor.staff(current_user), data={"staff_id": user.id})
     db.session.commit()
     return render_template("admin/staff_secret.html", user=user, password=password, created=False)

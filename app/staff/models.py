@@ -1,13 +1,16 @@
-"""Staff accounts: role, argon2id password hash, lockout counters, optional TOTP."""
+"""Staff accounts and their server-side sessions.
+
+A session id is stored only as the SHA-256 hash of a 256-bit random value, so a copy of the database
+opens no session. The TOTP secret itself has to be kept as it is to check codes.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
 
-from flask_login import UserMixin
-from sqlalchemy import Boolean, Integer, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import Boolean, ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
 from app.models_base import UTCDateTime, utcnow
@@ -19,7 +22,7 @@ class Role(StrEnum):
     AUDITOR = "auditor"
 
 
-class StaffUser(UserMixin, db.Model):
+class StaffUser(db.Model):
     __tablename__ = "staff_user"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -34,16 +37,30 @@ class StaffUser(UserMixin, db.Model):
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
     totp_secret: Mapped[str | None] = mapped_column(String(64))
     totp_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
-    # Changing this invalidates every session of the user (password change, deactivation).
-    session_version: Mapped[int] = mapped_column(Integer, default=1)
+    # The secret shown on a setup page, until a code from it confirms the enrolment.
+    totp_pending_secret: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
+    # Set (not stored) by app.staff.sessions for the session this request runs in: Flask-Login keeps
+    # ``get_id()`` in the cookie, and that must be the session id, so that ending the session record
+    # ends the cookie too (Flask-Login's "alternative tokens").
+    session_token = None  # str | None; not annotated: the ORM would try to map it
+
+    # Flask-Login's user protocol (not UserMixin: its __eq__ compares get_id(), a per-session value).
+    is_anonymous = False
+
     @property
-    def is_active(self) -> bool:  # Flask-Login
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def is_active(self) -> bool:
         return bool(self.active)
 
-    def get_id(self) -> str:  # Flask-Login: a password change or deactivation ends old sessions
-        return f"{self.id}:{self.session_version}"
+    def get_id(self) -> str:
+        if not self.session_token:
+            raise RuntimeError("no staff session was opened for this user (app.staff.sessions.open_session)")
+        return self.session_token
 
     @property
     def can_act(self) -> bool:
@@ -55,3 +72,25 @@ class StaffUser(UserMixin, db.Model):
 
     def __repr__(self) -> str:
         return f"<StaffUser {self.email} {self.role}>"
+
+
+class StaffSession(db.Model):
+    """One sign-in. The cookie carries a random id; only its hash is here. A session ends at logout,
+    on a password, second-factor, role or active change, after the idle timeout or the absolute
+    lifetime: ``ended_at`` is set and the cookie opens nothing any more."""
+
+    __tablename__ = "staff_session"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff_user.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When the password (and second factor) were last entered in this session: sign-in or re-authentication.
+    reauth_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    end_reason: Mapped[str | None] = mapped_column(String(24))
+    ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(200))
+
+    user: Mapped[StaffUser] = relationship(lazy="joined")

@@ -41,6 +41,8 @@ MATRIX = [
     ("GET", "/admin/account/totp", "auditor"),
     ("POST", "/admin/account/totp", "auditor"),
     ("POST", "/admin/account/totp/disable", "auditor"),
+    ("GET", "/admin/reauth", "auditor"),
+    ("POST", "/admin/reauth", "auditor"),
     ("POST", "/admin/logout", "auditor"),
 ]
 PUBLIC_ROUTES = [

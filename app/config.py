@@ -143,6 +143,11 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "STAFF_SESSION_IDLE_MINUTES": _positive("STAFF_SESSION_IDLE_MINUTES", 30),
         "STAFF_SESSION_MAX_HOURS": session_max_hours,
         "STAFF_REAUTH_MINUTES": _positive("STAFF_REAUTH_MINUTES", 5),
+        # Sign-in delays (app.staff.throttle), per account and client address: failures allowed before
+        # delays start, the first delay (doubling with each further failure) and its cap.
+        "STAFF_LOGIN_FREE_ATTEMPTS": _positive("STAFF_LOGIN_FREE_ATTEMPTS", 5),
+        "STAFF_LOGIN_DELAY_SECONDS": _positive("STAFF_LOGIN_DELAY_SECONDS", 30),
+        "STAFF_LOGIN_MAX_DELAY_SECONDS": _positive("STAFF_LOGIN_MAX_DELAY_SECONDS", 900),
         # Cookies: secure in production, never readable by script, not sent cross-site. In production the
         # session cookie has the __Host- prefix: the browser only accepts it Secure, for path / and
         # without a Domain, so no sibling subdomain can set or overwrite it.

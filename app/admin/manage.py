@@ -20,7 +20,7 @@ from app.dsr.models import AppSetting
 from app.extensions import db
 from app.models_base import utcnow
 from app.security import hash_password
-from app.staff import sessions as staff_sessions
+from app.staff import accounts
 from app.staff.mail import send_invite
 
 PER_PAGE = 50
@@ -173,11 +173,7 @@ def staff_role(user_id: int):
     elif user.id == current_user.id:
         flash("You cannot change your own role; ask another admin.", "error")
     else:
-        old, user.role = user.role, form.role.data
-        staff_sessions.end_all(user, "role_changed")  # new rights apply from a fresh sign-in
-        record_event(
-            "staff.role_changed", Actor.staff(current_user), data={"staff_id": user.id, "from": old, "to": user.role}
-        )
+        accounts.change_role(user, form.role.data, current_user)
         db.session.commit()
         flash(f"{user.email} is now {user.role}.", "success")
     return redirect(url_for("admin.staff_list"), code=303)
@@ -191,10 +187,7 @@ def staff_active(user_id: int):
     if user.id == current_user.id:
         flash("You cannot deactivate yourself.", "error")
     else:
-        user.active = activate
-        staff_sessions.end_all(user, "deactivated" if not activate else "reactivated")  # ends every session now
-        event = "staff.reactivated" if activate else "staff.deactivated"
-        record_event(event, Actor.staff(current_user), data={"staff_id": user.id})
+        accounts.set_active(user, activate, current_user)  # ends every session of theirs now
         db.session.commit()
         flash(f"{user.email} {'reactivated' if activate else 'deactivated; their sessions ended'}.", "success")
     return redirect(url_for("admin.staff_list"), code=303)
@@ -205,12 +198,7 @@ def staff_active(user_id: int):
 def staff_reset(user_id: int):
     user = _staff_or_404(user_id)
     password = _temporary_password()
-    user.password_hash = hash_password(password)
-    user.must_change_password = True
-    user.failed_logins = 0
-    user.locked_until = None
-    staff_sessions.end_all(user, "password_reset")
-    record_event("staff.password_reset", Actor.staff(current_user), data={"staff_id": user.id})
+    accounts.reset_password(user, password, current_user)
     db.session.commit()
     return render_template("admin/staff_secret.html", user=user, password=password, created=False)
 

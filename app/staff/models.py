@@ -30,8 +30,10 @@ class StaffUser(db.Model):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16), default=Role.OFFICER.value)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Failed sign-ins (wrong password, code or current password) since the last successful one: shown
+    # to the staff member when they next sign in, then reset. (Delays are per client: app.staff.throttle.)
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_failed_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -1,4 +1,4 @@
-"""Server-side staff sessions
+"""Server-side staff sessions; failed sign-ins counted for the owner instead of a hard lock
 
 Revision ID: 0006
 Revises: 0005
@@ -50,14 +50,18 @@ def upgrade_():
     )
     op.create_index("ix_staff_session_staff_id", "staff_session", ["staff_id"], unique=False)
     with op.batch_alter_table("staff_user", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("last_failed_login_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("totp_pending_secret", sa.String(length=64), nullable=True))
+        batch_op.drop_column("locked_until")
         batch_op.drop_column("session_version")
 
 
 def downgrade_():
     with op.batch_alter_table("staff_user", schema=None) as batch_op:
         batch_op.add_column(sa.Column("session_version", sa.Integer(), server_default="1", nullable=False))
+        batch_op.add_column(sa.Column("locked_until", sa.DateTime(timezone=True), nullable=True))
         batch_op.drop_column("totp_pending_secret")
+        batch_op.drop_column("last_failed_login_at")
     op.drop_index("ix_staff_session_staff_id", table_name="staff_session")
     op.drop_table("staff_session")
 

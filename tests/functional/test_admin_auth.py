@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pyotp
 import pytest
 from sqlalchemy import select
@@ -13,7 +11,6 @@ from app.admin.models import StaffUser
 from app.audit.models import AuditEvent
 from app.dsr.models import AppSetting
 from app.extensions import db
-from app.models_base import utcnow
 from tests.conftest import CsrfClient
 from tests.factories import PASSWORD, make_staff
 from tests.functional.admin_support import fresh_g  # noqa: F401
@@ -50,20 +47,24 @@ def test_login_wrong_password_and_unknown_email_answer_the_same(app, client):
     assert len(events("staff.login_failed")) == 2
 
 
-def test_login_lockout_after_five_failures_for_fifteen_minutes(app, client):
+def test_login_five_failures_delay_this_client_for_thirty_seconds(app, client, redis_conn):
+    """No hard lock any more (an anonymous attacker could lock everyone out): a delay for this client
+    and this account (tests/functional/test_staff_throttle.py has the rest)."""
+    from app.staff import throttle
+
     user = make_staff("officer")
     for _ in range(5):
         assert attempt(client, user.email, "not the password").status_code == 200
     db.session.refresh(user)
-    assert user.locked_until is not None and user.locked_until > utcnow() + timedelta(minutes=14)
-    assert len(events("staff.locked_out")) == 1
-    # the right password is refused while locked
+    assert user.failed_logins == 5
+    assert len(events("staff.login_delayed")) == 1 and events("staff.login_delayed")[0].data["seconds"] == 30
+    # the right password is refused while the delay runs
     resp = attempt(client, user.email, PASSWORD)
-    assert resp.status_code == 200 and "/admin/" not in resp.headers.get("Location", "")
+    assert resp.status_code == 200 and "Try again in 30 seconds" in resp.get_data(as_text=True)
     assert client.get("/admin/").status_code == 302
-    # after the lock expires the right password works again
-    user.locked_until = utcnow() - timedelta(seconds=1)
-    db.session.commit()
+    # after the delay the right password works again
+    key = throttle.login_key(user.email, "127.0.0.1")
+    redis_conn.hset(key, "at", repr(float(redis_conn.hget(key, "at")) - 31))
     assert attempt(client, user.email, PASSWORD).status_code == 302
 
 

@@ -37,6 +37,18 @@ def _positive(name: str, default: int) -> int:
     return value
 
 
+STAFF_ROLES = ("admin", "officer", "auditor")
+
+
+def parse_roles(value: str | None, name: str = "TOTP_REQUIRED_ROLES") -> frozenset[str]:
+    """Comma-separated staff roles; an empty string means none."""
+    roles = frozenset(r.strip().lower() for r in (value or "").split(",") if r.strip())
+    unknown = roles - set(STAFF_ROLES)
+    if unknown:
+        raise ConfigError(f"{name} lists unknown roles {sorted(unknown)}; use {', '.join(STAFF_ROLES)} or empty")
+    return roles
+
+
 def _intervals(value: str | None) -> list[int] | None:
     if not value or not value.strip():
         return None
@@ -143,6 +155,11 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "STAFF_SESSION_IDLE_MINUTES": _positive("STAFF_SESSION_IDLE_MINUTES", 30),
         "STAFF_SESSION_MAX_HOURS": session_max_hours,
         "STAFF_REAUTH_MINUTES": _positive("STAFF_REAUTH_MINUTES", 5),
+        # Roles that cannot use the dashboard without a second factor (unset: admin; empty: none). The
+        # admin setting "require TOTP for every staff member" adds every role (app.staff.policy).
+        "TOTP_REQUIRED_ROLES": parse_roles(os.environ.get("TOTP_REQUIRED_ROLES", "admin")),
+        # How long an emailed (or printed) second-factor enrolment link works; it works once.
+        "STAFF_ENROL_LINK_HOURS": _positive("STAFF_ENROL_LINK_HOURS", 72),
         # Sign-in delays (app.staff.throttle), per account and client address: failures allowed before
         # delays start, the first delay (doubling with each further failure) and its cap.
         "STAFF_LOGIN_FREE_ATTEMPTS": _positive("STAFF_LOGIN_FREE_ATTEMPTS", 5),

@@ -13,7 +13,7 @@ from app.dsr.models import (
 )
 from app.mail.models import OutgoingMail
 from app.platform.models import Account, ApiKey, SupportMessage, UsageRecord
-from app.staff.models import Role, StaffSession, StaffUser
+from app.staff.models import RecoveryCode, Role, StaffSession, StaffToken, StaffUser
 
 __all__ = [
     "Account",
@@ -24,11 +24,13 @@ __all__ = [
     "DsrRequest",
     "Export",
     "OutgoingMail",
+    "RecoveryCode",
     "RequestIdentifier",
     "RequestMessage",
     "RequestNote",
     "Role",
     "StaffSession",
+    "StaffToken",
     "StaffUser",
     "SupportMessage",
     "Token",

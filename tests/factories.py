@@ -24,10 +24,15 @@ _HASH = None
 
 def make_staff(role: str = "officer", email: str | None = None, totp: bool | None = None, **kw) -> StaffUser:
     """A staff member whose password is ``PASSWORD``; ``totp=True``: with an enrolled authenticator
-    (``totp_code(user)`` gives its codes)."""
+    (``totp_code(user)`` gives its codes). By default one is enrolled exactly when the configured
+    ``TOTP_REQUIRED_ROLES`` (admin by default) require it, as a real account would have to be."""
+    from app.staff.policy import required_by_config
+
     global _HASH
     if _HASH is None:
         _HASH = hash_password(PASSWORD)
+    if totp is None:
+        totp = role in required_by_config()
     if totp:
         kw.setdefault("totp_secret", pyotp.random_base32())
         kw.setdefault("totp_enabled", True)

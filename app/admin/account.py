@@ -1,4 +1,4 @@
-"""A staff member's own account: password and second factor."""
+"""A staff member's own account: password, second factor, recovery codes."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from flask import flash, redirect, render_template, url_for
 from flask_login import current_user
 
 from app.admin.auth import client_info, sign_in_cookie
-from app.admin.forms import PasswordChangeForm, TotpDisableForm, TotpForm
-from app.admin.guard import bp, requires, totp_required
+from app.admin.forms import PasswordChangeForm, RecoveryCodesForm, TotpDisableForm, TotpForm
+from app.admin.guard import bp, requires
 from app.extensions import db
-from app.staff import accounts, second_factor, signin
+from app.staff import accounts, policy, second_factor, signin
 from app.staff.passwords import password_problem
 
 
@@ -42,33 +42,60 @@ def change_password():
     return render_template("admin/password.html", form=form)
 
 
+def _setup_page(user, form, status: int = 200):
+    secret = second_factor.setup_secret(user)
+    db.session.commit()
+    uri = second_factor.provisioning_uri(user, secret)
+    return (
+        render_template(
+            "admin/totp.html",
+            user=user,
+            form=form,
+            secret=secret,
+            uri=uri,
+            qr=second_factor.qr_data_uri(uri),
+            required=policy.second_factor_required(user),
+        ),
+        status,
+    )
+
+
 @bp.route("/account/totp", methods=["GET", "POST"])
 @requires("auditor")
 def totp_setup():
     user = current_user._get_current_object()
     if user.totp_enabled:
         return render_template(
-            "admin/totp.html", form=None, disable_form=TotpDisableForm(), required=totp_required(), user=user
+            "admin/totp.html",
+            user=user,
+            disable_form=TotpDisableForm(),
+            codes_form=RecoveryCodesForm(),
+            codes_left=second_factor.recovery_codes_left(user),
+            required=policy.second_factor_required(user),
         )
     form = TotpForm()
-    secret = second_factor.setup_secret(user)
-    db.session.commit()
     if form.validate_on_submit():
-        if second_factor.confirm_setup(user, form.totp.data, **client_info()):
+        codes = second_factor.confirm_setup(user, form.totp.data, **client_info())
+        if codes is not None:
             db.session.commit()
             sign_in_cookie(user)
             flash("Two-step sign-in is on. Other sessions were signed out.", "success")
-            return redirect(url_for("admin.dashboard"))
+            return render_template("admin/recovery_codes.html", codes=codes)
         flash("That code did not match. Check the time on your phone and try again.", "error")
-    return render_template(
-        "admin/totp.html",
-        form=form,
-        secret=secret,
-        uri=second_factor.provisioning_uri(user, secret),
-        required=totp_required(),
-        user=user,
-        disable_form=None,
-    )
+    return _setup_page(user, form)
+
+
+@bp.route("/account/recovery-codes", methods=["POST"])
+@requires("auditor")
+def recovery_codes():
+    """Ten new recovery codes (the old ones stop working); needs a recent re-authentication."""
+    user = current_user._get_current_object()
+    if not user.totp_enabled or not RecoveryCodesForm().validate_on_submit():
+        flash("Recovery codes come with two-step sign-in.", "error")
+        return redirect(url_for("admin.totp_setup"))
+    codes = second_factor.new_recovery_codes(user)
+    db.session.commit()
+    return render_template("admin/recovery_codes.html", codes=codes)
 
 
 @bp.route("/account/totp/disable", methods=["POST"])
@@ -76,8 +103,8 @@ def totp_setup():
 def totp_disable():
     user = current_user._get_current_object()
     form = TotpDisableForm()
-    if totp_required():
-        flash("Two-step sign-in is required for all staff; it cannot be turned off.", "error")
+    if policy.second_factor_required(user):
+        flash("Two-step sign-in is required for your account; it cannot be turned off.", "error")
     elif not form.validate_on_submit():
         flash("Enter your current password.", "error")
     else:
@@ -89,8 +116,6 @@ def totp_disable():
             flash("Two-step sign-in is off. Other sessions were signed out.", "success")
         else:
             db.session.commit()
-            flash(
-                signin.wait_message(outcome.wait) if outcome.status == "wait" else "That is not your current password.",
-                "error",
-            )
+            wrong = "That is not your current password."
+            flash(signin.wait_message(outcome.wait) if outcome.status == "wait" else wrong, "error")
     return redirect(url_for("admin.totp_setup"))

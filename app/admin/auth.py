@@ -15,12 +15,12 @@ from urllib.parse import urlsplit
 from flask import current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
-from app.admin.forms import LoginForm, ReauthForm, TotpForm
-from app.admin.guard import bp, requires
+from app.admin.forms import EnrolForm, LoginForm, ReauthForm, TotpForm
+from app.admin.guard import SECOND_FACTOR_NEEDED, bp, requires
 from app.audit import Actor, record_event
 from app.extensions import db, limiter, login_manager
+from app.staff import second_factor, signin
 from app.staff import sessions as staff_sessions
-from app.staff import signin
 from app.staff.models import StaffUser
 
 TOTP_PENDING_SECONDS = 300
@@ -98,7 +98,10 @@ def login():
             return redirect(url_for("admin.login_totp"))
         if outcome.ok:
             return complete_login(outcome.user, next_url)
-        flash(signin.wait_message(outcome.wait) if outcome.status == "wait" else GENERIC_FAILURE, "error")
+        if outcome.status == "enrol":  # the right password, but no second factor where one is required
+            flash(SECOND_FACTOR_NEEDED, "error")
+        else:
+            flash(signin.wait_message(outcome.wait) if outcome.status == "wait" else GENERIC_FAILURE, "error")
     elif request.method == "POST":
         flash("Enter your email and password.", "error")
     return render_template("admin/login.html", form=form)
@@ -176,3 +179,43 @@ def reauth():
                 "error",
             )
     return render_template("admin/reauth.html", form=form, needs_code=bool(user.totp_enabled))
+
+
+@bp.route("/enrol/<token>", methods=["GET", "POST"])
+@limiter.limit(_login_limit, methods=["POST"])
+def enrol(token: str):
+    """Second-factor enrolment from the emailed (or printed) link: the link proves the mailbox, the
+    password proves the person, a code proves the authenticator. Then a fresh session and the
+    recovery codes, shown once."""
+    token = second_factor.enrolment_token(token)
+    if token is None:
+        return render_template("admin/enrol_problem.html"), 404
+    user = token.user
+    form = EnrolForm()
+    if form.validate_on_submit():
+        outcome = signin.check_current_password(user, form.password.data)
+        if not outcome.ok:
+            db.session.commit()
+            flash(signin.wait_message(outcome.wait) if outcome.status == "wait" else GENERIC_FAILURE, "error")
+        elif not second_factor.spend_enrolment(token):
+            db.session.rollback()
+            return render_template("admin/enrol_problem.html"), 404
+        else:
+            g.staff_session = None  # whoever else was signed in in this browser, this is a new session
+            codes = second_factor.confirm_setup(user, form.totp.data, **client_info())
+            if codes is not None:
+                signin.signed_in(user, request.remote_addr)
+                db.session.commit()
+                session.clear()
+                g.pop("csrf_token", None)
+                sign_in_cookie(user)
+                flash("Two-step sign-in is on.", "success")
+                return render_template("admin/recovery_codes.html", codes=codes)
+            db.session.rollback()  # the token stays unspent
+            flash("That code did not match. Check the time on your phone and try again.", "error")
+    secret = second_factor.setup_secret(user)
+    db.session.commit()
+    uri = second_factor.provisioning_uri(user, secret)
+    return render_template(
+        "admin/enrol.html", form=form, user=user, secret=secret, uri=uri, qr=second_factor.qr_data_uri(uri)
+    )

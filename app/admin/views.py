@@ -27,7 +27,7 @@ REFERENCE_RE = re.compile(r"^DSR-[0-9A-Z]{1,8}-[0-9A-Z]{1,8}$")
 
 def register(app) -> None:
     # Importing the modules attaches their routes to ``bp`` before it is registered.
-    from app.admin import account, actions, auth, manage, outbox, reports  # noqa: F401
+    from app.admin import account, actions, auth, manage, outbox, reports, staff  # noqa: F401
 
     login_manager.login_view = "admin.login"
     login_manager.login_message = "Sign in to continue."

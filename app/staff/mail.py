@@ -27,5 +27,23 @@ def send_invite(user, inviter_email: str, enrol_link: str | None = None) -> None
         role=user.role,
         login_url=portal_link("admin.login"),
         enrol_url=enrol_link,
+        hours=current_app.config["STAFF_ENROL_LINK_HOURS"],
         inviter=inviter_email,
+    )
+
+
+def enrolment_link(raw_token: str) -> str:
+    return portal_link("admin.enrol", token=raw_token)
+
+
+def send_enrolment(user, raw_token: str, reason: str) -> None:
+    """The second-factor enrolment link, mailed to the account's own address (which is the point)."""
+    queue_mail(
+        user.email,
+        "admin_staff_enrol",
+        "Set up two-step sign-in for the ChatGPTTech privacy dashboard",
+        reason=reason,
+        enrol_url=enrolment_link(raw_token),
+        login_url=portal_link("admin.login"),
+        hours=current_app.config["STAFF_ENROL_LINK_HOURS"],
     )

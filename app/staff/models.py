@@ -1,7 +1,9 @@
-"""Staff accounts and their server-side sessions.
+"""Staff accounts and what hangs off them: server-side sessions, recovery codes, enrolment links.
 
-A session id is stored only as the SHA-256 hash of a 256-bit random value, so a copy of the database
-opens no session. The TOTP secret itself has to be kept as it is to check codes.
+Secrets that prove something (session ids, recovery codes, enrolment tokens) are stored only as
+SHA-256 hashes of 256-bit (tokens, sessions) or 79-bit (recovery codes) random values, so a copy of
+the database opens no session and enrols no authenticator. The TOTP secret itself has to be kept as
+it is to check codes.
 """
 
 from __future__ import annotations
@@ -96,3 +98,31 @@ class StaffSession(db.Model):
     user_agent: Mapped[str | None] = mapped_column(String(200))
 
     user: Mapped[StaffUser] = relationship(lazy="joined")
+
+
+class RecoveryCode(db.Model):
+    """A one-time code that stands in for the authenticator at the second-factor step."""
+
+    __tablename__ = "staff_recovery_code"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff_user.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class StaffToken(db.Model):
+    """A single-use, expiring link sent to a staff member (``purpose`` "enrol": second-factor enrolment)."""
+
+    __tablename__ = "staff_token"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff_user.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[StaffUser] = relationship()

@@ -18,14 +18,16 @@ from app.audit import Actor, record_event
 from app.extensions import db
 from app.models_base import utcnow
 from app.security import hash_password, keyed_hash, needs_rehash, verify_password
-from app.staff import throttle
+from app.staff import policy, throttle
 from app.staff.models import StaffUser
 from app.staff.second_factor import verify_code
 
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # "ok", "second_factor" (password right, code next), "refused", "wait"
+    # "ok", "second_factor" (password right, code next), "enrol" (password right, but a second factor
+    # is required and not set up: no session; enrolment is by the emailed link), "refused", "wait"
+    status: str
     user: StaffUser | None = None
     wait: int = 0
     method: str = "password"  # what proved the last step: "password", "totp" or "recovery"
@@ -72,6 +74,9 @@ def check_password(email: str, password: str, ip: str | None) -> Outcome:
         user.password_hash = hash_password(password)
     if user.totp_enabled and user.totp_secret:
         return Outcome("second_factor", user)
+    if policy.second_factor_required(user):
+        record_event("staff.login_refused", Actor.staff(user), data={"reason": "second_factor_missing"})
+        return Outcome("enrol", user)
     return Outcome("ok", user)
 
 

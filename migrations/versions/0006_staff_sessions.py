@@ -1,4 +1,4 @@
-"""Server-side staff sessions; failed sign-ins counted for the owner instead of a hard lock
+"""Server-side staff sessions, recovery codes and enrolment links; failed sign-ins counted, no hard lock
 
 Revision ID: 0006
 Revises: 0005
@@ -49,6 +49,32 @@ def upgrade_():
         sa.UniqueConstraint("token_hash", name="uq_staff_session_token_hash"),
     )
     op.create_index("ix_staff_session_staff_id", "staff_session", ["staff_id"], unique=False)
+    op.create_table(
+        "staff_recovery_code",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("staff_id", sa.Integer(), nullable=False),
+        sa.Column("code_hash", sa.String(length=64), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
+        _staff_fk("staff_recovery_code"),
+        sa.PrimaryKeyConstraint("id", name="pk_staff_recovery_code"),
+        sa.UniqueConstraint("code_hash", name="uq_staff_recovery_code_code_hash"),
+    )
+    op.create_index("ix_staff_recovery_code_staff_id", "staff_recovery_code", ["staff_id"], unique=False)
+    op.create_table(
+        "staff_token",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("staff_id", sa.Integer(), nullable=False),
+        sa.Column("purpose", sa.String(length=16), nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
+        _staff_fk("staff_token"),
+        sa.PrimaryKeyConstraint("id", name="pk_staff_token"),
+        sa.UniqueConstraint("token_hash", name="uq_staff_token_token_hash"),
+    )
+    op.create_index("ix_staff_token_staff_id", "staff_token", ["staff_id"], unique=False)
     with op.batch_alter_table("staff_user", schema=None) as batch_op:
         batch_op.add_column(sa.Column("last_failed_login_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("totp_pending_secret", sa.String(length=64), nullable=True))
@@ -62,6 +88,10 @@ def downgrade_():
         batch_op.add_column(sa.Column("locked_until", sa.DateTime(timezone=True), nullable=True))
         batch_op.drop_column("totp_pending_secret")
         batch_op.drop_column("last_failed_login_at")
+    op.drop_index("ix_staff_token_staff_id", table_name="staff_token")
+    op.drop_table("staff_token")
+    op.drop_index("ix_staff_recovery_code_staff_id", table_name="staff_recovery_code")
+    op.drop_table("staff_recovery_code")
     op.drop_index("ix_staff_session_staff_id", table_name="staff_session")
     op.drop_table("staff_session")
 

@@ -35,12 +35,14 @@ MATRIX = [
     ("POST", "/admin/staff/{sid}/role", "admin"),
     ("POST", "/admin/staff/{sid}/active", "admin"),
     ("POST", "/admin/staff/{sid}/reset", "admin"),
+    ("POST", "/admin/staff/{sid}/totp-reset", "admin"),
     ("POST", "/admin/settings", "admin"),
     ("GET", "/admin/account/password", "auditor"),
     ("POST", "/admin/account/password", "auditor"),
     ("GET", "/admin/account/totp", "auditor"),
     ("POST", "/admin/account/totp", "auditor"),
     ("POST", "/admin/account/totp/disable", "auditor"),
+    ("POST", "/admin/account/recovery-codes", "auditor"),
     ("GET", "/admin/reauth", "auditor"),
     ("POST", "/admin/reauth", "auditor"),
     ("POST", "/admin/logout", "auditor"),
@@ -50,6 +52,8 @@ PUBLIC_ROUTES = [
     ("POST", "/admin/login"),
     ("GET", "/admin/login/totp"),
     ("POST", "/admin/login/totp"),
+    ("GET", "/admin/enrol/{ref}"),
+    ("POST", "/admin/enrol/{ref}"),
 ]
 
 

@@ -46,6 +46,10 @@ def create_app(config: dict | None = None) -> Flask:
 
     queue.init_app(app)
 
+    from app.routing import register_converters
+
+    register_converters(app)
+
     from app.health import bp as health_bp
 
     app.register_blueprint(health_bp)

@@ -39,27 +39,55 @@ def staff_group() -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @with_appcontext
 def staff_create(email: str, role: str, password_stdin: bool) -> None:
-    from app.admin.models import StaffUser
-    from app.audit import Actor, record_event
-    from app.models_base import utcnow
-    from app.security import hash_password, password_problem
+    from app.audit import Actor
+    from app.staff import accounts
+    from app.staff.mail import enrolment_link
+    from app.staff.passwords import password_problem
 
     email = email.strip().lower()
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    problem = password_problem(password)
+    problem = password_problem(password, email)
     if problem:
         raise click.ClickException(problem)
-    if db.session.execute(select(StaffUser).where(StaffUser.email == email)).scalar_one_or_none():
-        raise click.ClickException(f"{email} already exists")
-    user = StaffUser(email=email, role=role, password_hash=hash_password(password), password_changed_at=utcnow())
-    db.session.add(user)
-    db.session.flush()
-    record_event("staff.created", Actor.system("cli"), data={"staff_id": user.id, "role": role})
+    try:
+        user, enrol = accounts.create(email, role, password, Actor.system("cli"), temporary=False)
+    except accounts.AccountError:
+        raise click.ClickException(f"{email} already exists") from None
     db.session.commit()
-    click.echo(f"created {role} {email}")
+    click.echo(f"created {role} {user.email}")
+    if enrol:
+        # Printed, not mailed: whoever runs this command has operator access, which is the proof.
+        _echo_enrolment(role, enrolment_link(enrol))
+
+
+def _echo_enrolment(role: str, link: str) -> None:
+    hours = current_app.config["STAFF_ENROL_LINK_HOURS"]
+    click.echo(f"two-step sign-in is required for {role}; set it up (once, within {hours} hours) at:")
+    click.echo(f"  {link}")
+
+
+@staff_group.command("enrolment-link")
+@click.argument("email")
+@with_appcontext
+def staff_enrolment_link(email: str) -> None:
+    """Print a new second-factor enrolment link (the account has lost its authenticator, or never had one)."""
+    from app.audit import Actor
+    from app.staff import second_factor
+    from app.staff.mail import enrolment_link
+    from app.staff.models import StaffUser
+
+    user = db.session.execute(select(StaffUser).where(StaffUser.email == email.strip().lower())).scalar_one_or_none()
+    if user is None or not user.active:
+        raise click.ClickException(f"no active staff member {email}")
+    if user.totp_enabled:  # the operator resets it: the old authenticator and recovery codes stop working
+        raw = second_factor.reset(user, None)
+    else:
+        raw = second_factor.issue_enrolment(user, Actor.system("cli"))
+    db.session.commit()
+    _echo_enrolment(user.role, enrolment_link(raw))
 
 
 @click.command("worker", help="Run an RQ worker inside the app context.")
@@ -67,13 +95,12 @@ def staff_create(email: str, role: str, password_stdin: bool) -> None:
 @click.option("--queues", "-q", multiple=True, help="Queues to listen on (default: all).")
 @with_appcontext
 def worker_cmd(burst: bool, queues: tuple[str, ...]) -> None:
-    from rq import Worker
-
     # Import the job modules once here, so each forked work horse starts with them loaded.
     import workers.jobs  # noqa: F401
     import workers.mail  # noqa: F401
     import workers.maintenance  # noqa: F401
-    from app.queue import get_queue, get_redis
+    import workers.portal  # noqa: F401
+    from app.queue import get_redis, new_worker
     from workers.context import mark_parent_process
 
     names = [n for q in queues for n in q.split(",") if n] or list(WORKER_QUEUES)
@@ -81,16 +108,14 @@ def worker_cmd(burst: bool, queues: tuple[str, ...]) -> None:
     for engine in db.engines.values():
         engine.dispose()
     mark_parent_process()
-    worker = Worker([get_queue(n, conn) for n in names], connection=conn)
+    worker = new_worker(names, conn)  # JSON jobs, allow-listed functions only (app.queue)
     worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
 
 
 @click.command("cron", help="Run the rq cron scheduler with the schedule in workers/cron.py.")
 @with_appcontext
 def cron_cmd() -> None:
-    from rq.cron import CronScheduler
-
-    from app.queue import get_redis
+    from app.queue import CronScheduler, get_redis
     from workers.cron import register_schedule
 
     scheduler = CronScheduler(connection=get_redis())
@@ -165,7 +190,14 @@ def dev_cmd(port: int, host: str) -> None:
 
     env = dict(os.environ)
     embedded = not env.get("REDIS_URL")
-    env["REDIS_URL"] = redis_url()
+    # Start the embedded Redis now; the children find it, and its password, through instance/redis
+    # (the password stays out of their environment).
+    redis_url()
+    # A person clicking through the demo signs in with the printed password alone, so the second-factor
+    # requirement is off for `flask dev`'s children unless the operator set TOTP_REQUIRED_ROLES.
+    totp_off = "TOTP_REQUIRED_ROLES" not in env
+    if totp_off:
+        env["TOTP_REQUIRED_ROLES"] = ""
     env.setdefault("PORTAL_BASE_URL", f"http://{host}:{port}")
     flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
     children: list[subprocess.Popen] = []
@@ -191,6 +223,9 @@ def dev_cmd(port: int, host: str) -> None:
     click.echo("")
     click.echo(f"  DSR portal:  {base}/")
     click.echo(f"  Staff login: {base}/admin/login  ({DEMO_STAFF_EMAIL} / {DEMO_STAFF_PASSWORD})")
+    if totp_off:
+        click.echo("               two-step sign-in is not required here (TOTP_REQUIRED_ROLES is empty for")
+        click.echo("               flask dev; set TOTP_REQUIRED_ROLES=admin to try it, as production does)")
     if current_app.config.get("MAIL_SERVER") is None:
         click.echo(f"  Outbox:      {base}/admin/outbox  (mail is kept here, not sent)")
     click.echo("  Ctrl-C stops everything.")

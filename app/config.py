@@ -24,6 +24,31 @@ def _bool(value: str | None, default: bool = False) -> bool:
     return value.strip().lower() in TRUE
 
 
+def _positive(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{name} must be a whole number of at least 1, not {raw!r}")
+    return value
+
+
+STAFF_ROLES = ("admin", "officer", "auditor")
+
+
+def parse_roles(value: str | None, name: str = "TOTP_REQUIRED_ROLES") -> frozenset[str]:
+    """Comma-separated staff roles; an empty string means none."""
+    roles = frozenset(r.strip().lower() for r in (value or "").split(",") if r.strip())
+    unknown = roles - set(STAFF_ROLES)
+    if unknown:
+        raise ConfigError(f"{name} lists unknown roles {sorted(unknown)}; use {', '.join(STAFF_ROLES)} or empty")
+    return roles
+
+
 def _intervals(value: str | None) -> list[int] | None:
     if not value or not value.strip():
         return None
@@ -31,6 +56,27 @@ def _intervals(value: str | None) -> list[int] | None:
         return [int(v) for v in value.split(",") if v.strip()] or None
     except ValueError as exc:
         raise ConfigError(f"MAIL_RETRY_INTERVALS must be comma-separated seconds, not {value!r}") from exc
+
+
+MIN_SECRET_KEY_LENGTH = 32
+SECRET_KEY_ADVICE = (
+    f"SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} random characters when APP_ENV=production "
+    "(it signs sessions and keys the audit trail's hashes); generate one with "
+    "python -c 'import secrets; print(secrets.token_hex(32))'"
+)
+
+
+def secret_key_problem(key: str) -> str | None:
+    """Why ``key`` is too weak to sign production sessions; None when it looks random enough.
+
+    Length is the main test; a key of one repeated character or a repeated short pattern is long but
+    not random. (The error says what is needed and never echoes the key.)"""
+    if len(key) < MIN_SECRET_KEY_LENGTH:
+        return f"{SECRET_KEY_ADVICE}; the one given has {len(key)}"
+    periodic = any(key == (key[:p] * (len(key) // p + 1))[: len(key)] for p in range(1, len(key) // 2 + 1))
+    if len(set(key)) < 8 or periodic:
+        return f"{SECRET_KEY_ADVICE}; the one given repeats a few characters"
+    return None
 
 
 def _secret_key(env: str, instance_path: Path) -> str:
@@ -84,9 +130,13 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         secret = overrides["SECRET_KEY"]
     else:
         secret = _secret_key(env, instance_path)
+    problem = secret_key_problem(secret or "") if env == "production" else None
+    if problem:
+        raise ConfigError(problem)
     database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{instance_path / 'portal.db'}"
     platform_url = os.environ.get("PLATFORM_DATABASE_URL") or database_url
     production = env == "production"
+    session_max_hours = _positive("STAFF_SESSION_MAX_HOURS", 12)
     cfg: dict = {
         "APP_ENV": env,
         "SECRET_KEY": secret,
@@ -126,14 +176,35 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "RATELIMIT_VERIFY": os.environ.get("RATELIMIT_VERIFY") or "30 per hour",
         "RATELIMIT_LOGIN": os.environ.get("RATELIMIT_LOGIN") or "30 per 15 minutes",
         "RATELIMIT_HEADERS_ENABLED": False,
-        # Cookies: secure in production, never readable by script, not sent cross-site.
+        # Staff sessions (server-side, app.staff.sessions): idle timeout, absolute lifetime, and how
+        # recently the password (and second factor) must have been entered for staff management and settings.
+        "STAFF_SESSION_IDLE_MINUTES": _positive("STAFF_SESSION_IDLE_MINUTES", 30),
+        "STAFF_SESSION_MAX_HOURS": session_max_hours,
+        "STAFF_REAUTH_MINUTES": _positive("STAFF_REAUTH_MINUTES", 5),
+        # Roles that cannot use the dashboard without a second factor (unset: admin; empty: none). The
+        # admin setting "require TOTP for every staff member" adds every role (app.staff.policy).
+        "TOTP_REQUIRED_ROLES": parse_roles(os.environ.get("TOTP_REQUIRED_ROLES", "admin")),
+        # How long an emailed (or printed) second-factor enrolment link works; it works once.
+        "STAFF_ENROL_LINK_HOURS": _positive("STAFF_ENROL_LINK_HOURS", 72),
+        # Sign-in delays (app.staff.throttle), per account and client address: failures allowed before
+        # delays start, the first delay (doubling with each further failure) and its cap.
+        "STAFF_LOGIN_FREE_ATTEMPTS": _positive("STAFF_LOGIN_FREE_ATTEMPTS", 5),
+        "STAFF_LOGIN_DELAY_SECONDS": _positive("STAFF_LOGIN_DELAY_SECONDS", 30),
+        "STAFF_LOGIN_MAX_DELAY_SECONDS": _positive("STAFF_LOGIN_MAX_DELAY_SECONDS", 900),
+        # Cookies: secure in production, never readable by script, not sent cross-site. In production the
+        # session cookie has the __Host- prefix: the browser only accepts it Secure, for path / and
+        # without a Domain, so no sibling subdomain can set or overwrite it.
+        "SESSION_COOKIE_NAME": "__Host-session" if production else "session",
+        "SESSION_COOKIE_PATH": "/",
+        "SESSION_COOKIE_DOMAIN": None,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production,
         "REMEMBER_COOKIE_HTTPONLY": True,
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_SECURE": production,
-        "PERMANENT_SESSION_LIFETIME": 8 * 3600,
+        # The cookie never outlives the session record behind it.
+        "PERMANENT_SESSION_LIFETIME": session_max_hours * 3600,
         "WTF_CSRF_TIME_LIMIT": 8 * 3600,
         # Forms are small; only a subject's attachment (ATTACHMENT_MAX_BYTES) makes a request larger.
         "ATTACHMENT_MAX_BYTES": int(os.environ.get("ATTACHMENT_MAX_BYTES") or 2 * 1024 * 1024),

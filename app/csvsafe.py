@@ -95,3 +95,15 @@ def csv_line(values: Iterable[Any]) -> str:
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\r\n").writerow(safe_row(values))
     return buf.getvalue()
+
+
+def csv_download(lines: Iterable[str], filename: str):
+    """A streamed CSV attachment that no browser or proxy keeps a copy of (``Cache-Control: no-store``):
+    the audit log and the request register are personal data."""
+    from flask import Response, stream_with_context
+
+    return Response(
+        stream_with_context(lines),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
+    )

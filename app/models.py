@@ -1,6 +1,5 @@
 """Every model, imported in one place so the metadata is complete."""
 
-from app.admin.models import Role, StaffUser
 from app.audit.models import AuditEvent
 from app.dsr.models import (
     AppSetting,
@@ -14,6 +13,7 @@ from app.dsr.models import (
 )
 from app.mail.models import OutgoingMail
 from app.platform.models import Account, ApiKey, SupportMessage, UsageRecord
+from app.staff.models import RecoveryCode, Role, StaffSession, StaffToken, StaffUser
 
 __all__ = [
     "Account",
@@ -24,10 +24,13 @@ __all__ = [
     "DsrRequest",
     "Export",
     "OutgoingMail",
+    "RecoveryCode",
     "RequestIdentifier",
     "RequestMessage",
     "RequestNote",
     "Role",
+    "StaffSession",
+    "StaffToken",
     "StaffUser",
     "SupportMessage",
     "Token",

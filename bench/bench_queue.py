@@ -24,7 +24,6 @@ def main(count: int) -> None:
     env = bench_env()
     apply_env(env)
     reset_database(env)
-    from rq.job import Job
 
     from app import create_app
     from app.audit import Actor
@@ -33,7 +32,7 @@ def main(count: int) -> None:
     from app.dsr.states import RequestStatus
     from app.extensions import db
     from app.models_base import utcnow
-    from app.queue import get_queue, get_redis, redis_url
+    from app.queue import fetch_job, get_queue, get_redis, redis_url
 
     app = create_app()
     with app.app_context():
@@ -56,9 +55,9 @@ def main(count: int) -> None:
             base, prod = [], []
             for i in range(count):
                 t0 = datetime.now(UTC)
-                job = get_queue("fulfilment", conn).enqueue(
-                    "bench.bench_queue.noop"
-                )  # same queue and worker as fulfilment
+                # Same queue and worker as fulfilment. Not on the job allow-list, so the worker starts it
+                # (started_at is what is timed) and then refuses to run it: the latency is the same.
+                job = get_queue("fulfilment", conn).enqueue("bench.bench_queue.noop")
                 base.append((job.id, t0))
                 dsr = DsrRequest(
                     request_type="access",
@@ -80,7 +79,7 @@ def main(count: int) -> None:
             def started(pairs):
                 out = []
                 for job_id, t0 in pairs:
-                    job = Job.fetch(job_id, connection=conn)
+                    job = fetch_job(job_id, conn)
                     if job.started_at is None:
                         return None
                     out.append((job.started_at.replace(tzinfo=UTC) - t0).total_seconds())

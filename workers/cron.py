@@ -6,8 +6,7 @@ is idempotent, so a duplicate run after a restart does no harm. Times are UTC.
 
 from __future__ import annotations
 
-from rq.cron import CronScheduler
-
+from app.queue import CronScheduler
 from workers import maintenance
 
 

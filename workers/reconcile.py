@@ -15,7 +15,7 @@ import socket
 from datetime import UTC, datetime, timedelta
 
 from flask import current_app
-from rq import Queue, Worker
+from rq import Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry
@@ -28,7 +28,7 @@ from app.extensions import db
 from app.mail import mail_job
 from app.mail.models import OutgoingMail
 from app.models_base import utcnow
-from app.queue import LIVE_STATUSES, discard_job, enqueue_now, get_redis
+from app.queue import LIVE_STATUSES, SERIALIZER, AllowedJob, discard_job, enqueue_now, fetch_job, get_queue, get_redis
 from workers.mail import dead_claim
 
 STALE_AFTER = timedelta(minutes=10)
@@ -57,7 +57,8 @@ def _pid_alive(pid: int) -> bool:
 def worker_is_dead(job: Job, conn) -> bool:
     if not job.worker_name:
         return False
-    worker = Worker.find_by_key(Worker.redis_worker_namespace_prefix + job.worker_name, connection=conn)
+    key = Worker.redis_worker_namespace_prefix + job.worker_name
+    worker = Worker.find_by_key(key, connection=conn, job_class=AllowedJob, serializer=SERIALIZER)
     if worker is None or not worker.pid or not worker.hostname:
         # Gone, or only the heartbeat a live worker wrote back after Redis was flushed: nothing says
         # it is still running this job, so the callers' grace on the heartbeats decides.
@@ -75,7 +76,7 @@ def _aware(moment: datetime | None) -> datetime | None:
 def _live_job(job_id: str, conn) -> Job | None:
     """The job under ``job_id`` if rq counts it as live (queued, started, deferred, scheduled)."""
     try:
-        job = Job.fetch(job_id, connection=conn)
+        job = fetch_job(job_id, conn)
     except NoSuchJobError:
         return None
     return job if job.get_status(refresh=True) in LIVE_STATUSES else None
@@ -113,7 +114,7 @@ def dequeued_by_the_dead(job: Job, conn, grace: timedelta) -> bool:
     """
     if job.get_status() != JobStatus.QUEUED:
         return False
-    queue = Queue(job.origin, connection=conn)
+    queue = get_queue(job.origin, conn)
     if conn.lpos(queue.key, job.id) is not None:
         return False
     limbo = queue.intermediate_queue
@@ -135,7 +136,8 @@ def overdue_retry(job: Job, conn, grace: timedelta) -> bool:
     if job.get_status() != JobStatus.SCHEDULED:
         return False
     try:
-        due = ScheduledJobRegistry(job.origin, connection=conn).get_scheduled_time(job)
+        registry = ScheduledJobRegistry(job.origin, connection=conn, serializer=SERIALIZER, job_class=AllowedJob)
+        due = registry.get_scheduled_time(job)
     except NoSuchJobError:
         return True  # scheduled, yet in no registry: nothing will ever run it
     return _aware(due) < utcnow() - grace

@@ -1,48 +1,46 @@
-"""Staff sign-in: argon2id passwords, lockout, per-IP rate limit, optional TOTP, password change.
+"""Staff sign-in and sign-out: password, then a second-factor code when the account has one.
 
-A failed attempt costs the same whether or not the email is known (``verify_password`` hashes
-against a dummy), and the answer is the same too, so the form does not reveal who is staff. Five
-failures lock the account for 15 minutes; Flask-Limiter bounds attempts per address on top.
-Every sign-in, failure, lockout and sign-out is audited.
+The rules live in ``app.staff``: ``signin`` checks what was typed (throttled per account and client,
+never a lock an anonymous attacker can put on the owner), ``sessions`` opens and ends the server-side
+session the cookie names. These views parse the forms, call them, and render. Flask-Limiter bounds
+attempts per address on top. Every sign-in, failure, delay and sign-out is audited.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
-from datetime import timedelta
 from urllib.parse import urlsplit
 
-import pyotp
 from flask import current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
-from sqlalchemy import select
 
-from app.admin.forms import LoginForm, PasswordChangeForm, TotpDisableForm, TotpForm
-from app.admin.guard import bp, requires, totp_required
-from app.admin.models import StaffUser
+from app.admin.forms import EnrolForm, LoginForm, ReauthForm, TotpForm
+from app.admin.guard import SECOND_FACTOR_NEEDED, bp, requires
 from app.audit import Actor, record_event
 from app.extensions import db, limiter, login_manager
-from app.models_base import utcnow
-from app.security import hash_password, needs_rehash, password_problem, verify_password
+from app.staff import second_factor, signin
+from app.staff import sessions as staff_sessions
+from app.staff.models import StaffUser
 
-MAX_FAILURES = 5
-LOCKOUT = timedelta(minutes=15)
 TOTP_PENDING_SECONDS = 300
-GENERIC_FAILURE = "That email and password did not work, or the account is locked for a while. Try again later."
+GENERIC_FAILURE = "That email and password did not work. Check them and try again."
 
 
 @login_manager.user_loader
-def load_user(user_id: str) -> StaffUser | None:
-    """``user_id`` is ``"<id>:<session_version>"``: bumping the version ends old sessions."""
-    try:
-        raw_id, raw_version = user_id.split(":", 1)
-        uid, version = int(raw_id), int(raw_version)
-    except (ValueError, AttributeError):
-        return None
-    user = db.session.get(StaffUser, uid)
-    if user is None or not user.active or user.session_version != version:
-        return None
-    return user
+def load_user(session_id: str) -> StaffUser | None:
+    """The cookie's id is a session id: the user of its live session record, or nobody."""
+    return staff_sessions.resume(session_id)
+
+
+def client_info() -> dict:
+    return {"ip": request.remote_addr, "user_agent": request.user_agent.string}
+
+
+def sign_in_cookie(user: StaffUser) -> None:
+    """Put the session just opened or renewed for ``user`` into the cookie."""
+    login_user(user)
+    session.permanent = True
 
 
 def safe_next(target: str | None) -> str | None:
@@ -59,36 +57,24 @@ def safe_next(target: str | None) -> str | None:
     return target
 
 
-def _actor(user: StaffUser | None, email: str) -> Actor:
-    return Actor("staff", user.id if user else None, email[:254])
-
-
-def _register_failure(user: StaffUser | None, email: str, reason: str) -> None:
-    record_event("staff.login_failed", _actor(user, email), data={"reason": reason, "known": user is not None})
-    if user is None:
-        return
-    user.failed_logins = (user.failed_logins or 0) + 1
-    if user.failed_logins >= MAX_FAILURES:
-        user.locked_until = utcnow() + LOCKOUT
-        user.failed_logins = 0
-        record_event("staff.locked_out", _actor(user, email), data={"minutes": int(LOCKOUT.total_seconds() // 60)})
-
-
-def _is_locked(user: StaffUser | None) -> bool:
-    return user is not None and user.locked_until is not None and user.locked_until > utcnow()
-
-
-def _complete_login(user: StaffUser, next_url: str | None):
-    user.failed_logins = 0
-    user.locked_until = None
-    user.last_login_at = utcnow()
-    record_event("staff.login", Actor.staff(user), data={"totp": bool(user.totp_enabled)})
+def complete_login(user: StaffUser, next_url: str | None, method: str = "password"):
+    """Open a session for ``user`` (fresh cookie, fresh CSRF secret) and tell them of failed attempts."""
+    failures, last = signin.signed_in(user, request.remote_addr)
+    staff_sessions.open_session(user, **client_info())
+    record_event("staff.login", Actor.staff(user), data={"totp": bool(user.totp_enabled), "method": method})
     db.session.commit()
-    session.clear()  # a fresh session: nothing from before sign-in survives it, the CSRF secret included
+    session.clear()  # nothing from before sign-in survives it, the CSRF secret included
     g.pop("csrf_token", None)  # so the next form gets a token bound to the new session
-    login_user(user)
-    session.permanent = True
+    sign_in_cookie(user)
+    notice = signin.failures_message(failures, last)
+    if notice:
+        flash(notice, "warning")
     return redirect(next_url or url_for("admin.dashboard"))
+
+
+def _password_stamp(user: StaffUser) -> str:
+    """Changes when the password does: a pending second step survives no password change."""
+    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
 
 
 def _login_limit() -> str:
@@ -103,25 +89,19 @@ def login():
         return redirect(next_url or url_for("admin.dashboard"))
     form = LoginForm()
     if form.validate_on_submit():
-        email = form.email.data.strip().lower()
-        user = db.session.execute(select(StaffUser).where(StaffUser.email == email)).scalar_one_or_none()
-        locked = _is_locked(user)
-        ok = verify_password(user.password_hash if user else None, form.password.data)
-        if locked:
-            record_event("staff.login_failed", _actor(user, email), data={"reason": "locked", "known": True})
-        elif not ok or not user.active:
-            _register_failure(user, email, "inactive" if ok else "password")
-        else:
-            if needs_rehash(user.password_hash):
-                user.password_hash = hash_password(form.password.data)
-            if user.totp_enabled and user.totp_secret:
-                db.session.commit()
-                session["totp_pending"] = {"uid": user.id, "ver": user.session_version, "at": int(time.time())}
-                session["totp_next"] = next_url
-                return redirect(url_for("admin.login_totp"))
-            return _complete_login(user, next_url)
+        outcome = signin.check_password(form.email.data.strip().lower(), form.password.data, request.remote_addr)
         db.session.commit()
-        flash(GENERIC_FAILURE, "error")
+        if outcome.status == "second_factor":
+            user = outcome.user
+            session["totp_pending"] = {"uid": user.id, "pw": _password_stamp(user), "at": int(time.time())}
+            session["totp_next"] = next_url
+            return redirect(url_for("admin.login_totp"))
+        if outcome.ok:
+            return complete_login(outcome.user, next_url)
+        if outcome.status == "enrol":  # the right password, but no second factor where one is required
+            flash(SECOND_FACTOR_NEEDED, "error")
+        else:
+            flash(signin.wait_message(outcome.wait) if outcome.status == "wait" else GENERIC_FAILURE, "error")
     elif request.method == "POST":
         flash("Enter your email and password.", "error")
     return render_template("admin/login.html", form=form)
@@ -131,20 +111,11 @@ def _pending_totp_user() -> StaffUser | None:
     pending = session.get("totp_pending")
     if not isinstance(pending, dict) or time.time() - pending.get("at", 0) > TOTP_PENDING_SECONDS:
         return None
-    user = db.session.get(StaffUser, pending.get("uid"))
-    if user is None or not user.active or user.session_version != pending.get("ver") or not user.totp_enabled:
+    uid = pending.get("uid")
+    user = db.session.get(StaffUser, uid) if isinstance(uid, int) else None
+    if user is None or not user.active or _password_stamp(user) != pending.get("pw") or not user.totp_enabled:
         return None
     return user
-
-
-def verify_totp(user: StaffUser, code: str) -> bool:
-    """Check a code (one step of clock drift allowed) and refuse to accept the same code twice."""
-    code = code.strip()
-    if not user.totp_secret or not pyotp.TOTP(user.totp_secret).verify(code, valid_window=1):
-        return False
-    from app.queue import get_redis
-
-    return bool(get_redis().set(f"totp-used:{user.id}:{code}", "1", nx=True, ex=120))
 
 
 @bp.route("/login/totp", methods=["GET", "POST"])
@@ -157,13 +128,13 @@ def login_totp():
         return redirect(url_for("admin.login"))
     form = TotpForm()
     if form.validate_on_submit():
-        if not _is_locked(user) and verify_totp(user, form.totp.data):
-            return _complete_login(user, safe_next(session.get("totp_next")))
-        _register_failure(user, user.email, "totp")
+        outcome = signin.check_second_factor(user, form.totp.data, request.remote_addr)
         db.session.commit()
-        if _is_locked(user):
+        if outcome.ok:
+            return complete_login(user, safe_next(session.get("totp_next")), outcome.method)
+        if outcome.status == "wait":
             session.pop("totp_pending", None)
-            flash(GENERIC_FAILURE, "error")
+            flash(signin.wait_message(outcome.wait), "error")
             return redirect(url_for("admin.login"))
         flash("That code did not work. Codes change every 30 seconds.", "error")
     return render_template("admin/login_totp.html", form=form)
@@ -172,6 +143,9 @@ def login_totp():
 @bp.route("/logout", methods=["POST"])
 @requires("auditor")
 def logout():
+    record = staff_sessions.current()
+    if record is not None:
+        staff_sessions.end(record, "logout")
     record_event("staff.logout", Actor.staff(current_user))
     db.session.commit()
     logout_user()
@@ -181,76 +155,67 @@ def logout():
     return redirect(url_for("admin.login"))
 
 
-@bp.route("/account/password", methods=["GET", "POST"])
+@bp.route("/reauth", methods=["GET", "POST"])
 @requires("auditor")
-def change_password():
-    form = PasswordChangeForm()
-    if form.validate_on_submit():
-        user = current_user._get_current_object()
-        problem = password_problem(form.new_password.data)
-        if not verify_password(user.password_hash, form.current_password.data):
-            form.current_password.errors.append("That is not your current password.")
-        elif problem:
-            form.new_password.errors.append(problem)
-        elif form.new_password.data != form.confirm_password.data:
-            form.confirm_password.errors.append("The two new passwords differ.")
-        elif form.new_password.data == form.current_password.data:
-            form.new_password.errors.append("Choose a password different from the current one.")
-        else:
-            user.password_hash = hash_password(form.new_password.data)
-            user.password_changed_at = utcnow()
-            user.must_change_password = False
-            user.session_version = (user.session_version or 1) + 1
-            record_event("staff.password_changed", Actor.staff(user))
-            db.session.commit()
-            login_user(user)  # this session continues under the new version; every other one ends
-            flash("Your password was changed. Other sessions were signed out.", "success")
-            return redirect(url_for("admin.dashboard"))
-    return render_template("admin/password.html", form=form)
-
-
-@bp.route("/account/totp", methods=["GET", "POST"])
-@requires("auditor")
-def totp_setup():
+def reauth():
+    """Enter the password (and second factor) again before staff management or settings."""
     user = current_user._get_current_object()
-    form = TotpForm()
-    if user.totp_enabled:
-        return render_template(
-            "admin/totp.html", form=None, disable_form=TotpDisableForm(), required=totp_required(), user=user
-        )
-    secret = session.get("totp_setup_secret")
-    if not secret:
-        secret = pyotp.random_base32()
-        session["totp_setup_secret"] = secret
+    next_url = safe_next(request.args.get("next")) or url_for("admin.dashboard")
+    form = ReauthForm()
     if form.validate_on_submit():
-        if pyotp.TOTP(secret).verify(form.totp.data.strip(), valid_window=1):
-            user.totp_secret = secret
-            user.totp_enabled = True
-            session.pop("totp_setup_secret", None)
-            record_event("staff.totp_enabled", Actor.staff(user))
+        code = (form.totp.data or "") if user.totp_enabled else None
+        outcome = signin.check_current_password(user, form.password.data, code)
+        if outcome.ok:
+            staff_sessions.mark_reauthenticated(staff_sessions.current())
+            record_event("staff.reauthenticated", Actor.staff(user))
             db.session.commit()
-            flash("Two-step sign-in is on.", "success")
-            return redirect(url_for("admin.dashboard"))
-        flash("That code did not match. Check the time on your phone and try again.", "error")
-    uri = pyotp.TOTP(secret).provisioning_uri(name=user.email, issuer_name="ChatGPTTech privacy")
-    return render_template(
-        "admin/totp.html", form=form, secret=secret, uri=uri, required=totp_required(), user=user, disable_form=None
-    )
-
-
-@bp.route("/account/totp/disable", methods=["POST"])
-@requires("auditor")
-def totp_disable():
-    user = current_user._get_current_object()
-    form = TotpDisableForm()
-    if totp_required():
-        flash("Two-step sign-in is required for all staff; it cannot be turned off.", "error")
-    elif form.validate_on_submit() and verify_password(user.password_hash, form.current_password.data):
-        user.totp_enabled = False
-        user.totp_secret = None
-        record_event("staff.totp_disabled", Actor.staff(user))
+            return redirect(next_url)
         db.session.commit()
-        flash("Two-step sign-in is off.", "success")
-    else:
-        flash("That is not your current password.", "error")
-    return redirect(url_for("admin.totp_setup"))
+        if outcome.status == "wait":
+            flash(signin.wait_message(outcome.wait), "error")
+        else:
+            flash(
+                "That did not match. Enter your password" + (" and a current code." if code is not None else "."),
+                "error",
+            )
+    return render_template("admin/reauth.html", form=form, needs_code=bool(user.totp_enabled))
+
+
+@bp.route("/enrol/<token>", methods=["GET", "POST"])
+@limiter.limit(_login_limit, methods=["POST"])
+def enrol(token: str):
+    """Second-factor enrolment from the emailed (or printed) link: the link proves the mailbox, the
+    password proves the person, a code proves the authenticator. Then a fresh session and the
+    recovery codes, shown once."""
+    token = second_factor.enrolment_token(token)
+    if token is None:
+        return render_template("admin/enrol_problem.html"), 404
+    user = token.user
+    form = EnrolForm()
+    if form.validate_on_submit():
+        outcome = signin.check_current_password(user, form.password.data)
+        if not outcome.ok:
+            db.session.commit()
+            flash(signin.wait_message(outcome.wait) if outcome.status == "wait" else GENERIC_FAILURE, "error")
+        elif not second_factor.spend_enrolment(token):
+            db.session.rollback()
+            return render_template("admin/enrol_problem.html"), 404
+        else:
+            g.staff_session = None  # whoever else was signed in in this browser, this is a new session
+            codes = second_factor.confirm_setup(user, form.totp.data, **client_info())
+            if codes is not None:
+                signin.signed_in(user, request.remote_addr)
+                db.session.commit()
+                session.clear()
+                g.pop("csrf_token", None)
+                sign_in_cookie(user)
+                flash("Two-step sign-in is on.", "success")
+                return render_template("admin/recovery_codes.html", codes=codes)
+            db.session.rollback()  # the token stays unspent
+            flash("That code did not match. Check the time on your phone and try again.", "error")
+    secret = second_factor.setup_secret(user)
+    db.session.commit()
+    uri = second_factor.provisioning_uri(user, secret)
+    return render_template(
+        "admin/enrol.html", form=form, user=user, secret=secret, uri=uri, qr=second_factor.qr_data_uri(uri)
+    )

@@ -6,8 +6,8 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, PasswordField, RadioField, SelectField, StringField, TextAreaField
 from wtforms.validators import AnyOf, DataRequired, Length, Optional, Regexp
 
-from app.admin.models import Role
 from app.portal.forms import select_choices
+from app.staff.models import Role
 
 # Rendered as a <select> by the templates; validated against the roles here.
 ROLE_CHOICES = [(r.value, r.value.capitalize()) for r in Role]
@@ -21,15 +21,32 @@ class LoginForm(FlaskForm):
 
 class TotpForm(FlaskForm):
     totp = StringField(
-        "Six-digit code from your authenticator app",
-        validators=[DataRequired(), Regexp(r"^\s*\d{6}\s*$", message="Enter the six digits.")],
+        "Six-digit code from your authenticator app, or a recovery code",
+        validators=[
+            DataRequired(),
+            Length(max=40),
+            Regexp(r"^[\s0-9A-Za-z-]{6,40}$", message="Enter the six digits, or a recovery code."),
+        ],
     )
+
+
+class EnrolForm(TotpForm):
+    password = PasswordField("Your password", validators=[DataRequired(), Length(max=1024)])
+
+
+class RecoveryCodesForm(FlaskForm):
+    """Only the CSRF token: a POST that replaces the recovery codes."""
 
 
 class PasswordChangeForm(FlaskForm):
     current_password = PasswordField("Current password", validators=[DataRequired(), Length(max=1024)])
     new_password = PasswordField("New password", validators=[DataRequired(), Length(max=1024)])
     confirm_password = PasswordField("New password again", validators=[DataRequired(), Length(max=1024)])
+
+
+class ReauthForm(FlaskForm):
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
+    totp = StringField("Six-digit code from your authenticator app", validators=[Optional(), Length(max=64)])
 
 
 class TotpDisableForm(FlaskForm):

@@ -1,25 +1,20 @@
-"""The audit log viewer (read-only: there is no update or delete path) and staff management."""
+"""The audit log viewer (read-only: there is no update or delete path). Staff management: ``app.admin.staff``."""
 
 from __future__ import annotations
 
-import secrets
 from datetime import UTC, date, datetime, timedelta
 
-from flask import Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
+from flask import render_template, request
 from flask_login import current_user
 from sqlalchemy import func, select
 
-from app.admin.forms import ROLE_CHOICES, SettingsForm, StaffCreateForm, StaffRoleForm
-from app.admin.guard import REQUIRE_TOTP_KEY, bp, requires, totp_required
-from app.admin.models import Role, StaffUser
+from app.admin.guard import bp, requires
 from app.admin.queries import filter_date
 from app.audit import Actor, record_event
 from app.audit.models import AuditEvent
-from app.csvsafe import csv_line
-from app.dsr.models import AppSetting
+from app.csvsafe import csv_download, csv_line
 from app.extensions import db
 from app.models_base import utcnow
-from app.security import hash_password
 
 PER_PAGE = 50
 
@@ -102,145 +97,4 @@ def audit_csv():
                 ]
             )
 
-    return Response(
-        stream_with_context(generate()),
-        mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="audit-{utcnow():%Y%m%d}.csv"'},
-    )
-
-
-# --- staff management (admins) -------------------------------------------------------------------
-
-
-def _staff_or_404(user_id: int) -> StaffUser:
-    user = db.session.get(StaffUser, user_id)
-    if user is None:
-        abort(404)
-    return user
-
-
-def _temporary_password() -> str:
-    return secrets.token_urlsafe(15)
-
-
-def _staff_page(form: StaffCreateForm | None = None, status: int = 200):
-    staff = db.session.execute(select(StaffUser).order_by(StaffUser.email)).scalars().all()
-    settings = SettingsForm(require_totp=totp_required())
-    return (
-        render_template(
-            "admin/staff.html",
-            staff=staff,
-            form=form or StaffCreateForm(),
-            settings=settings,
-            role_choices=ROLE_CHOICES,
-        ),
-        status,
-    )
-
-
-@bp.route("/staff")
-@requires("admin")
-def staff_list():
-    return _staff_page()
-
-
-@bp.route("/staff", methods=["POST"])
-@requires("admin")
-def staff_create():
-    form = StaffCreateForm()
-    if not form.validate_on_submit():
-        return _staff_page(form, 400)
-    email = form.email.data.strip().lower()
-    if db.session.execute(select(StaffUser.id).where(StaffUser.email == email)).first():
-        form.email.errors.append("A staff member with that email already exists.")
-        return _staff_page(form, 400)
-    password = _temporary_password()
-    user = StaffUser(email=email, role=form.role.data, password_hash=hash_password(password), must_change_password=True)
-    db.session.add(user)
-    db.session.flush()
-    record_event("staff.created", Actor.staff(current_user), data={"staff_id": user.id, "role": user.role})
-    if form.send_invite.data:
-        from app.mail import queue_mail
-
-        queue_mail(
-            email,
-            "admin_staff_invite",
-            "Your ChatGPTTech privacy dashboard account",
-            role=user.role,
-            login_url=url_for("admin.login", _external=True),
-            inviter=current_user.email,
-        )
-    db.session.commit()
-    return render_template("admin/staff_secret.html", user=user, password=password, created=True)
-
-
-@bp.route("/staff/<int:user_id>/role", methods=["POST"])
-@requires("admin")
-def staff_role(user_id: int):
-    user = _staff_or_404(user_id)
-    form = StaffRoleForm()
-    if not form.validate_on_submit():
-        flash("Choose a role.", "error")
-    elif user.id == current_user.id:
-        flash("You cannot change your own role; ask another admin.", "error")
-    else:
-        old, user.role = user.role, form.role.data
-        user.session_version = (user.session_version or 1) + 1  # new rights apply from a fresh sign-in
-        record_event(
-            "staff.role_changed", Actor.staff(current_user), data={"staff_id": user.id, "from": old, "to": user.role}
-        )
-        db.session.commit()
-        flash(f"{user.email} is now {user.role}.", "success")
-    return redirect(url_for("admin.staff_list"), code=303)
-
-
-@bp.route("/staff/<int:user_id>/active", methods=["POST"])
-@requires("admin")
-def staff_active(user_id: int):
-    user = _staff_or_404(user_id)
-    activate = request.form.get("active") == "1"
-    if user.id == current_user.id:
-        flash("You cannot deactivate yourself.", "error")
-    else:
-        user.active = activate
-        user.session_version = (user.session_version or 1) + 1  # ends every session of theirs now
-        event = "staff.reactivated" if activate else "staff.deactivated"
-        record_event(event, Actor.staff(current_user), data={"staff_id": user.id})
-        db.session.commit()
-        flash(f"{user.email} {'reactivated' if activate else 'deactivated; their sessions ended'}.", "success")
-    return redirect(url_for("admin.staff_list"), code=303)
-
-
-@bp.route("/staff/<int:user_id>/reset", methods=["POST"])
-@requires("admin")
-def staff_reset(user_id: int):
-    user = _staff_or_404(user_id)
-    password = _temporary_password()
-    user.password_hash = hash_password(password)
-    user.must_change_password = True
-    user.failed_logins = 0
-    user.locked_until = None
-    user.session_version = (user.session_version or 1) + 1
-    record_event("staff.password_reset", Actor.staff(current_user), data={"staff_id": user.id})
-    db.session.commit()
-    return render_template("admin/staff_secret.html", user=user, password=password, created=False)
-
-
-@bp.route("/settings", methods=["POST"])
-@requires("admin")
-def settings_update():
-    form = SettingsForm()
-    if form.validate_on_submit():
-        value = "1" if form.require_totp.data else "0"
-        setting = db.session.get(AppSetting, REQUIRE_TOTP_KEY)
-        if setting is None:
-            db.session.add(AppSetting(key=REQUIRE_TOTP_KEY, value=value))
-        else:
-            setting.value = value
-        record_event("settings.changed", Actor.staff(current_user), data={REQUIRE_TOTP_KEY: value})
-        db.session.commit()
-        flash("Settings saved.", "success")
-    return redirect(url_for("admin.staff_list"), code=303)
-
-
-__all__ = ["Role"]
+    return csv_download(generate(), f"audit-{utcnow():%Y%m%d}.csv")

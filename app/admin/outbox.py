@@ -32,7 +32,7 @@ def outbox():
     )
 
 
-@bp.route("/outbox/<int:mail_id>")
+@bp.route("/outbox/<id:mail_id>")
 @requires("auditor")
 def outbox_message(mail_id: int):
     if not outbox_enabled():

@@ -9,14 +9,14 @@ from __future__ import annotations
 import statistics
 from datetime import UTC, datetime
 
-from flask import Response, render_template, request, stream_with_context
+from flask import render_template, request
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import aliased
 
 from app.admin.guard import bp, requires
 from app.admin.models import StaffUser
 from app.audit import Actor, record_event
-from app.csvsafe import csv_line
+from app.csvsafe import csv_download, csv_line
 from app.dsr.deadlines import lawful_due
 from app.dsr.models import DsrRequest
 from app.dsr.states import DENIAL_LABELS, DenialReason, Jurisdiction, RequestStatus, RequestType
@@ -262,12 +262,4 @@ def register_csv():
         for row in register_rows():
             yield csv_line(row)
 
-    stamp = utcnow().strftime("%Y%m%d")
-    return Response(
-        stream_with_context(generate()),
-        mimetype="text/csv",
-        headers={
-            "Content-Disposition": f'attachment; filename="request-register-{stamp}.csv"',
-            "Cache-Control": "no-store",
-        },
-    )
+    return csv_download(generate(), f"request-register-{utcnow():%Y%m%d}.csv")

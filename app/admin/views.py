@@ -32,7 +32,7 @@ REFERENCE_RE = re.compile(r"^DSR-[0-9A-Z]{1,8}-[0-9A-Z]{1,8}$")
 
 def register(app) -> None:
     # Importing the modules attaches their routes to ``bp`` before it is registered.
-    from app.admin import actions, auth, intake, manage, outbox, reports  # noqa: F401
+    from app.admin import account, actions, auth, intake, manage, outbox, reports, staff  # noqa: F401
 
     login_manager.login_view = "admin.login"
     login_manager.login_message = "Sign in to continue."
@@ -211,7 +211,7 @@ def _current_values(dsr: DsrRequest, resolution) -> dict[int, str | None]:
     }
 
 
-@bp.route("/requests/<reference>/messages/<int:message_id>/attachment")
+@bp.route("/requests/<reference>/messages/<id:message_id>/attachment")
 @requires("auditor")
 def request_attachment(reference: str, message_id: int):
     """A file the subject attached, to staff only, never inline (it is the subject's, not ours), audited."""

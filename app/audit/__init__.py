@@ -8,6 +8,7 @@ outlive the 24-month purge of request records.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,19 @@ class Actor:
     def staff(cls, user) -> Actor:
         return cls("staff", user.id, user.email)
 
+    @classmethod
+    def anonymous(cls) -> Actor:
+        """Someone not signed in (a failed sign-in for an unknown address): never what they typed."""
+        return cls("anonymous", None, "unknown address")
+
+
+def _client_ip() -> str | None:
+    """The client's address as an address, or nothing (a proxy header is input, and the column is 45 wide)."""
+    try:
+        return str(ipaddress.ip_address(http_request.remote_addr or ""))
+    except ValueError:
+        return None
+
 
 def record_event(
     event: str,
@@ -47,7 +61,7 @@ def record_event(
     data: dict[str, Any] | None = None,
 ) -> AuditEvent:
     """Add one audit event to the current transaction. ``public`` events show on the status page."""
-    ip = http_request.remote_addr if has_request_context() and actor.kind == "staff" else None
+    ip = _client_ip() if has_request_context() and actor.kind in ("staff", "anonymous") else None
     ev = AuditEvent(
         event=event,
         actor_type=actor.kind,

@@ -7,7 +7,7 @@ import re
 import pytest
 from rq import SimpleWorker
 
-from app.queue import get_queue
+from app.queue import new_worker
 
 pytestmark = pytest.mark.browser
 
@@ -18,7 +18,7 @@ def app_config(app_config, smtp_sink):
 
 
 def deliver_mail(redis_conn) -> None:
-    SimpleWorker([get_queue("mail", redis_conn)], connection=redis_conn).work(burst=True)
+    new_worker(["mail"], redis_conn, worker_class=SimpleWorker).work(burst=True)
 
 
 def test_subject_requests_confirms_and_sees_status(live_server, browser_page, smtp_sink, redis_conn, screenshot_path):

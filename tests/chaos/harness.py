@@ -180,6 +180,8 @@ class Stack:
         self.sink = Sink()
         self.web_port = free_port()
         self.redis_port = free_port()
+        # Like the embedded Redis, this one requires a password (a config file keeps it off the command line).
+        self.redis_password = secrets.token_urlsafe(24)
         self.stripe_port = free_port()
         self.base = f"http://{LOOPBACK}:{self.web_port}"
         self.log_lines: list[str] = []
@@ -191,7 +193,7 @@ class Stack:
             SECRET_KEY="chaos-" + secrets.token_hex(16),
             DATABASE_URL=database or f"sqlite:///{self.work}/portal.db",
             PLATFORM_DATABASE_URL=database or f"sqlite:///{self.work}/platform.db",
-            REDIS_URL=f"redis://{LOOPBACK}:{self.redis_port}/0",
+            REDIS_URL=f"redis://:{self.redis_password}@{LOOPBACK}:{self.redis_port}/0",
             MAIL_SERVER=LOOPBACK,
             MAIL_PORT=str(self.sink.port),
             MAIL_USE_TLS="false",
@@ -241,9 +243,13 @@ class Stack:
         )
 
     def start(self, workers: int = 2, accounts: int = 12, usage_rows: int = 0) -> None:
+        conf = self.work / "redis.conf"
+        conf.touch(mode=0o600)
+        conf.write_text(f"requirepass {self.redis_password}\n")
         self.spawn(
             [
                 redis_binary() or "redis-server",
+                str(conf),
                 "--port",
                 str(self.redis_port),
                 "--bind",
@@ -261,7 +267,7 @@ class Stack:
             [str(BIN / "python"), "-c", LOCALSTRIPE, "--port", str(self.stripe_port), "--from-scratch"], "localstripe"
         )
         self.sink.start()
-        self.redis = redis.Redis(host=LOOPBACK, port=self.redis_port, socket_timeout=5)
+        self.redis = redis.Redis(host=LOOPBACK, port=self.redis_port, password=self.redis_password, socket_timeout=5)
         end = time.monotonic() + 20
         while True:
             try:

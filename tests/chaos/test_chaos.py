@@ -232,15 +232,18 @@ def job_state(stack: Stack, job_id: str) -> str:
     """What rq says about a job, for the failure report."""
     from rq import Worker
     from rq.exceptions import NoSuchJobError
-    from rq.job import Job
+
+    from app.queue import SERIALIZER, fetch_job
 
     try:
-        job = Job.fetch(job_id, connection=stack.redis)
+        job = fetch_job(job_id, stack.redis)
     except NoSuchJobError:
         return f"{job_id}: no job in Redis"
     worker = None
     if job.worker_name:
-        worker = Worker.find_by_key(Worker.redis_worker_namespace_prefix + job.worker_name, connection=stack.redis)
+        worker = Worker.find_by_key(
+            Worker.redis_worker_namespace_prefix + job.worker_name, connection=stack.redis, serializer=SERIALIZER
+        )
     alive = worker is not None and worker.pid and Path(f"/proc/{worker.pid}").exists()
     return (
         f"{job_id}: {job.get_status()}, worker {job.worker_name or '-'} "

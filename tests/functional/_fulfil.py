@@ -14,7 +14,7 @@ from app.demo import insert_usage, usage_rows
 from app.extensions import db
 from app.models_base import utcnow
 from app.platform.models import Account, ApiKey, SupportMessage, UsageRecord
-from app.queue import QUEUE_NAMES, get_queue
+from app.queue import new_worker
 from tests.conftest import make_config
 
 
@@ -97,9 +97,9 @@ def platform_mentions(needle: str) -> list[str]:
 
 
 def run_jobs(redis_conn) -> None:
-    """Run every queued job to completion in this process (rq's SimpleWorker, burst mode)."""
-    queues = [get_queue(n, redis_conn) for n in QUEUE_NAMES]
-    SimpleWorker(queues, connection=redis_conn).work(burst=True)
+    """Run every queued job to completion in this process (rq's SimpleWorker, burst mode), built as
+    ``flask worker`` builds its worker: JSON jobs, allow-listed functions only."""
+    new_worker(connection=redis_conn, worker_class=SimpleWorker).work(burst=True)
 
 
 @pytest.fixture

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from rq.job import Job
 from sqlalchemy import select
 
 from app.audit.models import AuditEvent
 from app.dsr.models import CorrectionItem, DsrRequest
 from app.extensions import db
 from app.mail.models import OutgoingMail
+from app.queue import fetch_job
 from tests.factories import make_account, make_request, make_staff
 from tests.functional.admin_support import fresh_g, staff_client  # noqa: F401
 
@@ -47,7 +47,7 @@ def test_approve_access_moves_to_approved_audits_and_enqueues_after_commit(app, 
     assert dsr.status == "approved" and dsr.decided_by_id == user.id
     [ev] = audit(dsr, "request.status_changed")
     assert ev.data["to"] == "approved" and ev.actor_id == user.id
-    assert Job.fetch(f"fulfil-{dsr.id}", connection=redis_conn).func_name == "workers.jobs.build_export"
+    assert fetch_job(f"fulfil-{dsr.id}", redis_conn).func_name == "workers.jobs.build_export"
 
 
 def test_approve_rendered_form_has_no_required_empty_fields(app, officer):
@@ -170,7 +170,7 @@ def test_retry_only_after_failure(app, officer, redis_conn):
     failed = make_request("failed", last_error="boom")
     act(client, failed, "retry")
     assert failed.status == "approved" and failed.last_error is None
-    assert Job.fetch(f"fulfil-{failed.id}", connection=redis_conn)
+    assert fetch_job(f"fulfil-{failed.id}", redis_conn)
     pending = make_request("pending_review")
     assert "Cannot retry" in act(client, pending, "retry")
     assert pending.status == "pending_review"

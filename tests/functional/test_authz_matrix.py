@@ -38,12 +38,16 @@ MATRIX = [
     ("POST", "/admin/staff/{sid}/role", "admin"),
     ("POST", "/admin/staff/{sid}/active", "admin"),
     ("POST", "/admin/staff/{sid}/reset", "admin"),
+    ("POST", "/admin/staff/{sid}/totp-reset", "admin"),
     ("POST", "/admin/settings", "admin"),
     ("GET", "/admin/account/password", "auditor"),
     ("POST", "/admin/account/password", "auditor"),
     ("GET", "/admin/account/totp", "auditor"),
     ("POST", "/admin/account/totp", "auditor"),
     ("POST", "/admin/account/totp/disable", "auditor"),
+    ("POST", "/admin/account/recovery-codes", "auditor"),
+    ("GET", "/admin/reauth", "auditor"),
+    ("POST", "/admin/reauth", "auditor"),
     ("POST", "/admin/logout", "auditor"),
 ]
 PUBLIC_ROUTES = [
@@ -51,6 +55,8 @@ PUBLIC_ROUTES = [
     ("POST", "/admin/login"),
     ("GET", "/admin/login/totp"),
     ("POST", "/admin/login/totp"),
+    ("GET", "/admin/enrol/{ref}"),
+    ("POST", "/admin/enrol/{ref}"),
 ]
 
 
@@ -126,7 +132,7 @@ def test_authz_url_map_every_admin_view_is_guarded_and_in_the_matrix(app):
         template = rule.rule
         for arg in rule.arguments:
             placeholder = "{sid}" if "user" in arg else "{msg}" if "message" in arg else "{mid}"
-            template = template.replace(f"<{arg}>", "{ref}").replace(f"<int:{arg}>", placeholder)
+            template = template.replace(f"<{arg}>", "{ref}").replace(f"<id:{arg}>", placeholder)
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             assert (method, template) in listed, f"{method} {rule.rule} is missing from the authorization matrix"
     assert all(least in ROLE_RANK for _, _, least in MATRIX)

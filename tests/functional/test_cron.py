@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from rq.cron import CronScheduler
 from sqlalchemy import select
 
 from app.dsr.models import DsrRequest, Export, Token
@@ -13,6 +12,7 @@ from app.dsr.states import RequestStatus
 from app.extensions import db
 from app.mail.models import OutgoingMail
 from app.models_base import utcnow
+from app.queue import CronScheduler
 from tests.factories import make_request, make_staff
 from workers import maintenance
 from workers.cron import register_schedule

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from app.dsr.models import DsrRequest
 from app.extensions import db
 from app.mail.models import OutgoingMail
-from app.queue import get_queue
+from app.queue import new_worker
 from tests.conftest import SmtpSink, free_port
 
 FORM = {
@@ -25,7 +25,7 @@ FORM = {
 
 
 def run_mail_worker(redis_conn) -> None:
-    SimpleWorker([get_queue("mail", redis_conn)], connection=redis_conn).work(burst=True, with_scheduler=True)
+    new_worker(["mail"], redis_conn, worker_class=SimpleWorker).work(burst=True, with_scheduler=True)
 
 
 @pytest.fixture

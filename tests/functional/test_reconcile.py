@@ -21,7 +21,7 @@ from app.dsr.states import RequestStatus
 from app.extensions import db
 from app.mail.models import OutgoingMail
 from app.models_base import utcnow
-from app.queue import job_is_live
+from app.queue import SERIALIZER, fetch_job, job_is_live
 from tests.chaos.harness import descendants
 from tests.conftest import TEST_SECRET
 from tests.factories import make_request, make_staff
@@ -185,16 +185,17 @@ def test_mail_retry_stranded_by_a_dead_scheduler_is_sent_again(app, redis_conn):
     db.session.commit()
     queue = get_queue("mail", redis_conn)
     for mail, due in ((stranded, utcnow() - timedelta(minutes=3)), (waiting, utcnow() + timedelta(minutes=3))):
-        job = Job.fetch(f"mail-{mail.id}", connection=redis_conn)
+        job = fetch_job(f"mail-{mail.id}", redis_conn)
         queue.remove(job)
         queue.schedule_job(job, due)  # what rq's Retry does after a failed attempt
     assert all(job_is_live(f"mail-{m.id}", redis_conn) for m in (stranded, waiting))
 
     assert reconcile()["mail"] == 1
-    assert Job.fetch(f"mail-{stranded.id}", connection=redis_conn).get_status() == JobStatus.QUEUED
+    assert fetch_job(f"mail-{stranded.id}", redis_conn).get_status() == JobStatus.QUEUED
     assert f"mail-{stranded.id}" in queue.job_ids
-    assert Job.fetch(f"mail-{waiting.id}", connection=redis_conn).get_status() == JobStatus.SCHEDULED
-    assert f"mail-{waiting.id}" in ScheduledJobRegistry("mail", connection=redis_conn).get_job_ids()
+    assert fetch_job(f"mail-{waiting.id}", redis_conn).get_status() == JobStatus.SCHEDULED
+    scheduled = ScheduledJobRegistry("mail", connection=redis_conn, serializer=SERIALIZER)
+    assert f"mail-{waiting.id}" in scheduled.get_job_ids()
     assert reconcile()["mail"] == 0  # queued now: not enqueued twice
 
 
@@ -202,13 +203,13 @@ def test_mail_job_of_a_killed_worker_is_sent_again_after_the_grace(app, redis_co
     """A mail job whose worker was SIGKILLed mid-send stays 'started' in rq until its timeout and a
     registry cleanup; reconcile re-queues it once its worker is gone and it has been quiet long enough."""
     mail = stored_mail("Interrupted")
-    job = Job.fetch(f"mail-{mail.id}", connection=redis_conn)
+    job = fetch_job(f"mail-{mail.id}", redis_conn)
     started_by(job, "killed-worker", timedelta(seconds=5))  # registered nowhere any more: dead
 
     assert reconcile()["mail"] == 0  # quiet for 5 s only: within the grace
     started_by(job, "killed-worker", HORSE_GRACE + timedelta(seconds=1))
     assert reconcile()["mail"] == 1
-    assert Job.fetch(f"mail-{mail.id}", connection=redis_conn).get_status() == JobStatus.QUEUED
+    assert fetch_job(f"mail-{mail.id}", redis_conn).get_status() == JobStatus.QUEUED
     assert reconcile()["mail"] == 0
 
 
@@ -218,7 +219,7 @@ def test_reconcile_survives_a_job_whose_execution_expired(app, redis_conn):
     from rq.registry import StartedJobRegistry
 
     mail = stored_mail("Dangling")
-    job = Job.fetch(f"mail-{mail.id}", connection=redis_conn)
+    job = fetch_job(f"mail-{mail.id}", redis_conn)
     started_by(job, "killed-worker", HORSE_GRACE + timedelta(seconds=1))
     redis_conn.zadd(job.execution_registry.key, {"expired-execution": time.time() + 3600})  # no hash
     redis_conn.zadd(
@@ -226,7 +227,7 @@ def test_reconcile_survives_a_job_whose_execution_expired(app, redis_conn):
     )
 
     assert reconcile()["mail"] == 1
-    assert Job.fetch(f"mail-{mail.id}", connection=redis_conn).get_status() == JobStatus.QUEUED
+    assert fetch_job(f"mail-{mail.id}", redis_conn).get_status() == JobStatus.QUEUED
     assert not redis_conn.zrange(StartedJobRegistry("mail", connection=redis_conn).key, 0, -1)
 
 
@@ -234,13 +235,13 @@ def test_mail_job_whose_worker_record_was_flushed_is_sent_again(app, redis_conn)
     """After FLUSHALL a running worker writes back only its heartbeat (no pid, no host); killed
     later mid-send, it left its mail job 'started' under a record that looked alive forever."""
     mail = stored_mail("Flushed")
-    job = Job.fetch(f"mail-{mail.id}", connection=redis_conn)
+    job = fetch_job(f"mail-{mail.id}", redis_conn)
     started_by(job, "flushed-worker", HORSE_GRACE + timedelta(seconds=1))
     redis_conn.hset("rq:worker:flushed-worker", "last_heartbeat", "2026-01-01T00:00:00.000000Z")
     redis_conn.sadd("rq:workers", "rq:worker:flushed-worker")
 
     assert reconcile()["mail"] == 1
-    assert Job.fetch(f"mail-{mail.id}", connection=redis_conn).get_status() == JobStatus.QUEUED
+    assert fetch_job(f"mail-{mail.id}", redis_conn).get_status() == JobStatus.QUEUED
 
 
 def test_mail_job_popped_by_a_killed_worker_is_sent_again(app, redis_conn):

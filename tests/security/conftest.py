@@ -8,14 +8,8 @@ import pytest
 
 from tests.browser_fixtures import CHROMIUM  # noqa: F401
 from tests.conftest import CsrfClient
-from tests.factories import PASSWORD, make_staff
-from tests.functional.admin_support import fresh_g  # noqa: F401
-
-
-def login(client: CsrfClient, user, password: str = PASSWORD) -> CsrfClient:
-    resp = client.post_form("/admin/login", {"email": user.email, "password": password})
-    assert resp.status_code == 302 and "/admin/login" not in resp.headers["Location"], resp.status_code
-    return client
+from tests.factories import PASSWORD, make_staff, totp_code
+from tests.functional.admin_support import fresh_g, login  # noqa: F401
 
 
 @pytest.fixture
@@ -34,4 +28,8 @@ def browser_login(page, base: str, user, password: str = PASSWORD) -> None:
     page.fill("#email", user.email)
     page.fill("#password", password)
     page.click("button[type=submit]")
-    page.wait_for_url(lambda url: "/admin/login" not in url)
+    page.wait_for_url(lambda url: not url.endswith("/admin/login"))
+    if page.url.endswith("/admin/login/totp"):
+        page.fill("#totp", totp_code(user))
+        page.click("button[type=submit]")
+        page.wait_for_url(lambda url: "/admin/login" not in url)

@@ -71,8 +71,8 @@ def test_bulk_action_return_to_offsite_is_refused(app, officer_client):
         _assert_same_origin_admin(resp.headers["Location"])
 
 
-def _session_cookie_headers(resp) -> list[str]:
-    return [h for h in resp.headers.getlist("Set-Cookie") if h.startswith("session=")]
+def _session_cookie_headers(resp, name: str = "session") -> list[str]:
+    return [h for h in resp.headers.getlist("Set-Cookie") if h.startswith(name + "=")]
 
 
 def test_session_cookie_httponly_samesite(app):
@@ -115,11 +115,14 @@ def test_session_cookie_secure_in_production_and_https_forms_work(migrated, redi
                 data={"email": user.email, "password": PASSWORD, "csrf_token": token.group(1) or token.group(2)},
             )
             assert resp.status_code == 302, (policy, resp.status_code)
-            cookies = _session_cookie_headers(resp)
+            assert prod.config["SESSION_COOKIE_NAME"].startswith("__Host-")
+            cookies = _session_cookie_headers(resp, prod.config["SESSION_COOKIE_NAME"])
             assert cookies
             for header in cookies:
                 lowered = header.lower()
                 assert "; secure" in lowered and "; httponly" in lowered and "samesite=lax" in lowered, header
+                # What the __Host- prefix requires of the cookie, or the browser drops it.
+                assert "; path=/" in lowered and "domain=" not in lowered, header
             # A valid token with a foreign Referer is still refused; with our own it signs out.
             fresh = CSRF_RE.search(client.get("/admin/", base_url=base).get_data(as_text=True))
             data = {"csrf_token": fresh.group(1) or fresh.group(2)}

@@ -37,9 +37,43 @@ def test_development_generates_and_reuses_secret(tmp_path, monkeypatch):
     assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
 
 
+@pytest.mark.parametrize("weak", ["a", "short-but-not-empty", "x" * 40, "ab" * 32, "0123456" * 6])
+def test_production_refuses_a_secret_key_under_32_random_characters(tmp_path, monkeypatch, weak):
+    monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.setenv("SECRET_KEY", weak)
+    with pytest.raises(ConfigError, match="at least 32") as err:
+        load_config(tmp_path)
+    assert len(weak) < 4 or weak not in str(err.value)  # the error explains; it does not echo the key
+
+
+def test_production_accepts_a_generated_secret_key(tmp_path, monkeypatch):
+    import secrets
+
+    monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.setenv("EMAIL_HASH_KEY", secrets.token_hex(32))
+    for key in (secrets.token_hex(32), secrets.token_urlsafe(32), secrets.token_urlsafe(24)):
+        monkeypatch.setenv("SECRET_KEY", key)
+        assert load_config(tmp_path)["SECRET_KEY"] == key
+
+
+def test_production_boot_with_a_one_letter_secret_key_fails_as_a_process(tmp_path):
+    env = {
+        "APP_ENV": "production",
+        "SECRET_KEY": "a",
+        "PATH": "/usr/bin:/bin",
+        "DATABASE_URL": f"sqlite:///{tmp_path}/x.db",
+        "REDIS_URL": "redis://127.0.0.1:1/0",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", "import wsgi"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode != 0
+    assert "SECRET_KEY must be at least 32 random characters" in proc.stderr
+
+
 def test_production_cookies_are_secure(tmp_path, monkeypatch):
     monkeypatch.setenv("APP_ENV", "production")
-    monkeypatch.setenv("SECRET_KEY", "x" * 40)
+    monkeypatch.setenv("SECRET_KEY", "kT3v9QmZ2rW8yL5nB7xC4pF6hJ1sD0gA")
     monkeypatch.setenv("EMAIL_HASH_KEY", "k" * 40)
     cfg = load_config(tmp_path)
     assert cfg["SESSION_COOKIE_SECURE"] and cfg["SESSION_COOKIE_HTTPONLY"]
@@ -62,7 +96,7 @@ def test_platform_database_defaults_to_portal_database(tmp_path, monkeypatch):
 
 def test_production_without_email_hash_key_refuses_to_start(tmp_path, monkeypatch):
     monkeypatch.setenv("APP_ENV", "production")
-    monkeypatch.setenv("SECRET_KEY", "x" * 40)
+    monkeypatch.setenv("SECRET_KEY", "kT3v9QmZ2rW8yL5nB7xC4pF6hJ1sD0gA")
     monkeypatch.delenv("EMAIL_HASH_KEY", raising=False)
     with pytest.raises(ConfigError, match="EMAIL_HASH_KEY"):
         load_config(tmp_path)

@@ -60,7 +60,43 @@ def create_app(config: dict | None = None) -> Flask:
     register_cli(app)
     app.before_request(_refuse_nul_bytes)
     app.after_request(_security_headers)
+    hops = int(app.config.get("TRUSTED_PROXIES") or 0)
+    if hops > 0:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # Only the configured number of proxies is believed: the client address, scheme and host they
+        # report become the request's (rate limits and audit IPs use the real client).
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
+    _announce(app)
     return app
+
+
+def _announce(app: Flask) -> None:
+    """One line at start-up saying what is configured, never a secret (not in tests)."""
+    if app.config["APP_ENV"] == "testing":
+        return
+    import sys
+
+    from sqlalchemy.engine import make_url
+
+    def url(value) -> str:
+        try:
+            return make_url(str(value)).render_as_string(hide_password=True)
+        except Exception:  # noqa: BLE001 - whatever it is, say only its scheme
+            return str(value).split(":", 1)[0]
+
+    cfg = app.config
+    mail = f"smtp {cfg['MAIL_SERVER']}:{cfg['MAIL_PORT']}" if cfg.get("MAIL_SERVER") else "outbox"
+    parts = [
+        f"env={cfg['APP_ENV']}",
+        f"database={url(cfg['SQLALCHEMY_DATABASE_URI'])}",
+        f"redis={'configured' if cfg.get('REDIS_URL') else 'embedded'}",
+        f"mail={mail}",
+        f"stripe={'configured' if cfg.get('STRIPE_API_KEY') else 'not configured'}",
+        f"base_url={cfg['PORTAL_BASE_URL']}",
+        f"trusted_proxies={cfg.get('TRUSTED_PROXIES', 0)}",
+    ]
+    print("dsr-portal: " + " ".join(parts), file=sys.stderr, flush=True)
 
 
 def _refuse_nul_bytes():
@@ -126,4 +162,9 @@ def _security_headers(response):
     headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), interest-cohort=()")
     if response.mimetype == "text/html":
         headers.setdefault("Cache-Control", "no-store")
+    from flask import current_app
+
+    max_age = int(current_app.config.get("HSTS_MAX_AGE") or 0)
+    if current_app.config["APP_ENV"] == "production" and max_age > 0:
+        headers.setdefault("Strict-Transport-Security", f"max-age={max_age}; includeSubDomains")
     return response

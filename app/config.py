@@ -158,6 +158,11 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "STRIPE_API_BASE": os.environ.get("STRIPE_API_BASE") or None,
         "EXPORT_DIR": os.environ.get("EXPORT_DIR") or str(instance_path / "exports"),
         "PORTAL_BASE_URL": (os.environ.get("PORTAL_BASE_URL") or "http://127.0.0.1:5000").rstrip("/"),
+        # Proxy hops whose X-Forwarded-For/Proto/Host are trusted (werkzeug's ProxyFix); 0: none are.
+        "TRUSTED_PROXIES": int(os.environ.get("TRUSTED_PROXIES") or 0),
+        "ALLOW_SQLITE_IN_PRODUCTION": _bool(os.environ.get("ALLOW_SQLITE_IN_PRODUCTION")),
+        # Strict-Transport-Security max-age in production (seconds); 0 sends none.
+        "HSTS_MAX_AGE": int(os.environ.get("HSTS_MAX_AGE") or 31536000),
         "STAFF_ALERT_EMAIL": os.environ.get("STAFF_ALERT_EMAIL") or None,
         # Mail retry backoff in seconds (comma-separated); unset: the built-in schedule (app.mail.MAIL_RETRY).
         "MAIL_RETRY_INTERVALS": _intervals(os.environ.get("MAIL_RETRY_INTERVALS")),
@@ -239,4 +244,28 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "SUPERVISORY_AUTHORITIES_OTHER": os.environ.get("SUPERVISORY_AUTHORITIES_OTHER") or None,
     }
     cfg.update(overrides)
+    if production:
+        _refuse_unsafe_production(cfg, overrides)
     return cfg
+
+
+def _refuse_unsafe_production(cfg: dict, overrides: dict) -> None:
+    """Production fails closed: every external part must be named, none may fall back to a default."""
+    given = lambda name, key: bool(os.environ.get(name) or overrides.get(key))  # noqa: E731
+    missing = [
+        name
+        for name, key in (
+            ("DATABASE_URL", "SQLALCHEMY_DATABASE_URI"),
+            ("REDIS_URL", "REDIS_URL"),
+            ("PORTAL_BASE_URL", "PORTAL_BASE_URL"),
+            ("MAIL_SERVER", "MAIL_SERVER"),
+        )
+        if not (given(name, key) and cfg.get(key))
+    ]
+    if missing:
+        raise ConfigError(f"APP_ENV=production needs {', '.join(missing)} set (no embedded or default fallback)")
+    if not str(cfg["PORTAL_BASE_URL"]).startswith("https://"):
+        raise ConfigError("PORTAL_BASE_URL must be an https:// address when APP_ENV=production")
+    uris = [cfg["SQLALCHEMY_DATABASE_URI"], *cfg.get("SQLALCHEMY_BINDS", {}).values()]
+    if any(str(u).startswith("sqlite") for u in uris) and not cfg.get("ALLOW_SQLITE_IN_PRODUCTION"):
+        raise ConfigError("APP_ENV=production refuses SQLite; use PostgreSQL, or set ALLOW_SQLITE_IN_PRODUCTION=1")

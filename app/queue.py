@@ -67,6 +67,8 @@ DEFAULTS = {
 def redis_url(app=None) -> str:
     app = app or current_app
     url = app.config.get("REDIS_URL")
+    if not url and app.config.get("APP_ENV") == "production":
+        raise RuntimeError("REDIS_URL is required in production; no embedded Redis is started")
     if not url:
         url = ensure_embedded_redis(Path(app.instance_path) / "redis")
         app.config["REDIS_URL"] = url

@@ -94,7 +94,14 @@ def test_session_cookie_secure_in_production_and_https_forms_work(migrated, redi
     monkeypatch.setenv("APP_ENV", "production")
     monkeypatch.setenv("SECRET_KEY", "a-production-secret-from-the-environment")
     monkeypatch.setenv("EMAIL_HASH_KEY", "a-second-production-secret-for-hashing")
-    cfg = make_config(migrated, redis_url, tmp_path)
+    cfg = make_config(
+        migrated,
+        redis_url,
+        tmp_path,
+        PORTAL_BASE_URL="https://localhost",
+        MAIL_SERVER="127.0.0.1",
+        ALLOW_SQLITE_IN_PRODUCTION=True,
+    )
     for key in ("APP_ENV", "SECRET_KEY"):
         cfg.pop(key)
     prod = create_app(cfg)

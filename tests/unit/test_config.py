@@ -4,7 +4,6 @@ import sys
 
 import pytest
 
-from app import create_app
 from app.config import ConfigError, load_config
 
 PRODUCTION = {

@@ -10,6 +10,20 @@ from app.config import load_config
 from app.extensions import csrf, db, limiter, login_manager, migrate
 
 ROOT = Path(__file__).resolve().parent.parent
+# A checkout has templates/ and migrations/ at its top; an installed wheel carries them in the package.
+CHECKOUT = (ROOT / "templates").is_dir() and (ROOT / "migrations").is_dir()
+TEMPLATES = ROOT / "templates" if CHECKOUT else Path(__file__).resolve().parent / "_templates"
+MIGRATIONS = ROOT / "migrations" if CHECKOUT else Path(__file__).resolve().parent / "_migrations"
+
+
+def instance_dir() -> Path:
+    """``INSTANCE_PATH``, else ``instance/`` in the checkout, else in the working directory."""
+    import os
+
+    configured = os.environ.get("INSTANCE_PATH")
+    if configured:
+        return Path(configured)
+    return (ROOT if CHECKOUT else Path.cwd()) / "instance"
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -24,8 +38,8 @@ def create_app(config: dict | None = None) -> Flask:
     install_record_factory()  # no link token or address reaches a log line of this process
     app = Flask(
         __name__,
-        instance_path=str(ROOT / "instance"),
-        template_folder=str(ROOT / "templates"),
+        instance_path=str(instance_dir()),
+        template_folder=str(TEMPLATES),
         static_folder="static",
     )
     app.config.update(load_config(Path(app.instance_path), config))
@@ -37,7 +51,7 @@ def create_app(config: dict | None = None) -> Flask:
 
     db.init_app(app)
     _tune_sqlite(app)
-    migrate.init_app(app, db, directory=str(ROOT / "migrations"))
+    migrate.init_app(app, db, directory=str(MIGRATIONS))
     csrf.init_app(app)
     login_manager.init_app(app)
     _init_limiter(app)

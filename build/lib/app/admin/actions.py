@@ -1,0 +1,227 @@
+"""What officers do to a request: one POST endpoint per request plus bulk actions on the queue.
+
+Views parse the form, call one service in ``app.dsr.services`` (which alone changes a status and
+writes the audit event and any email to the subject in the same transaction), commit, flash and
+redirect (POST/redirect/GET). A refused action (wrong state, missing reason) is a flash, never a 500.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import flash, redirect, request, url_for
+from flask_login import current_user
+from sqlalchemy import select
+
+from app.admin.auth import safe_next
+from app.admin.guard import bp, requires
+from app.admin.views import erasure_plan_for, get_request_or_404, staff_choices, status_label
+from app.audit import Actor
+from app.dsr import identifiers, services
+from app.dsr.actions import available_actions, refusal
+from app.dsr.models import DsrRequest
+from app.dsr.services import ActionError, TransitionError
+from app.dsr.states import RequestType
+from app.extensions import db
+from app.sources.resolve import resolve_subject
+
+MAX_TEXT = 2000
+MAX_BULK = 200
+
+
+def _text(form, name: str) -> str:
+    return (form.get(name) or "").strip()[:MAX_TEXT]
+
+
+def _approve(dsr: DsrRequest, actor: Actor, form) -> str:
+    plan = None
+    if dsr.request_type == RequestType.DELETION.value:
+        if (_text(form, "confirm_reference") or "").upper() != dsr.reference:
+            raise ActionError(
+                f"Nothing was erased. To approve this deletion, type the reference {dsr.reference} in the box "
+                "to confirm you have read the plan."
+            )
+        resolution = resolve_subject(dsr)
+        if resolution.conflict:
+            raise ActionError(
+                "The identifiers match more than one account ("
+                + ", ".join(str(a) for a in resolution.conflict)
+                + "): remove the wrong identifier before approving."
+            )
+        plan = erasure_plan_for(resolution.subject)
+        if plan is None:
+            raise ActionError("The deletion plan could not be computed, so the request cannot be approved yet.")
+    locked = services.approve(
+        dsr,
+        actor,
+        plan=plan,
+        confirm_reference=_text(form, "confirm_reference"),
+        decision_text=_text(form, "decision_text"),
+    )
+    if locked.status != "approved":
+        return "Your approval is recorded. A second officer must approve this deletion before anything is erased."
+    return "Approved: fulfilment will start shortly."
+
+
+def _deny(dsr: DsrRequest, actor: Actor, form) -> str:
+    services.staff_deny(dsr, actor, _text(form, "reason"), _text(form, "reason_text"))
+    return "Denied. The subject was emailed the reason."
+
+
+def _hold(dsr: DsrRequest, actor: Actor, form) -> str:
+    services.hold(dsr, actor, _text(form, "reason"))
+    return "Put on hold. The deadline still runs."
+
+
+def _resume(dsr: DsrRequest, actor: Actor, form) -> str:
+    services.resume(dsr, actor)
+    return "Back in review."
+
+
+def _extend(dsr: DsrRequest, actor: Actor, form) -> str:
+    locked = services.staff_extend(dsr, actor, _text(form, "reason"))
+    return f"Deadline extended to {locked.due_at:%d %B %Y}. The subject was told why."
+
+
+def _assign(dsr: DsrRequest, actor: Actor, form) -> str:
+    raw = _text(form, "assignee")
+    if raw in ("", "none"):
+        services.assign(dsr, actor, None)
+        return "Unassigned."
+    allowed = {s.id: s for s in staff_choices()}
+    if not raw.isdigit() or int(raw) not in allowed:
+        raise ActionError("Choose an active officer or admin.")
+    services.assign(dsr, actor, int(raw))
+    return f"Assigned to {allowed[int(raw)].email}."
+
+
+def _note(dsr: DsrRequest, actor: Actor, form) -> str:
+    services.add_note(dsr, actor, _text(form, "note"))
+    return "Note added."
+
+
+def _retry(dsr: DsrRequest, actor: Actor, form) -> str:
+    services.retry(dsr, actor)
+    return "Retrying: fulfilment will start again shortly."
+
+
+def _cancel(dsr: DsrRequest, actor: Actor, form) -> str:
+    services.staff_cancel(dsr, actor, _text(form, "reason"))
+    return "Cancelled."
+
+
+def _request_info(dsr: DsrRequest, actor: Actor, form) -> str:
+    identity = form.get("identity") in ("1", "y", "on")
+    locked = services.request_info(dsr, actor, _text(form, "message"), identity=identity)
+    paused = " The deadline is paused until they answer." if locked.hold_pauses_clock else " The deadline still runs."
+    return "The subject was emailed your question; the request is on hold until they answer." + paused
+
+
+def _message(dsr: DsrRequest, actor: Actor, form) -> str:
+    services.message_subject(dsr, actor, _text(form, "message"))
+    return "Your message was sent to the subject."
+
+
+def _add_identifier(dsr: DsrRequest, actor: Actor, form) -> str:
+    ident = identifiers.add_identifier(
+        dsr, actor, _text(form, "kind"), _text(form, "value"), _text(form, "method"), _text(form, "justification")
+    )
+    if ident.status == "verified":
+        return "Identifier added and confirmed; the plan and the job will use it."
+    return f"We emailed {ident.value} a link; the address is used only once it confirms."
+
+
+def _remove_identifier(dsr: DsrRequest, actor: Actor, form) -> str:
+    raw = _text(form, "identifier_id")
+    if not raw.isdigit() or len(raw) > 9:
+        raise ActionError("That identifier does not exist.")
+    identifiers.remove_identifier(dsr, actor, int(raw))
+    return "Identifier removed."
+
+
+def _decide_item(dsr: DsrRequest, actor: Actor, form) -> str:
+    raw = _text(form, "item_id")
+    if not raw.isdigit() or len(raw) > 9:
+        raise ActionError("That proposed change does not exist.")
+    decision = _text(form, "decision")
+    item = services.decide_correction(dsr, actor, int(raw), decision, _text(form, "reject_reason"))
+    if decision == "approved" and item.field == "email" and not item.confirmed_at:
+        return "Accepted. The new address was emailed a link: it is applied only once it confirms."
+    return f"Proposed change {decision}."
+
+
+ACTIONS: dict[str, Callable[[DsrRequest, Actor, object], str]] = {
+    "approve": _approve,
+    "deny": _deny,
+    "hold": _hold,
+    "resume": _resume,
+    "extend": _extend,
+    "assign": _assign,
+    "note": _note,
+    "retry": _retry,
+    "cancel": _cancel,
+    "request_info": _request_info,
+    "message": _message,
+    "decide_item": _decide_item,
+    "add_identifier": _add_identifier,
+    "remove_identifier": _remove_identifier,
+}
+
+
+def run_action(dsr: DsrRequest, action: str, form) -> tuple[bool, str]:
+    handler = ACTIONS.get(action)
+    if handler is None:
+        return False, "Unknown action."
+    if action not in available_actions(dsr, current_user):
+        return False, refusal(dsr, action, status_label(dsr.status).lower())
+    actor = Actor.staff(current_user)
+    try:
+        message = handler(dsr, actor, form)
+        db.session.commit()
+        return True, message
+    except TransitionError as exc:
+        db.session.rollback()
+        return False, f"Cannot {action.replace('_', ' ')} a request that is {status_label(exc.current).lower()}."
+    except ActionError as exc:
+        db.session.rollback()
+        return False, str(exc)
+
+
+@bp.route("/requests/<reference>/action", methods=["POST"])
+@requires("officer")
+def request_action(reference: str):
+    dsr = get_request_or_404(reference)
+    ok, message = run_action(dsr, (request.form.get("action") or "").strip(), request.form)
+    flash(message, "success" if ok else "error")
+    return redirect(url_for("admin.request_detail", reference=dsr.reference), code=303)
+
+
+@bp.route("/requests/bulk", methods=["POST"])
+@requires("officer")
+def bulk_action():
+    action = (request.form.get("action") or "").strip()
+    back = safe_next(request.form.get("return_to")) or url_for("admin.queue")
+    refs = [r.strip().upper() for r in request.form.getlist("ref") if r and len(r) <= 20][:MAX_BULK]
+    if action not in ("approve", "deny"):
+        flash("Choose approve or deny for the selected requests.", "error")
+        return redirect(back, code=303)
+    if not refs:
+        flash("Select at least one request.", "error")
+        return redirect(back, code=303)
+    found = db.session.execute(select(DsrRequest).where(DsrRequest.reference.in_(refs))).scalars().all()
+    done, refused = [], []
+    for dsr in sorted(found, key=lambda d: d.reference):
+        if action == "approve" and dsr.request_type == RequestType.DELETION.value:
+            # Nothing irreversible happens in bulk: each deletion is approved on its own page, with its plan.
+            refused.append(f"{dsr.reference}: deletions are approved one by one, on the request's page, with its plan")
+            continue
+        ok, message = run_action(dsr, action, request.form)
+        (done if ok else refused).append(dsr.reference if ok else f"{dsr.reference}: {message}")
+    if done:
+        flash(
+            f"{ {'approve': 'Approved', 'deny': 'Denied'}[action] } {len(done)} request(s): {', '.join(done)}.",
+            "success",
+        )
+    for line in refused[:20]:
+        flash(line, "error")
+    return redirect(back, code=303)

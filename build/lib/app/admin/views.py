@@ -1,0 +1,251 @@
+"""Dashboard, queue and request detail; ``register`` wires the whole admin blueprint into the app."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from flask import abort, current_app, jsonify, render_template, request
+from flask_login import current_user
+from sqlalchemy import select
+
+from app.admin import charts
+from app.admin.guard import bp, requires
+from app.admin.models import Role, StaffUser
+from app.admin.queries import QueueFilters, dashboard_counts, deadline_badge, mask_email, queue_page
+from app.audit import Actor, record_event
+from app.audit.models import AuditEvent
+from app.dsr import deadlines
+from app.dsr.actions import available_actions
+from app.dsr.identifiers import KINDS as IDENTIFIER_KINDS
+from app.dsr.intake import CHANNELS
+from app.dsr.models import DsrRequest, Token
+from app.dsr.states import DENIAL_LABELS, STATUS_LABELS, Jurisdiction, RequestStatus, RequestType
+from app.extensions import db, login_manager
+from app.mail.models import OutgoingMail
+from app.models_base import utcnow
+from app.sources.resolve import resolve_subject
+
+S = RequestStatus
+REFERENCE_RE = re.compile(r"^DSR-[0-9A-Z]{1,8}-[0-9A-Z]{1,8}$")
+
+
+def register(app) -> None:
+    # Importing the modules attaches their routes to ``bp`` before it is registered.
+    from app.admin import account, actions, auth, intake, manage, outbox, reports, staff  # noqa: F401
+
+    login_manager.login_view = "admin.login"
+    login_manager.login_message = "Sign in to continue."
+    login_manager.session_protection = "strong"
+    app.register_blueprint(bp)
+
+
+def get_request_or_404(reference: str) -> DsrRequest:
+    reference = (reference or "").upper()
+    if not REFERENCE_RE.match(reference):
+        abort(404)
+    dsr = db.session.execute(select(DsrRequest).where(DsrRequest.reference == reference)).scalar_one_or_none()
+    if dsr is None:
+        abort(404)
+    return dsr
+
+
+def staff_choices() -> list[StaffUser]:
+    stmt = (
+        select(StaffUser)
+        .where(StaffUser.active.is_(True), StaffUser.role.in_([Role.ADMIN.value, Role.OFFICER.value]))
+        .order_by(StaffUser.email)
+    )
+    return list(db.session.execute(stmt).scalars())
+
+
+@bp.app_template_filter("status_label")
+def status_label(value: str) -> str:
+    try:
+        return STATUS_LABELS[RequestStatus(value)]
+    except ValueError:
+        return value
+
+
+@bp.app_template_filter("when")
+def when(value) -> str:
+    return f"{value:%Y-%m-%d %H:%M} UTC" if value else "-"
+
+
+@bp.app_template_filter("day")
+def day(value) -> str:
+    return f"{value:%Y-%m-%d}" if value else "-"
+
+
+@bp.route("/")
+@requires("auditor")
+def dashboard():
+    now = utcnow()
+    weeks, series = charts.requests_per_week(now)
+    ot_weeks, done, ok = charts.on_time_per_week(now)
+    return render_template(
+        "admin/dashboard.html",
+        counts=dashboard_counts(now),
+        per_week_chart=charts.bar_chart(weeks, series),
+        on_time_chart=charts.on_time_chart(ot_weeks, done, ok),
+        totals={k: sum(v) for k, v in series.items()},
+        on_time_total=(sum(ok), sum(done)),
+    )
+
+
+@bp.route("/requests")
+@requires("auditor")
+def queue():
+    now = utcnow()
+    filters = QueueFilters.parse(request.args, me_id=current_user.id)
+    rows, total = queue_page(filters, now)
+    pages = max(1, -(-total // 25))
+    return render_template(
+        "admin/queue.html",
+        rows=[(r, mask_email(r.email), *deadline_badge(r, now)) for r in rows],
+        total=total,
+        filters=filters,
+        pages=pages,
+        staff=staff_choices(),
+        statuses=list(RequestStatus),
+        types=list(RequestType),
+        jurisdictions=list(Jurisdiction),
+        channels=CHANNELS,
+        denial_labels=DENIAL_LABELS,
+    )
+
+
+def _subject_summary(subject) -> dict | None:
+    from app.sources import subject_summary
+
+    try:
+        summary = subject_summary(subject)
+        return {k: when(v) if isinstance(v, datetime) else v for k, v in summary.items()}
+    except Exception:  # the dashboard must render even when a source is down
+        current_app.logger.exception("subject_summary failed")
+        return None
+
+
+def erasure_plan_for(subject) -> list | None:
+    from app.sources import erasure_plan
+
+    try:
+        plan = erasure_plan(subject)
+    except Exception:
+        current_app.logger.exception("erasure_plan failed")
+        return None
+    return [dict(item) for item in plan] if plan is not None else None
+
+
+@bp.route("/requests/<reference>")
+@requires("auditor")
+def request_detail(reference: str):
+    dsr = get_request_or_404(reference)
+    now = utcnow()
+    # Opening a request shows a person's data: who looked, and when, is part of the record.
+    record_event("request.viewed", Actor.staff(current_user), dsr=dsr)
+    db.session.commit()
+    events = list(
+        db.session.execute(
+            select(AuditEvent).where(AuditEvent.request_id == dsr.id).order_by(AuditEvent.occurred_at, AuditEvent.id)
+        ).scalars()
+    )
+    mails = list(
+        db.session.execute(
+            select(OutgoingMail).where(OutgoingMail.request_id == dsr.id).order_by(OutgoingMail.created_at)
+        ).scalars()
+    )
+    tokens = list(db.session.execute(select(Token).where(Token.request_id == dsr.id).order_by(Token.id)).scalars())
+    resolution = resolve_subject(dsr) if dsr.minimised_at is None else None
+    plan = None
+    live_plan = False
+    if dsr.request_type == RequestType.DELETION.value:
+        if dsr.status in (S.PENDING_REVIEW.value, S.ON_HOLD.value) and resolution is not None:
+            plan, live_plan = erasure_plan_for(resolution.subject), True
+        elif dsr.plan:
+            plan = dsr.plan.get("items") if isinstance(dsr.plan, dict) else dsr.plan
+    badge = deadline_badge(dsr, now)
+    current_values = _current_values(dsr, resolution)
+    return render_template(
+        "admin/detail.html",
+        dsr=dsr,
+        badge=badge,
+        current_values=current_values,
+        summary=_subject_summary(resolution.subject) if resolution is not None else None,
+        resolution=resolution,
+        identifier_kinds=IDENTIFIER_KINDS,
+        events=[e for e in events if e.event != "request.viewed"],
+        views=sum(1 for e in events if e.event == "request.viewed"),
+        notes=list(dsr.notes),
+        thread=list(dsr.messages),
+        mails=mails,
+        tokens=tokens,
+        plan=plan,
+        live_plan=live_plan,
+        staff=staff_choices(),
+        denial_labels=DENIAL_LABELS,
+        can_act=current_user.can_act,
+        actions=available_actions(dsr, current_user),
+        running=dsr.status in (S.APPROVED.value, S.IN_PROGRESS.value),
+        lawful_due=deadlines.lawful_due(dsr.jurisdiction, dsr.received_at, dsr.paused_seconds or 0, dsr.extended_at)
+        if dsr.verified_at
+        else None,
+        extension_allowed=dsr.verified_at is not None
+        and deadlines.extension_allowed(dsr.jurisdiction, dsr.received_at, dsr.paused_seconds or 0, now),
+        may_pause=deadlines.may_pause(dsr.jurisdiction),
+        second_approver=bool(current_app.config.get("DELETION_REQUIRES_SECOND_APPROVER")),
+        S=S,
+    )
+
+
+def _current_values(dsr: DsrRequest, resolution) -> dict[int, str | None]:
+    """What the platform holds now for each proposed field, unless the request recorded it already."""
+    if dsr.request_type != RequestType.CORRECTION.value or not dsr.corrections:
+        return {}
+    from app.sources import account_fields
+
+    live = account_fields(resolution.subject) if resolution is not None else {}
+    return {
+        item.id: item.current_value if item.current_value is not None else live.get(item.field)
+        for item in dsr.corrections
+    }
+
+
+@bp.route("/requests/<reference>/messages/<id:message_id>/attachment")
+@requires("auditor")
+def request_attachment(reference: str, message_id: int):
+    """A file the subject attached, to staff only, never inline (it is the subject's, not ours), audited."""
+    from app.dsr.attachments import read_attachment
+    from app.dsr.models import RequestMessage
+
+    dsr = get_request_or_404(reference)
+    message = db.session.get(RequestMessage, message_id) if 0 < message_id < 2**31 else None
+    if message is None or message.request_id != dsr.id or not message.attachment_key:
+        abort(404)
+    data = read_attachment(message.attachment_key)
+    if data is None:
+        abort(404)
+    record_event("request.attachment_viewed", Actor.staff(current_user), dsr=dsr, data={"message_id": message.id})
+    db.session.commit()
+    response = current_app.response_class(data, mimetype="application/octet-stream")
+    response.headers["Content-Disposition"] = f'attachment; filename="{message.attachment_name or "attachment"}"'
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response
+
+
+@bp.route("/requests/<reference>/progress")
+@requires("auditor")
+def request_progress(reference: str):
+    dsr = get_request_or_404(reference)
+    running = dsr.status in (S.APPROVED.value, S.IN_PROGRESS.value)
+    resp = jsonify(
+        status=dsr.status,
+        status_label=status_label(dsr.status),
+        percent=dsr.progress_percent or 0,
+        rows=dsr.progress_rows or 0,
+        note=dsr.progress_note or "",
+        running=running,
+    )
+    resp.headers["Cache-Control"] = "no-store"
+    return resp

@@ -1,0 +1,271 @@
+"""Configuration from the environment (names fixed by INTERFACE.md).
+
+Secrets come only from the environment. In development a signing key is generated once into
+``instance/`` so sessions survive restarts; in production the app refuses to boot without one.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+
+class ConfigError(RuntimeError):
+    """The environment does not describe a bootable app."""
+
+
+TRUE = {"1", "true", "yes", "on"}
+
+
+def _bool(value: str | None, default: bool = False) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in TRUE
+
+
+def _positive(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{name} must be a whole number of at least 1, not {raw!r}")
+    return value
+
+
+STAFF_ROLES = ("admin", "officer", "auditor")
+
+
+def parse_roles(value: str | None, name: str = "TOTP_REQUIRED_ROLES") -> frozenset[str]:
+    """Comma-separated staff roles; an empty string means none."""
+    roles = frozenset(r.strip().lower() for r in (value or "").split(",") if r.strip())
+    unknown = roles - set(STAFF_ROLES)
+    if unknown:
+        raise ConfigError(f"{name} lists unknown roles {sorted(unknown)}; use {', '.join(STAFF_ROLES)} or empty")
+    return roles
+
+
+def _intervals(value: str | None) -> list[int] | None:
+    if not value or not value.strip():
+        return None
+    try:
+        return [int(v) for v in value.split(",") if v.strip()] or None
+    except ValueError as exc:
+        raise ConfigError(f"MAIL_RETRY_INTERVALS must be comma-separated seconds, not {value!r}") from exc
+
+
+MIN_SECRET_KEY_LENGTH = 32
+SECRET_KEY_ADVICE = (
+    f"SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} random characters when APP_ENV=production "
+    "(it signs sessions and keys the audit trail's hashes); generate one with "
+    "python -c 'import secrets; print(secrets.token_hex(32))'"
+)
+
+
+def secret_key_problem(key: str) -> str | None:
+    """Why ``key`` is too weak to sign production sessions; None when it looks random enough.
+
+    Length is the main test; a key of one repeated character or a repeated short pattern is long but
+    not random. (The error says what is needed and never echoes the key.)"""
+    if len(key) < MIN_SECRET_KEY_LENGTH:
+        return f"{SECRET_KEY_ADVICE}; the one given has {len(key)}"
+    periodic = any(key == (key[:p] * (len(key) // p + 1))[: len(key)] for p in range(1, len(key) // 2 + 1))
+    if len(set(key)) < 8 or periodic:
+        return f"{SECRET_KEY_ADVICE}; the one given repeats a few characters"
+    return None
+
+
+def _secret_key(env: str, instance_path: Path) -> str:
+    key = os.environ.get("SECRET_KEY")
+    if key:
+        return key
+    if env == "production":
+        raise ConfigError("SECRET_KEY must be set when APP_ENV=production")
+    keyfile = instance_path / "secret_key"
+    if keyfile.exists():
+        return keyfile.read_text().strip()
+    instance_path.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    return key
+
+
+def _instance_secret(name: str, env: str, instance_path: Path, fallback: str | None) -> str:
+    """A secret from the environment; in development one generated once into ``instance/`` (0600);
+    in production it must be set; in tests, derived from the test signing key."""
+    value = os.environ.get(name)
+    if value:
+        return value
+    if env == "production":
+        raise ConfigError(f"{name} must be set when APP_ENV=production")
+    if env == "testing" and fallback:
+        return "test-derived-" + fallback
+    keyfile = instance_path / name.lower()
+    if keyfile.exists():
+        return keyfile.read_text().strip()
+    instance_path.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_hex(32)
+    try:
+        fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first
+        return keyfile.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value)
+    return value
+
+
+def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
+    """Build the Flask config mapping from the environment, then apply ``overrides``."""
+    overrides = dict(overrides or {})
+    env = overrides.get("APP_ENV") or os.environ.get("APP_ENV", "development")
+    if env not in {"development", "production", "testing"}:
+        raise ConfigError(f"APP_ENV must be development, production or testing, not {env!r}")
+    if "SECRET_KEY" in overrides:
+        secret = overrides["SECRET_KEY"]
+    else:
+        secret = _secret_key(env, instance_path)
+    problem = secret_key_problem(secret or "") if env == "production" else None
+    if problem:
+        raise ConfigError(problem)
+    database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{instance_path / 'portal.db'}"
+    platform_url = os.environ.get("PLATFORM_DATABASE_URL") or database_url
+    production = env == "production"
+    session_max_hours = _positive("STAFF_SESSION_MAX_HOURS", 12)
+    cfg: dict = {
+        "APP_ENV": env,
+        "SECRET_KEY": secret,
+        "TESTING": env == "testing",
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SQLALCHEMY_BINDS": {"platform": platform_url},
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "REDIS_URL": os.environ.get("REDIS_URL") or None,
+        "MAIL_SERVER": os.environ.get("MAIL_SERVER") or None,
+        "MAIL_PORT": int(os.environ.get("MAIL_PORT") or 25),
+        "MAIL_USE_TLS": _bool(os.environ.get("MAIL_USE_TLS")),
+        "MAIL_USERNAME": os.environ.get("MAIL_USERNAME") or None,
+        "MAIL_PASSWORD": os.environ.get("MAIL_PASSWORD") or None,
+        "MAIL_DEFAULT_SENDER": os.environ.get("MAIL_DEFAULT_SENDER") or "privacy@chatgpttech.mobi",
+        # The address every page, mail and package names for privacy questions.
+        "PRIVACY_CONTACT": os.environ.get("PRIVACY_CONTACT") or "privacy@chatgpttech.mobi",
+        "MAIL_TIMEOUT": float(os.environ.get("MAIL_TIMEOUT") or 10),
+        "STRIPE_API_KEY": os.environ.get("STRIPE_API_KEY") or None,
+        "STRIPE_API_BASE": os.environ.get("STRIPE_API_BASE") or None,
+        "EXPORT_DIR": os.environ.get("EXPORT_DIR") or str(instance_path / "exports"),
+        "PORTAL_BASE_URL": (os.environ.get("PORTAL_BASE_URL") or "http://127.0.0.1:5000").rstrip("/"),
+        # Proxy hops whose X-Forwarded-For/Proto/Host are trusted (werkzeug's ProxyFix); 0: none are.
+        "TRUSTED_PROXIES": int(os.environ.get("TRUSTED_PROXIES") or 0),
+        "ALLOW_SQLITE_IN_PRODUCTION": _bool(os.environ.get("ALLOW_SQLITE_IN_PRODUCTION")),
+        # Strict-Transport-Security max-age in production (seconds); 0 sends none.
+        "HSTS_MAX_AGE": int(os.environ.get("HSTS_MAX_AGE") or 31536000),
+        "STAFF_ALERT_EMAIL": os.environ.get("STAFF_ALERT_EMAIL") or None,
+        # Mail retry backoff in seconds (comma-separated); unset: the built-in schedule (app.mail.MAIL_RETRY).
+        "MAIL_RETRY_INTERVALS": _intervals(os.environ.get("MAIL_RETRY_INTERVALS")),
+        # How long a request's heartbeat must be quiet before a job whose worker died is re-run.
+        "RECONCILE_HORSE_GRACE_SECONDS": float(os.environ.get("RECONCILE_HORSE_GRACE_SECONDS") or 90),
+        # How long a send attempt owns a message; a claim older than this belongs to a dead attempt.
+        "MAIL_SEND_LEASE_SECONDS": float(os.environ.get("MAIL_SEND_LEASE_SECONDS") or 120),
+        # How long rq lets one send attempt run (the lease is kept longer than this plus MAIL_TIMEOUT).
+        "MAIL_JOB_TIMEOUT_SECONDS": float(os.environ.get("MAIL_JOB_TIMEOUT_SECONDS") or 60),
+        # How old a queued mail must be before the reconciler re-enqueues it.
+        "RECONCILE_MAIL_GRACE_SECONDS": float(os.environ.get("RECONCILE_MAIL_GRACE_SECONDS") or 30),
+        # Rate limits (Flask-Limiter syntax); RATELIMIT_ENABLED=false turns them off.
+        "RATELIMIT_ENABLED": _bool(os.environ.get("RATELIMIT_ENABLED"), default=True),
+        "RATELIMIT_INTAKE_IP": os.environ.get("RATELIMIT_INTAKE_IP") or "20 per hour",
+        "RATELIMIT_INTAKE_EMAIL": os.environ.get("RATELIMIT_INTAKE_EMAIL") or "5 per hour",
+        "RATELIMIT_VERIFY": os.environ.get("RATELIMIT_VERIFY") or "30 per hour",
+        "RATELIMIT_LOGIN": os.environ.get("RATELIMIT_LOGIN") or "30 per 15 minutes",
+        "RATELIMIT_HEADERS_ENABLED": False,
+        # Staff sessions (server-side, app.staff.sessions): idle timeout, absolute lifetime, and how
+        # recently the password (and second factor) must have been entered for staff management and settings.
+        "STAFF_SESSION_IDLE_MINUTES": _positive("STAFF_SESSION_IDLE_MINUTES", 30),
+        "STAFF_SESSION_MAX_HOURS": session_max_hours,
+        "STAFF_REAUTH_MINUTES": _positive("STAFF_REAUTH_MINUTES", 5),
+        # Roles that cannot use the dashboard without a second factor (unset: admin; empty: none). The
+        # admin setting "require TOTP for every staff member" adds every role (app.staff.policy).
+        "TOTP_REQUIRED_ROLES": parse_roles(os.environ.get("TOTP_REQUIRED_ROLES", "admin")),
+        # How long an emailed (or printed) second-factor enrolment link works; it works once.
+        "STAFF_ENROL_LINK_HOURS": _positive("STAFF_ENROL_LINK_HOURS", 72),
+        # Sign-in delays (app.staff.throttle), per account and client address: failures allowed before
+        # delays start, the first delay (doubling with each further failure) and its cap.
+        "STAFF_LOGIN_FREE_ATTEMPTS": _positive("STAFF_LOGIN_FREE_ATTEMPTS", 5),
+        "STAFF_LOGIN_DELAY_SECONDS": _positive("STAFF_LOGIN_DELAY_SECONDS", 30),
+        "STAFF_LOGIN_MAX_DELAY_SECONDS": _positive("STAFF_LOGIN_MAX_DELAY_SECONDS", 900),
+        # Cookies: secure in production, never readable by script, not sent cross-site. In production the
+        # session cookie has the __Host- prefix: the browser only accepts it Secure, for path / and
+        # without a Domain, so no sibling subdomain can set or overwrite it.
+        "SESSION_COOKIE_NAME": "__Host-session" if production else "session",
+        "SESSION_COOKIE_PATH": "/",
+        "SESSION_COOKIE_DOMAIN": None,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": production,
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_SECURE": production,
+        # The cookie never outlives the session record behind it.
+        "PERMANENT_SESSION_LIFETIME": session_max_hours * 3600,
+        "WTF_CSRF_TIME_LIMIT": 8 * 3600,
+        # Forms are small; only a subject's attachment (ATTACHMENT_MAX_BYTES) makes a request larger.
+        "ATTACHMENT_MAX_BYTES": int(os.environ.get("ATTACHMENT_MAX_BYTES") or 2 * 1024 * 1024),
+        "MAX_CONTENT_LENGTH": int(os.environ.get("ATTACHMENT_MAX_BYTES") or 2 * 1024 * 1024) + 256 * 1024,
+        "PREFERRED_URL_SCHEME": "https" if production else "http",
+        # Lifetimes of what we send people.
+        "VERIFY_TOKEN_HOURS": 24,
+        "UNVERIFIED_EXPIRY_DAYS": 7,
+        "DOWNLOAD_DAYS": 7,
+        "DOWNLOAD_MAX": 5,
+        "RECORD_RETENTION_DAYS": 730,
+        "USAGE_RETENTION_DAYS": 365,
+        "CLOSED_ACCOUNT_DAYS": 30,
+        # Status links expire (a new one is emailed with every notice, and by /requests/lookup).
+        "STATUS_LINK_DAYS": int(os.environ.get("STATUS_LINK_DAYS") or 30),
+        # Minimisation: this many days after a request closes, only what record-keeping needs stays.
+        "CLOSED_REQUEST_GRACE_DAYS": int(os.environ.get("CLOSED_REQUEST_GRACE_DAYS") or 30),
+        # The keyed hash (HMAC-SHA256) that replaces a minimised request's email address.
+        "EMAIL_HASH_KEY": overrides.get("EMAIL_HASH_KEY")
+        or _instance_secret("EMAIL_HASH_KEY", env, instance_path, secret if env == "testing" else None),
+        # The same request sent again within this many seconds (a double click) sends no second mail.
+        "DUPLICATE_SUBMIT_SECONDS": int(os.environ.get("DUPLICATE_SUBMIT_SECONDS") or 5),
+        # A deletion needs the approval of two different officers.
+        "DELETION_REQUIRES_SECOND_APPROVER": _bool(os.environ.get("DELETION_REQUIRES_SECOND_APPROVER")),
+        # Requests due within this many days count as "due soon" (dashboard, queue, reminders).
+        "DUE_SOON_DAYS": int(os.environ.get("DUE_SOON_DAYS") or 7),
+        # A request waiting this many days for the subject's answer gets a reminder to them and to staff.
+        "SUBJECT_REMINDER_DAYS": int(os.environ.get("SUBJECT_REMINDER_DAYS") or 7),
+        # Supervisory authorities named in refusals, per law: "name|url;name|url" (app.dsr.law defaults).
+        "SUPERVISORY_AUTHORITIES_GDPR": os.environ.get("SUPERVISORY_AUTHORITIES_GDPR") or None,
+        "SUPERVISORY_AUTHORITIES_CCPA": os.environ.get("SUPERVISORY_AUTHORITIES_CCPA") or None,
+        "SUPERVISORY_AUTHORITIES_OTHER": os.environ.get("SUPERVISORY_AUTHORITIES_OTHER") or None,
+    }
+    cfg.update(overrides)
+    if production:
+        _refuse_unsafe_production(cfg, overrides)
+    return cfg
+
+
+def _refuse_unsafe_production(cfg: dict, overrides: dict) -> None:
+    """Production fails closed: every external part must be named, none may fall back to a default."""
+    given = lambda name, key: bool(os.environ.get(name) or overrides.get(key))  # noqa: E731
+    missing = [
+        name
+        for name, key in (
+            ("DATABASE_URL", "SQLALCHEMY_DATABASE_URI"),
+            ("REDIS_URL", "REDIS_URL"),
+            ("PORTAL_BASE_URL", "PORTAL_BASE_URL"),
+            ("MAIL_SERVER", "MAIL_SERVER"),
+        )
+        if not (given(name, key) and cfg.get(key))
+    ]
+    if missing:
+        raise ConfigError(f"APP_ENV=production needs {', '.join(missing)} set (no embedded or default fallback)")
+    if not str(cfg["PORTAL_BASE_URL"]).startswith("https://"):
+        raise ConfigError("PORTAL_BASE_URL must be an https:// address when APP_ENV=production")
+    uris = [cfg["SQLALCHEMY_DATABASE_URI"], *cfg.get("SQLALCHEMY_BINDS", {}).values()]
+    if any(str(u).startswith("sqlite") for u in uris) and not cfg.get("ALLOW_SQLITE_IN_PRODUCTION"):
+        raise ConfigError("APP_ENV=production refuses SQLite; use PostgreSQL, or set ALLOW_SQLITE_IN_PRODUCTION=1")

@@ -1,0 +1,1 @@
+"""The request domain: models, lifecycle, deadlines and the services that change them."""

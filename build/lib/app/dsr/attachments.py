@@ -1,0 +1,55 @@
+"""Files a subject attaches to a message: kept outside the web root under ``ATTACHMENT_DIR``
+(``instance/attachments``), written 0600 under a random name, served only to staff, deleted with the
+request's personal data. Size and type are limited (``ATTACHMENT_MAX_BYTES``, ``ATTACHMENT_TYPES``)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from flask import current_app
+
+DEFAULT_TYPES = ("application/pdf", "image/png", "image/jpeg", "text/plain")
+
+
+class AttachmentRefused(Exception):
+    pass
+
+
+def attachment_dir() -> Path:
+    return Path(current_app.config.get("ATTACHMENT_DIR") or Path(current_app.instance_path) / "attachments")
+
+
+def _path(key: str) -> Path | None:
+    if not key or not key.isalnum() or len(key) > 64:
+        return None
+    return attachment_dir() / key
+
+
+def save_attachment(data: bytes, content_type: str) -> str:
+    """Store the bytes; returns the key. Refuses what is too large or of a type we do not take."""
+    limit = int(current_app.config.get("ATTACHMENT_MAX_BYTES") or 5 * 1024 * 1024)
+    if len(data) > limit:
+        raise AttachmentRefused(f"The file is larger than {limit // (1024 * 1024)} MB.")
+    allowed = current_app.config.get("ATTACHMENT_TYPES") or DEFAULT_TYPES
+    if content_type not in allowed:
+        raise AttachmentRefused("Attach a PDF, PNG, JPEG or plain text file.")
+    directory = attachment_dir()
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = secrets.token_hex(16)
+    fd = os.open(directory / key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    return key
+
+
+def read_attachment(key: str) -> bytes | None:
+    path = _path(key)
+    return path.read_bytes() if path is not None and path.is_file() else None
+
+
+def delete_attachment(key: str | None) -> None:
+    path = _path(key or "")
+    if path is not None:
+        path.unlink(missing_ok=True)

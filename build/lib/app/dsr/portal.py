@@ -1,0 +1,324 @@
+"""What the public portal does, as services: intake, verification, the subject's cancellation and
+answers, confirming an added address or a new email, and counting a download.
+
+Views parse the input, call one of these, and render. Each function leaves the commit to its caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import func, select, update
+
+from app.audit import Actor, record_event
+from app.dsr import services
+from app.dsr.minimise import email_hash
+from app.dsr.models import CorrectionItem, DsrRequest, Export, RequestIdentifier, RequestMessage, Token
+from app.dsr.states import CLOSED, OPEN, SUBJECT_CANCELLABLE, RequestStatus
+from app.extensions import db
+from app.mail import queue_mail
+from app.models_base import utcnow
+
+S = RequestStatus
+TYPE_LABELS = {
+    "access": "Access (a copy of your data)",
+    "correction": "Correction",
+    "deletion": "Deletion",
+    "restriction": "Restriction of processing",
+    "objection": "Objection to processing",
+    "opt_out": "Opt-out (analytics, sale or sharing)",
+}
+JURISDICTION_LABELS = {"gdpr": "GDPR", "ccpa": "CCPA", "other": "Other"}
+
+
+class PortalError(Exception):
+    """Something the subject should be told (the message is for them)."""
+
+
+def send_verification(dsr: DsrRequest) -> None:
+    """A fresh single-use confirmation link; the mail carries nothing the requester typed."""
+    hours = current_app.config["VERIFY_TOKEN_HOURS"]
+    raw = services.issue_token(dsr, "verify", lifetime=timedelta(hours=hours), max_uses=1)
+    queue_mail(
+        dsr.email,
+        "verify",
+        "Confirm your privacy request",
+        dsr=dsr,
+        verified=False,
+        link=f"{current_app.config['PORTAL_BASE_URL']}/verify/{raw}",
+        hours=hours,
+        type_label=TYPE_LABELS[dsr.request_type],
+    )
+
+
+def submit(
+    *,
+    request_type: str,
+    email: str,
+    full_name: str,
+    jurisdiction: str,
+    details: str,
+    corrections: list[tuple[str, str]],
+    channel: str = "web",
+    requester: str = "self",
+    agent: tuple[str, str] | None = None,
+    permission: tuple[str, str, bytes] | None = None,
+    gpc: bool = False,
+) -> DsrRequest:
+    """A request from the portal. The same request twice (a reload, a double click, the same form sent
+    again) makes one: an open request of the same type for the address takes it, and a confirmed one
+    is mailed its status link again, so the page the sender sees is the same whatever we hold."""
+    digest = email_hash(email)
+    existing = db.session.execute(
+        select(DsrRequest)
+        .where(
+            DsrRequest.email_hash == digest,
+            DsrRequest.request_type == request_type,
+            DsrRequest.status.in_([s.value for s in OPEN]),
+        )
+        .order_by(DsrRequest.received_at.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    if existing is not None:
+        record_event("request.duplicate_submitted", Actor.subject(), dsr=existing, data={"channel": channel})
+        if existing.status == S.UNVERIFIED.value:
+            # The same form again within moments (a double click) sends nothing more; later, the person is
+            # likely still waiting for our mail, so it gets a fresh confirmation link for the same request.
+            last = db.session.execute(
+                select(func.max(Token.created_at)).where(Token.request_id == existing.id, Token.purpose == "verify")
+            ).scalar()
+            window = timedelta(seconds=int(current_app.config.get("DUPLICATE_SUBMIT_SECONDS") or 5))
+            if last is None or utcnow() - last > window:
+                send_verification(existing)
+        else:
+            raw = services.issue_token(existing, "status", lifetime=services.status_link_lifetime())
+            queue_mail(
+                existing.email,
+                "duplicate_notice",
+                f"You already have an open request: {existing.reference}",
+                dsr=existing,
+                link=services.status_url(existing, raw),
+                type_label=TYPE_LABELS[existing.request_type],
+            )
+        return existing
+    if requester == "agent":
+        channel = "agent"
+    dsr = DsrRequest(
+        request_type=request_type,
+        status=S.UNVERIFIED.value,
+        email=email,
+        email_hash=digest,
+        full_name=full_name,
+        jurisdiction=jurisdiction,
+        details=details or "",
+        channel=channel,
+    )
+    if requester == "guardian":
+        # Never verified by the child's address alone: the guardian confirms their own address, and
+        # staff verify the guardian and add the child's identifiers with their reasons.
+        dsr.verification_method = "Guardian's report: staff must verify the guardian before acting"
+    for field, value in corrections:
+        dsr.corrections.append(CorrectionItem(field=field, proposed_value=value))
+    db.session.add(dsr)
+    db.session.flush()
+    if requester == "agent" and agent is not None:
+        from app.dsr.attachments import save_attachment
+
+        note = RequestMessage(
+            request_id=dsr.id,
+            direction="in",
+            via="web",
+            kind="agent_permission",
+            body=f"Submitted by an authorised agent: {agent[0]} <{agent[1]}>. The consumer confirms by their "
+            "own link; check the signed permission before approving.",
+        )
+        if permission is not None:
+            name, content_type, data = permission
+            note.attachment_key = save_attachment(data, content_type)
+            note.attachment_name, note.attachment_type, note.attachment_size = name[:200], content_type[:100], len(data)
+        db.session.add(note)
+    send_verification(dsr)
+    record_event(
+        "request.submitted",
+        Actor.subject(),
+        dsr=dsr,
+        public=True,
+        message="We received your request and sent a confirmation link to your email address.",
+        data={
+            "type": dsr.request_type,
+            "jurisdiction": dsr.jurisdiction,
+            "corrections": len(dsr.corrections),
+            "requester": requester,
+            "gpc": bool(gpc),
+        },
+    )
+    return dsr
+
+
+@dataclass
+class Verified:
+    dsr: DsrRequest
+    status_token: str
+
+
+def verify(token: Token) -> Verified:
+    """The subject confirmed by the link: the request enters review (linked to an open duplicate), and
+    a receipt with a status link is emailed. Raises ``services.TokenProblem`` for a used link."""
+    _use_once(token)
+    dsr = services.transition(token.dsr, S.PENDING_REVIEW, Actor.subject())
+    duplicate = services.find_open_duplicate(dsr)
+    if duplicate is not None:
+        dsr.duplicate_of_id = duplicate.id
+        record_event(
+            "request.duplicate_linked",
+            Actor.system("duplicate check"),
+            dsr=dsr,
+            data={"duplicate_of": duplicate.reference, "duplicate_of_id": duplicate.id},
+        )
+    return Verified(dsr, receipt(dsr))
+
+
+def receipt(dsr: DsrRequest) -> str:
+    """Email the receipt of a verified request with its status link; returns the link's token."""
+    raw_status = services.issue_token(dsr, "status", lifetime=services.status_link_lifetime())
+    queue_mail(
+        dsr.email,
+        "receipt",
+        f"We received your privacy request {dsr.reference}",
+        dsr=dsr,
+        link=services.status_url(dsr, raw_status),
+        link_days=current_app.config["STATUS_LINK_DAYS"],
+        type_label=TYPE_LABELS[dsr.request_type],
+        law_label=JURISDICTION_LABELS.get(dsr.jurisdiction, dsr.jurisdiction),
+    )
+    return raw_status
+
+
+def cancel(dsr: DsrRequest) -> DsrRequest | None:
+    """The subject cancels from the status page; None when it is too late (staff acted already)."""
+    if dsr.status not in {s.value for s in SUBJECT_CANCELLABLE}:
+        return None
+    try:
+        cancelled = services.transition(dsr, S.CANCELLED, Actor.subject(), reason_code="subject")
+    except services.TransitionError:  # staff acted between our read and the row lock
+        return None
+    raw = services.issue_token(cancelled, "status", lifetime=services.status_link_lifetime())
+    queue_mail(
+        cancelled.email,
+        "cancelled",
+        f"Your privacy request {cancelled.reference} was cancelled",
+        dsr=cancelled,
+        link=services.status_url(cancelled, raw),
+        type_label=TYPE_LABELS[cancelled.request_type],
+    )
+    return cancelled
+
+
+def answer(dsr: DsrRequest, body: str, *, via: str = "web", attachment: tuple[str, str, bytes] | None = None):
+    """The subject answers in the request's thread (status page or email). A request on hold waiting for
+    them goes back to review (a lawful GDPR pause ends: the clock runs again)."""
+    from app.dsr.attachments import save_attachment
+
+    body = (body or "").strip()
+    if not body and attachment is None:
+        raise PortalError("Write your answer, or attach a file.")
+    if dsr.status in {s.value for s in CLOSED}:
+        raise PortalError("This request is closed. Make a new request, or write to us.")
+    message = RequestMessage(request_id=dsr.id, direction="in", via=via, kind="answer", body=body[:10000])
+    if attachment is not None:
+        name, content_type, data = attachment
+        message.attachment_key = save_attachment(data, content_type)
+        message.attachment_name = name[:200]
+        message.attachment_type = content_type[:100]
+        message.attachment_size = len(data)
+    db.session.add(message)
+    db.session.flush()
+    record_event(
+        "request.subject_answered",
+        Actor.subject(),
+        dsr=dsr,
+        public=True,
+        message="You sent us a message.",
+        data={"message_id": message.id, "via": via},
+    )
+    if dsr.status == S.ON_HOLD.value and dsr.waiting_since is not None:
+        services.transition(dsr, S.PENDING_REVIEW, Actor.subject(), reason_code="answered")
+    return message
+
+
+def confirm_identifier(token: Token) -> RequestIdentifier:
+    ident = db.session.get(RequestIdentifier, token.identifier_id) if token.identifier_id else None
+    if ident is None:
+        raise services.TokenProblem("invalid")
+    _use_once(token)
+    ident.status = "verified"
+    ident.verified_at = utcnow()
+    record_event(
+        "request.identifier_verified",
+        Actor.subject(),
+        dsr=token.dsr,
+        data={"identifier_id": ident.id, "kind": ident.kind, "method": "link"},
+    )
+    return ident
+
+
+def confirm_email_change(token: Token) -> CorrectionItem:
+    _use_once(token)
+    return services.confirm_email_change(token)
+
+
+def _use_once(token: Token) -> None:
+    """Spend a single-use link, in the statement that checks it (no double use under a race)."""
+    used = db.session.execute(
+        update(Token)
+        .where(Token.id == token.id, Token.used_at.is_(None))
+        .values(use_count=Token.use_count + 1, used_at=utcnow())
+    )
+    if used.rowcount != 1:
+        raise services.TokenProblem("used")
+
+
+class DownloadProblem(Exception):
+    def __init__(self, kind: str, status: int):
+        self.kind, self.status = kind, status
+        super().__init__(kind)
+
+
+def downloadable(token: Token) -> Export:
+    """The export behind a download token, if it can be served now (nothing is counted)."""
+    from app.exports import store
+
+    export = db.session.get(Export, token.export_id) if token.export_id else None
+    if export is None:
+        raise DownloadProblem("invalid", 404)
+    path = store.path_of(export.filename)
+    if export.status != "ready" or path is None or not path.is_file():
+        if export.status == "building":
+            raise DownloadProblem("building", 404)
+        raise DownloadProblem("expired", 410)
+    return export
+
+
+def count_download(token: Token, export: Export) -> int:
+    """Count one complete download, in the statement that checks the limit (concurrent downloads cannot
+    pass it); returns the use number. Audited."""
+    counted = db.session.execute(
+        update(Token)
+        .where(Token.id == token.id, (Token.max_uses.is_(None)) | (Token.use_count < Token.max_uses))
+        .values(use_count=Token.use_count + 1, used_at=utcnow())
+    )
+    if counted.rowcount != 1:
+        raise DownloadProblem("used", 410)
+    db.session.execute(update(Export).where(Export.id == export.id).values(download_count=Export.download_count + 1))
+    use = token.use_count + 1
+    record_event(
+        "export.downloaded",
+        Actor.subject(),
+        dsr=token.dsr,
+        public=True,
+        message="Your data was downloaded.",
+        data={"export_id": export.id, "use": use},
+    )
+    return use

@@ -1,0 +1,77 @@
+"""Mail backends: SMTP (``MAIL_SERVER`` set) and the development outbox (the database row is the mail)."""
+
+from __future__ import annotations
+
+import contextlib
+import smtplib
+from collections.abc import Callable
+from email.message import EmailMessage
+from email.utils import formatdate
+
+from flask import current_app
+
+from app.mail.models import OutgoingMail
+
+
+class TransientMailError(Exception):
+    """Try again later (server down, temporary refusal)."""
+
+
+class PermanentMailError(Exception):
+    """Retrying will not help (address refused)."""
+
+
+def build_message(mail: OutgoingMail) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = current_app.config["MAIL_DEFAULT_SENDER"]
+    msg["To"] = mail.to_addr
+    msg["Subject"] = mail.subject
+    msg["Message-ID"] = mail.message_id
+    msg["Date"] = formatdate(localtime=False)
+    msg["Auto-Submitted"] = "auto-generated"
+    msg.set_content(mail.body_text)
+    if mail.body_html:
+        msg.add_alternative(mail.body_html, subtype="html")
+    return msg
+
+
+def send_smtp(mail: OutgoingMail, accepted: Callable[[], None]) -> None:
+    """Send by SMTP; ``accepted`` runs as soon as the server has taken the message, before QUIT."""
+    cfg = current_app.config
+    try:
+        message = build_message(mail)
+    except (ValueError, TypeError) as exc:  # e.g. a header with a line break: no retry will fix it
+        raise PermanentMailError(f"cannot build the message: {exc}") from exc
+    try:
+        smtp = smtplib.SMTP(cfg["MAIL_SERVER"], cfg["MAIL_PORT"], timeout=cfg["MAIL_TIMEOUT"])
+    except (OSError, smtplib.SMTPException) as exc:
+        raise TransientMailError(f"{type(exc).__name__}: {exc}") from exc
+    try:
+        try:
+            if cfg["MAIL_USE_TLS"]:
+                smtp.starttls()
+            if cfg.get("MAIL_USERNAME"):
+                smtp.login(cfg["MAIL_USERNAME"], cfg.get("MAIL_PASSWORD") or "")
+            smtp.send_message(message)
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _ in exc.recipients.values()]
+            if all(500 <= code < 600 for code in codes):
+                raise PermanentMailError(str(exc)) from exc
+            raise TransientMailError(str(exc)) from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            raise TransientMailError(f"{type(exc).__name__}: {exc}") from exc
+        accepted()
+    finally:
+        with contextlib.suppress(OSError, smtplib.SMTPException):
+            smtp.quit()
+        smtp.close()
+
+
+def deliver(mail: OutgoingMail, accepted: Callable[[], None]) -> str:
+    """Send through the configured backend, calling ``accepted`` once it has the message; returns
+    the backend's name."""
+    if current_app.config.get("MAIL_SERVER"):
+        send_smtp(mail, accepted)
+        return "smtp"
+    accepted()
+    return "outbox"

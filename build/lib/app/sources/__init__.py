@@ -1,0 +1,101 @@
+"""The platform's data sources and the questions the rest of the portal asks them.
+
+``SOURCES`` lists one connector per inventory category, in erasure order (the account goes last:
+it is what leads to everything else). ``subject_summary`` and ``erasure_plan`` are read-only and
+quick (counts in SQL); Stripe trouble is reported in the result, never raised.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.sources.account import AccountSource, CorrectionRefused
+from app.sources.api_keys import ApiKeySource
+from app.sources.base import Source, Subject, find_subject, normalise_email
+from app.sources.inventory import BY_NAME, EXPORTED, INVENTORY, Category
+from app.sources.stripe_billing import BillingError, StripeSource
+from app.sources.stripe_billing import configured as stripe_configured
+from app.sources.support import SupportSource
+from app.sources.usage import UsageSource
+
+# Erasure order: dependants first, the account last.
+SOURCES: tuple[Source, ...] = (UsageSource(), ApiKeySource(), SupportSource(), StripeSource(), AccountSource())
+BY_CATEGORY: dict[str, Source] = {s.category.name: s for s in SOURCES}
+BY_KEY: dict[str, Source] = {s.key: s for s in SOURCES}
+
+__all__ = [
+    "BY_CATEGORY",
+    "BY_KEY",
+    "BY_NAME",
+    "EXPORTED",
+    "INVENTORY",
+    "SOURCES",
+    "BillingError",
+    "Category",
+    "CorrectionRefused",
+    "Source",
+    "Subject",
+    "erasure_plan",
+    "find_subject",
+    "normalise_email",
+    "subject_summary",
+]
+
+
+def subject_summary(target: Subject | str) -> dict[str, Any]:
+    """What the platform holds about a subject (for the request detail page)."""
+    from app.extensions import db
+    from app.platform.models import Account
+
+    subject = find_subject(target) if isinstance(target, str) else target
+    acct = db.session.get(Account, subject.account_id) if subject.account_id is not None else None
+    summary: dict[str, Any] = {
+        "account_found": acct is not None,
+        "account_id": subject.account_id,
+        "account_created_at": acct.created_at if acct else None,
+        "account_status": acct.status if acct else None,
+        "api_keys": BY_KEY["api_keys"].count(subject),
+        "usage_rows": BY_KEY["usage"].count(subject),
+        "support_messages": BY_KEY["support"].count(subject),
+        "stripe_customer": subject.stripe_customer_id,
+        "stripe_configured": stripe_configured(),
+        "stripe_error": None,
+    }
+    if summary["stripe_configured"] and not subject.stripe_customer_id:
+        try:
+            summary["stripe_customer"] = BY_KEY["stripe"].customer_id(subject)
+        except BillingError as exc:
+            summary["stripe_error"] = str(exc)
+    return summary
+
+
+def account_fields(subject: Subject) -> dict[str, Any]:
+    """The correctable fields of the subject's account as they are now (views read platform data only
+    through the sources)."""
+    from app.extensions import db
+    from app.platform.models import Account
+    from app.sources.account import CORRECTABLE
+
+    acct = db.session.get(Account, subject.account_id) if subject.account_id is not None else None
+    if acct is None:
+        return {}
+    return {field: getattr(acct, column) for field, column in CORRECTABLE.items()}
+
+
+def erasure_plan(target: Subject | str) -> list[dict[str, Any]]:
+    """The dry run staff see before approving a deletion: per category, delete / anonymise / keep."""
+    subject = find_subject(target) if isinstance(target, str) else target
+    plan: list[dict[str, Any]] = []
+    for source in SOURCES:
+        try:
+            plan.extend(source.plan(subject))
+        except BillingError as exc:
+            # Unchecked, not a decision: the deletion job checks again and deletes what it finds.
+            reason = f"Could not reach Stripe to check billing data: {exc}"
+            plan.append(source.plan_item("keep", 0, reason, unchecked=True))
+    for cat in INVENTORY:
+        if not cat.source:
+            plan.append(
+                {"category": cat.name, "source": "none", "action": "keep", "count": 0, "reason": cat.erasure_reason}
+            )
+    return plan

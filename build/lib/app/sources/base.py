@@ -1,0 +1,259 @@
+"""What every data source shares: the subject it looks for, streaming reads and batched deletes.
+
+Reads for the access package go through ``stream_batches``: one streamed cursor on its own connection
+(server-side on PostgreSQL), so the job can commit progress meanwhile and memory stays flat whatever
+the row count. Rows travel as tuples in the inventory's field order, a batch at a time (``Source.batches``):
+building a dict per row cost more than reading it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import DateTime, Select, delete, func, select, type_coerce
+
+from app.extensions import db
+from app.models_base import UTCDateTime
+from app.platform.models import Account
+from app.sources.inventory import Category
+
+CHUNK = 2000
+# Rows per deletion transaction: 50k keeps each under about 0.1 s on PostgreSQL and 0.35 s on SQLite
+# (measured at 2M rows) while paying for 2.5x fewer commits than 20k (PostgreSQL, 1M rows: 1.03 s -> 0.73 s).
+DELETE_BATCH = 50000
+
+Progress = Callable[[int], None]
+NOT_FOUND = "We found none linked to the identifiers of this request."
+
+
+def normalise_email(email: str) -> str:
+    return (email or "").strip().lower()
+
+
+@dataclass
+class Subject:
+    """The person a request is about, as found on the platform from verified identifiers only
+    (``app.sources.resolve``): their addresses, at most one account, its Stripe customer and any Stripe
+    customer staff verified."""
+
+    email: str
+    account_id: int | None = None
+    account_email: str | None = None
+    stripe_customer_id: str | None = None
+    extra_emails: set[str] = field(default_factory=set)
+    stripe_customer_ids: set[str] = field(default_factory=set)
+
+    @property
+    def emails(self) -> set[str]:
+        found = {self.email} | self.extra_emails
+        if self.account_email:
+            found.add(normalise_email(self.account_email))
+        return {e for e in found if e}
+
+    @property
+    def customer_ids(self) -> list[str]:
+        found = [self.stripe_customer_id] if self.stripe_customer_id else []
+        return found + sorted(c for c in self.stripe_customer_ids if c and c not in found)
+
+
+def find_subject(email: str, account_id: int | None = None) -> Subject:
+    """Find the account by an email (case-insensitive), or by a remembered account id. Requests go
+    through ``app.sources.resolve.resolve_subject`` (verified identifiers only); this is for the
+    retention sweep, which starts from the account itself."""
+    email = normalise_email(email)
+    acct = None
+    if email:
+        acct = db.session.execute(
+            select(Account).where(func.lower(Account.email) == email).order_by(Account.id).limit(1)
+        ).scalar_one_or_none()
+    if acct is None and account_id is not None:
+        acct = db.session.get(Account, account_id)
+    if acct is None:
+        return Subject(email=email, account_id=account_id)
+    return Subject(
+        email=email,
+        account_id=acct.id,
+        account_email=acct.email,
+        stripe_customer_id=acct.stripe_customer_id,
+    )
+
+
+def platform_engine():
+    return db.engines["platform"]
+
+
+def stream_batches(stmt: Select, key, chunk: int = CHUNK) -> Iterator[Sequence[Sequence[Any]]]:
+    """Yield the rows of ``stmt``, ordered by ``key``, as lists of at most ``chunk`` tuple-like rows.
+
+    One streamed cursor on its own connection (a server-side cursor on PostgreSQL; SQLite steps its
+    cursor lazily), fetched ``chunk`` rows at a time, so memory is constant. SQLite runs in WAL mode
+    (``create_app``), so this long read does not block the job's progress writes on its other connection.
+    """
+    with platform_engine().connect() as conn:
+        if conn.dialect.name == "postgresql":
+            # In a UTC session psycopg returns each timestamptz as an aware UTC datetime, which is
+            # what UTCDateTime's per-value conversion would make of it: read those columns as plain
+            # timestamptz (its per-value call cost more than the driver's parsing). SET LOCAL ends
+            # with this read-only transaction.
+            conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
+            stmt = stmt.with_only_columns(
+                *[
+                    type_coerce(c, DateTime(timezone=True)).label(c.name) if isinstance(c.type, UTCDateTime) else c
+                    for c in stmt.selected_columns
+                ]
+            )
+        result = conn.execution_options(yield_per=chunk, stream_results=True).execute(stmt.order_by(key))
+        yield from result.partitions()
+
+
+def count_rows(stmt: Select) -> int:
+    with platform_engine().connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(stmt.subquery())).scalar_one())
+
+
+def delete_in_batches(table, id_col, where, batch: int = DELETE_BATCH, on_batch: Progress | None = None) -> int:
+    """Delete matching rows at most ``batch`` per transaction; returns how many this call deleted.
+
+    Each batch is one DELETE of an id range, walked upwards from the lowest matching id (PostgreSQL keeps
+    deleted rows' index entries until vacuum: a batch that started from the bottom again walked them all).
+    Ids are unique, so a range no wider than ``batch`` ids holds at most ``batch`` rows and needs no
+    look-ahead: that is every batch when the rows' ids are dense. Where they are sparse the range widens
+    to the density seen, and one query bounded by that range cuts it at its ``batch``-th row.
+
+    There is no "find the batch-th row from here" query over the rest of the rows: without statistics
+    for the subject (a bulk-loaded table, an account not among the most common values) PostgreSQL ran
+    it as a bitmap scan and sort of every remaining row, in every batch (quadratic: 2.1 s of a 3.3 s
+    erasure at 1M rows). A last DELETE without bounds takes rows that appeared meanwhile.
+    """
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1, not {batch}")
+    engine = platform_engine()
+    total = 0
+    with engine.connect() as conn:
+        low, top = conn.execute(select(func.min(id_col), func.max(id_col)).where(where)).one()
+    if low is not None and top - low >= batch:
+        floor, width = low - 1, batch
+        while floor < top:
+            upper = min(floor + width, top)
+            with engine.begin() as conn:
+                if upper - floor > batch:
+                    edge = conn.execute(
+                        select(id_col)
+                        .where(where, id_col > floor, id_col <= upper)
+                        .order_by(id_col)
+                        .offset(batch - 1)
+                        .limit(1)
+                    ).scalar()
+                    upper = edge if edge is not None else upper
+                deleted = conn.execute(delete(table).where(where, id_col > floor, id_col <= upper)).rowcount or 0
+            total += deleted
+            # Next range: as wide as ``batch`` rows at the density just seen (at most 8 times wider).
+            span = upper - floor
+            width = max(batch, min(span * 8, span * batch // max(deleted, 1)))
+            floor = upper
+            if deleted and on_batch:
+                on_batch(total)
+    with engine.begin() as conn:
+        deleted = conn.execute(delete(table).where(where)).rowcount or 0
+    total += deleted
+    if deleted and on_batch:
+        on_batch(total)
+    return total
+
+
+class Source:
+    """A data source: find, summarise, stream, plan, erase (and maybe correct)."""
+
+    key: str = ""
+    category: Category
+
+    def configured(self) -> bool:
+        return True
+
+    def count(self, subject: Subject) -> int:
+        raise NotImplementedError
+
+    def records(self, subject: Subject, progress: Progress | None = None) -> Iterator[dict[str, Any]]:
+        """The subject's rows as dicts of the inventory's fields."""
+        fields = self.category.fields
+        for batch in self.batches(subject):
+            for row in batch:
+                yield dict(zip(fields, row, strict=True))
+
+    def batches(self, subject: Subject) -> Iterator[Sequence[Sequence[Any]]]:
+        """The subject's rows for the access package: lists of tuples in ``category.fields`` order.
+
+        A source overrides this or ``records`` (this default batches ``records``; the default
+        ``records`` reads this). Table sources stream their select, whose columns are the fields.
+        """
+        if type(self).records is Source.records:
+            raise NotImplementedError(f"{type(self).__name__} implements neither records() nor batches()")
+        fields = self.category.fields
+        batch: list[tuple[Any, ...]] = []
+        for row in self.records(subject):
+            batch.append(tuple(row.get(f) for f in fields))
+            if len(batch) >= CHUNK:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def plan(self, subject: Subject) -> list[dict[str, Any]]:
+        n = self.count(subject)
+        return [self.plan_item(self.category.erasure if n else "delete", n, self.category.erasure_reason)]
+
+    def plan_item(self, action: str, count: int, reason: str, **extra) -> dict[str, Any]:
+        return {
+            "category": self.category.name,
+            "source": self.key,
+            "action": action,
+            "count": count,
+            "reason": reason,
+            **extra,
+        }
+
+    def erase(self, subject: Subject, progress: Progress | None = None) -> list[dict[str, Any]]:
+        """Erase the subject's rows; returns what was found and done, as report items (``result``)."""
+        raise NotImplementedError
+
+    def result(self, action: str, count: int | None, reason: str | None = None, **extra) -> dict[str, Any]:
+        """One report item: ``action`` is what happened (deleted, anonymised, kept, not_found,
+        not_checked); the report a subject reads is rendered from these items alone."""
+        if reason is None:
+            reason = NOT_FOUND if action == "not_found" else self.category.erasure_reason
+        return {
+            "category": self.category.name,
+            "source": self.key,
+            "action": action,
+            "count": count,
+            "reason": reason,
+            **extra,
+        }
+
+    def export_row(self, row: dict[str, Any]) -> dict[str, Any]:
+        """Allowlist: only the inventory's fields leave."""
+        return {f: row.get(f) for f in self.category.fields}
+
+
+class TableSource(Source):
+    """A source that is one platform table whose columns include the inventory's fields.
+
+    Only those fields are selected (so, for one, an API key's hash never leaves the platform), and
+    rows stream in primary-key order. ``by_account``: nothing is held without a platform account.
+    """
+
+    model: Any
+    by_account = True
+
+    def _where(self, subject: Subject):
+        raise NotImplementedError
+
+    def _select(self, subject: Subject) -> Select:
+        return select(*[getattr(self.model, f) for f in self.category.fields]).where(self._where(subject))
+
+    def batches(self, subject: Subject) -> Iterator[Sequence[Sequence[Any]]]:
+        if self.by_account and subject.account_id is None:
+            return
+        yield from stream_batches(self._select(subject), self.model.id)

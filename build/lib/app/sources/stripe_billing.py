@@ -1,0 +1,378 @@
+"""Billing held by Stripe, through the official SDK (auto-paginated).
+
+Exported: the customer, card payment methods (brand, last four digits, expiry only), invoices,
+charges and subscriptions. Erasure acts on the ids recorded before it starts (so a re-run after a crash
+finishes the same work): it cancels each live subscription explicitly, detaches each payment method and
+deletes each customer, and reads every step back from Stripe; a step Stripe does not confirm fails the
+job rather than being reported as done. Invoices and charges are kept for tax law and listed as kept,
+with what they contain, the obligation and the period from the inventory (``Category.retained``).
+Only Stripe's own errors are caught, and classified: ``BillingTransient`` (connection, rate limit, 5xx:
+retry later) or ``BillingPermanent`` (a refused request: show it to staff); anything else is a bug and
+surfaces at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import stripe
+from flask import current_app
+
+from app.sources.base import Progress, Source, Subject
+from app.sources.inventory import category
+
+TIMEOUT_SECONDS = 20
+# Subscription statuses that have ended: nothing is billed any more.
+ENDED = frozenset({"canceled", "incomplete_expired"})
+_client_for: tuple | None = None
+
+
+class BillingError(Exception):
+    transient = False
+
+
+class BillingTransient(BillingError):
+    transient = True
+
+
+class BillingPermanent(BillingError):
+    pass
+
+
+class BillingNotConfigured(BillingError):
+    pass
+
+
+def configured() -> bool:
+    return bool(current_app.config.get("STRIPE_API_KEY"))
+
+
+def setup(timeout: float = TIMEOUT_SECONDS) -> None:
+    """Point the SDK at the configured Stripe (or localstripe)."""
+    global _client_for
+    if not configured():
+        raise BillingNotConfigured("Stripe is not configured (STRIPE_API_KEY is unset).")
+    stripe.api_key = current_app.config["STRIPE_API_KEY"]
+    stripe.api_base = current_app.config.get("STRIPE_API_BASE") or "https://api.stripe.com"
+    stripe.max_network_retries = 0
+    if _client_for != (timeout,):
+        stripe.default_http_client = stripe.new_default_http_client(timeout=timeout)
+        _client_for = (timeout,)
+
+
+def classify(exc: stripe.StripeError) -> BillingError:
+    if isinstance(exc, (stripe.APIConnectionError, stripe.RateLimitError)):
+        return BillingTransient(f"Stripe unreachable or busy: {exc.user_message or exc}")
+    status = getattr(exc, "http_status", None) or 0
+    if status >= 500 or isinstance(exc, stripe.APIError) and not status:
+        return BillingTransient(f"Stripe error {status}: {exc.user_message or exc}")
+    return BillingPermanent(f"Stripe refused the request ({status}): {exc.user_message or exc}")
+
+
+def _is_missing(exc: stripe.StripeError) -> bool:
+    return isinstance(exc, stripe.InvalidRequestError) and (getattr(exc, "http_status", 0) == 404)
+
+
+def _cancelled(sub) -> bool:
+    return sub is None or _get(sub, "status") in ENDED
+
+
+def _detached(pm) -> bool:
+    return pm is None or not _get(pm, "customer")
+
+
+def _deleted(cust) -> bool:
+    return cust is None or bool(_get(cust, "deleted"))
+
+
+def retained_summary() -> str:
+    """What the kept billing records contain, why and for how long, from the inventory."""
+    return " ".join(r.sentence() for r in category("billing").retained)
+
+
+def _get(obj, key, default=None):
+    try:
+        value = obj[key]
+    except (KeyError, TypeError):
+        return default
+    return default if value is None else value
+
+
+class StripeSource(Source):
+    key = "stripe"
+    category = category("billing")
+
+    def configured(self) -> bool:
+        return configured()
+
+    # --- finding the customer -------------------------------------------------------------------
+    def customer_ids(self, subject: Subject) -> list[str]:
+        """The account's stored customer and those staff verified, else customers found by the
+        subject's verified addresses. Deleted customers are left out."""
+        setup()
+        found = list(subject.customer_ids)
+        if not found:
+            try:
+                for email in sorted(subject.emails):
+                    for cust in stripe.Customer.list(email=email, limit=10).data:
+                        if (_get(cust, "email") or "").strip().lower() == email and cust.id not in found:
+                            found.append(cust.id)
+            except stripe.StripeError as exc:
+                raise classify(exc) from exc
+        return [cid for cid in found if self._customer(cid) is not None]
+
+    def customer_id(self, subject: Subject) -> str | None:
+        ids = self.customer_ids(subject)
+        return ids[0] if ids else None
+
+    def _customer(self, cid: str):
+        try:
+            cust = stripe.Customer.retrieve(cid)
+        except stripe.StripeError as exc:
+            if _is_missing(exc):
+                return None
+            raise classify(exc) from exc
+        if _get(cust, "deleted"):
+            return None
+        return cust
+
+    def _list(self, resource, **params) -> list:
+        try:
+            return list(resource.list(limit=100, **params).auto_paging_iter())
+        except stripe.StripeError as exc:
+            if _is_missing(exc):
+                return []
+            raise classify(exc) from exc
+
+    # --- summary and export ---------------------------------------------------------------------
+    def counts(self, subject: Subject) -> dict[str, Any]:
+        ids = self.customer_ids(subject)
+        out: dict[str, Any] = {
+            "customer": ids[0] if ids else None,
+            "customers": ids,
+            "payment_methods": 0,
+            "invoices": 0,
+            "charges": 0,
+            "subscriptions": 0,
+            "live_subscriptions": 0,
+        }
+        for cid in ids:
+            subs = self._list(stripe.Subscription, customer=cid, status="all")
+            out["payment_methods"] += len(self._list(stripe.PaymentMethod, customer=cid, type="card"))
+            out["invoices"] += len(self._list(stripe.Invoice, customer=cid))
+            out["charges"] += len(self._list(stripe.Charge, customer=cid))
+            out["subscriptions"] += len(subs)
+            out["live_subscriptions"] += sum(1 for sub in subs if _get(sub, "status") not in ENDED)
+        return out
+
+    def count(self, subject: Subject) -> int:
+        c = self.counts(subject)
+        return len(c["customers"]) + c["payment_methods"] + c["invoices"] + c["charges"] + c["subscriptions"]
+
+    def records(self, subject: Subject, progress: Progress | None = None) -> Iterator[dict[str, Any]]:
+        for cid in self.customer_ids(subject):
+            cust = self._customer(cid)
+            if cust is not None:
+                yield from self._customer_records(cid, cust)
+
+    def _customer_records(self, cid: str, cust) -> Iterator[dict[str, Any]]:
+        yield self.export_row(
+            {
+                "record_type": "customer",
+                "id": cust.id,
+                "created": _get(cust, "created"),
+                "name": _get(cust, "name"),
+                "email": _get(cust, "email"),
+                "description": _get(cust, "description"),
+            }
+        )
+        for pm in self._list(stripe.PaymentMethod, customer=cid, type="card"):
+            card = _get(pm, "card", {})
+            yield self.export_row(
+                {
+                    "record_type": "payment_method",
+                    "id": pm.id,
+                    "created": _get(pm, "created"),
+                    "brand": _get(card, "brand"),
+                    "last4": _get(card, "last4"),
+                    "exp_month": _get(card, "exp_month"),
+                    "exp_year": _get(card, "exp_year"),
+                }
+            )
+        for sub in self._list(stripe.Subscription, customer=cid, status="all"):
+            items = _get(_get(sub, "items", {}), "data", []) or []
+            plan = _get(items[0], "plan") if items else None
+            yield self.export_row(
+                {
+                    "record_type": "subscription",
+                    "id": sub.id,
+                    "created": _get(sub, "created"),
+                    "status": _get(sub, "status"),
+                    "plan": _get(plan, "id") if plan else None,
+                    "amount": _get(plan, "amount") if plan else None,
+                    "currency": _get(plan, "currency") if plan else None,
+                }
+            )
+        for inv in self._list(stripe.Invoice, customer=cid):
+            yield self.export_row(
+                {
+                    "record_type": "invoice",
+                    "id": inv.id,
+                    "created": _get(inv, "created"),
+                    "status": _get(inv, "status"),
+                    "amount": _get(inv, "total", _get(inv, "amount_due")),
+                    "currency": _get(inv, "currency"),
+                    "number": _get(inv, "number"),
+                    "description": _get(inv, "description"),
+                }
+            )
+        for ch in self._list(stripe.Charge, customer=cid):
+            yield self.export_row(
+                {
+                    "record_type": "charge",
+                    "id": ch.id,
+                    "created": _get(ch, "created"),
+                    "status": _get(ch, "status"),
+                    "amount": _get(ch, "amount"),
+                    "currency": _get(ch, "currency"),
+                    "description": _get(ch, "description"),
+                }
+            )
+
+    # --- erasure ----------------------------------------------------------------------------------
+    def plan(self, subject: Subject) -> list[dict[str, Any]]:
+        if not configured():
+            return [self.plan_item("keep", 0, "Stripe is not configured here, so billing data cannot be checked.")]
+        c = self.counts(subject)
+        if not c["customers"]:
+            return [self.plan_item("delete", 0, "No Stripe customer found for this person.")]
+        kept = c["invoices"] + c["charges"]
+        return [
+            self.plan_item(
+                "delete",
+                len(c["customers"]) + c["payment_methods"] + c["live_subscriptions"],
+                f"Stripe customer(s) {', '.join(c['customers'])}: {c['live_subscriptions']} live subscription(s) "
+                f"cancelled, {c['payment_methods']} payment method(s) detached, then the customer deleted.",
+            ),
+            self.plan_item(
+                "keep",
+                kept,
+                f"{c['invoices']} invoice(s) and {c['charges']} charge(s) are kept: {retained_summary()}",
+            ),
+        ]
+
+    def targets(self, subject: Subject) -> dict[str, list[str]]:
+        """Everything erasure will act on and keep, by id; recorded before it starts (the customer's
+        lists vanish once it is deleted)."""
+        out: dict[str, list[str]] = {
+            "customers": [],
+            "subscriptions": [],
+            "payment_methods": [],
+            "invoices": [],
+            "charges": [],
+        }
+        for cid in self.customer_ids(subject):
+            out["customers"].append(cid)
+            out["subscriptions"] += [
+                sub.id
+                for sub in self._list(stripe.Subscription, customer=cid, status="all")
+                if _get(sub, "status") not in ENDED
+            ]
+            out["payment_methods"] += [pm.id for pm in self._list(stripe.PaymentMethod, customer=cid, type="card")]
+            out["invoices"] += [i.id for i in self._list(stripe.Invoice, customer=cid)]
+            out["charges"] += [c.id for c in self._list(stripe.Charge, customer=cid)]
+        return out
+
+    def kept_ids(self, subject: Subject) -> dict[str, list[str]]:
+        t = self.targets(subject)
+        return {"invoices": t["invoices"], "charges": t["charges"]}
+
+    def _call(self, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except stripe.StripeError as exc:
+            if _is_missing(exc):
+                return None
+            raise classify(exc) from exc
+
+    def erase_targets(self, targets: dict[str, list[str]]) -> list[dict[str, Any]]:
+        """Cancel, detach, delete, each by id and idempotently, then read every step back. Returns the
+        steps with what Stripe confirmed; raises ``BillingPermanent`` when Stripe does not confirm one."""
+        setup()  # a resumed run comes here with the recorded ids, without looking the customer up again
+        for sid in targets["subscriptions"]:
+            sub = self._call(stripe.Subscription.retrieve, sid)
+            if sub is not None and _get(sub, "status") not in ENDED:
+                self._call(stripe.Subscription.cancel, sid)
+        for pid in targets["payment_methods"]:
+            pm = self._call(stripe.PaymentMethod.retrieve, pid)
+            if pm is not None and _get(pm, "customer"):
+                self._call(stripe.PaymentMethod.detach, pid)
+        for cid in targets["customers"]:
+            if self._customer(cid) is not None:
+                self._call(stripe.Customer.delete, cid)
+        steps = [
+            self._verify("subscriptions_cancelled", targets["subscriptions"], stripe.Subscription, _cancelled),
+            self._verify("payment_methods_detached", targets["payment_methods"], stripe.PaymentMethod, _detached),
+            self._verify("customer_deleted", targets["customers"], stripe.Customer, _deleted),
+        ]
+        unconfirmed = [s["step"] for s in steps if not s["verified"]]
+        if unconfirmed:
+            raise BillingPermanent(f"Stripe did not confirm: {', '.join(unconfirmed)}; nothing is reported as done.")
+        return steps
+
+    def _verify(self, step: str, ids: list[str], resource, done) -> dict[str, Any]:
+        confirmed = 0
+        for oid in ids:
+            obj = self._call(resource.retrieve, oid)
+            confirmed += bool(done(obj))
+        return {"step": step, "count": len(ids), "verified": confirmed == len(ids)}
+
+    def erase(self, subject: Subject, progress: Progress | None = None) -> list[dict[str, Any]]:
+        targets = self.targets(subject)
+        if not targets["customers"]:
+            return [self.result("not_found", 0, "We found no billing customer at Stripe for this person.")]
+        steps = self.erase_targets(targets)
+        return self.report_items(targets, steps)
+
+    def report_items(self, targets: dict[str, list[str]], steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if not targets["customers"]:
+            return [self.result("not_found", 0, "We found no billing customer at Stripe for this person.")]
+        by = {s["step"]: s["count"] for s in steps}
+        items = [
+            self.result(
+                "deleted",
+                by.get("customer_deleted", 0) + by.get("payment_methods_detached", 0),
+                f"Subscriptions cancelled ({by.get('subscriptions_cancelled', 0)}), payment methods removed "
+                f"({by.get('payment_methods_detached', 0)}) and the customer record deleted "
+                f"({by.get('customer_deleted', 0)}) at Stripe, each confirmed by Stripe.",
+                steps=steps,
+            )
+        ]
+        kept = targets["invoices"] + targets["charges"]
+        if kept:
+            items.append(
+                self.result(
+                    "kept",
+                    len(kept),
+                    f"{len(targets['invoices'])} invoice(s) and {len(targets['charges'])} charge(s) kept at "
+                    f"Stripe. {retained_summary()}",
+                    ids=kept,
+                    retained=True,
+                )
+            )
+        return items
+
+    def correct(self, subject: Subject, field: str, value: str) -> str | None:
+        """Update the customer's name or email; None when there is nothing to update."""
+        if field not in {"name", "full_name", "email"} or not configured():
+            return None
+        cid = self.customer_id(subject)
+        if not cid or self._customer(cid) is None:
+            return None
+        key = "email" if field == "email" else "name"
+        try:
+            stripe.Customer.modify(cid, **{key: value.strip().lower() if key == "email" else value.strip()})
+        except stripe.StripeError as exc:
+            raise classify(exc) from exc
+        return f"Stripe customer {key} updated."

@@ -1,0 +1,43 @@
+"""API usage logs: possibly millions of rows per account; streamed out, deleted in batches."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from app.platform.models import UsageRecord
+from app.sources.base import (
+    DELETE_BATCH,
+    Progress,
+    Subject,
+    TableSource,
+    count_rows,
+    delete_in_batches,
+)
+from app.sources.inventory import category
+
+
+class UsageSource(TableSource):
+    key = "usage"
+    category = category("usage_logs")
+    model = UsageRecord
+
+    def _where(self, subject: Subject):
+        return UsageRecord.account_id == (subject.account_id if subject.account_id is not None else -1)
+
+    def count(self, subject: Subject) -> int:
+        return 0 if subject.account_id is None else count_rows(select(UsageRecord.id).where(self._where(subject)))
+
+    def erase(
+        self, subject: Subject, progress: Progress | None = None, batch: int = DELETE_BATCH
+    ) -> list[dict[str, Any]]:
+        n = 0
+        if subject.account_id is not None:
+            n = delete_in_batches(UsageRecord.__table__, UsageRecord.id, self._where(subject), batch, progress)
+        return [self.result("deleted" if n else "not_found", n)]
+
+    def sweep(self, older_than: datetime, batch: int = DELETE_BATCH) -> int:
+        """Retention: delete every usage row created before ``older_than``."""
+        return delete_in_batches(UsageRecord.__table__, UsageRecord.id, UsageRecord.created_at < older_than, batch)

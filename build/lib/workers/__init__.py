@@ -1,0 +1,1 @@
+"""RQ job functions (ids in, idempotent), the worker's app context, and the cron schedule."""

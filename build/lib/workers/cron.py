@@ -1,0 +1,28 @@
+"""The ``rq cron`` schedule (run by ``flask cron``; ``flask dev`` starts it).
+
+rq's scheduler has no leader election: run exactly one ``flask cron`` per deployment. Every job here
+is idempotent, so a duplicate run after a restart does no harm. Times are UTC.
+"""
+
+from __future__ import annotations
+
+from app.queue import CronScheduler
+from workers import maintenance
+
+
+def register_schedule(scheduler: CronScheduler) -> None:
+    q = "maintenance"
+    # Re-enqueue approved or in-progress requests whose job was lost (Redis flushed, worker killed).
+    scheduler.register(maintenance.reconcile_job, queue_name=q, interval=300, job_timeout=600)
+    # Unverified requests expire after 7 days.
+    scheduler.register(maintenance.expire_unverified_job, queue_name=q, cron="7 * * * *", job_timeout=600)
+    # Delete export files whose download window (7 days) has passed.
+    scheduler.register(maintenance.purge_exports_job, queue_name=q, cron="17 * * * *", job_timeout=600)
+    # Usage logs older than 12 months; accounts closed more than 30 days ago.
+    scheduler.register(maintenance.retention_sweep_job, queue_name=q, cron="30 2 * * *", job_timeout=3 * 3600)
+    # Daily deadline reminders to staff.
+    scheduler.register(maintenance.deadline_reminders_job, queue_name=q, cron="0 7 * * *", job_timeout=600)
+    # Closed requests lose their personal data CLOSED_REQUEST_GRACE_DAYS after closing (minimisation).
+    scheduler.register(maintenance.minimise_closed_requests_job, queue_name=q, cron="15 3 * * *", job_timeout=1800)
+    # Request records 24 months after closing.
+    scheduler.register(maintenance.purge_records_job, queue_name=q, cron="45 3 * * *", job_timeout=1800)

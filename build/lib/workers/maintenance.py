@@ -1,0 +1,208 @@
+"""Scheduled maintenance jobs (see ``workers/cron.py``). Each is idempotent and safe to run twice."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import delete, or_, select, update
+
+from app.audit import Actor, record_event
+from app.dsr.minimise import minimise_closed_requests
+from app.dsr.models import (
+    CorrectionItem,
+    DsrRequest,
+    Export,
+    RequestIdentifier,
+    RequestMessage,
+    RequestNote,
+    Token,
+    clock_running,
+)
+from app.dsr.states import CLOSED, RequestStatus
+from app.exports import store
+from app.extensions import db
+from app.mail.models import OutgoingMail
+from app.models_base import utcnow
+from workers.context import job
+
+SYSTEM = Actor.system("maintenance")
+
+
+@job
+def reconcile_job() -> dict[str, int]:
+    from workers.reconcile import reconcile
+
+    return reconcile()
+
+
+@job
+def expire_unverified_job() -> int:
+    from app.dsr.services import expire_unverified
+
+    n = expire_unverified(utcnow())
+    db.session.commit()
+    return n
+
+
+@job
+def purge_exports_job() -> int:
+    return purge_exports()
+
+
+def purge_exports(now=None) -> int:
+    """Delete the files of exports past their expiry; the row stays (status purged) for the audit."""
+    now = now or utcnow()
+    due = db.session.execute(
+        select(Export).where(Export.status.in_(["ready", "expired"]), Export.expires_at <= now)
+    ).scalars()
+    n = 0
+    for export in list(due):
+        store.delete(export.filename)
+        export.status = "purged"
+        export.purged_at = now
+        record_event("export.purged", SYSTEM, dsr=export.dsr, data={"export_id": export.id})
+        n += 1
+    db.session.commit()
+    return n
+
+
+@job
+def retention_sweep_job() -> dict[str, int]:
+    return retention_sweep()
+
+
+def retention_sweep(now=None) -> dict[str, Any]:
+    """Usage logs past 12 months; accounts closed more than 30 days ago, erased like a deletion."""
+    from app.platform.models import Account
+    from app.sources.base import DELETE_BATCH
+    from app.sources.erasure import erase_everything
+    from app.sources.stripe_billing import BillingError
+    from app.sources.usage import UsageSource
+
+    now = now or utcnow()
+    cfg = current_app.config
+    usage_cutoff = now - timedelta(days=cfg["USAGE_RETENTION_DAYS"])
+    usage = UsageSource().sweep(usage_cutoff, DELETE_BATCH)
+    closed_cutoff = now - timedelta(days=cfg["CLOSED_ACCOUNT_DAYS"])
+    closed = db.session.execute(
+        select(Account.id, Account.email).where(Account.status == "closed", Account.closed_at < closed_cutoff)
+    ).all()
+    erased, errors = 0, 0
+    for account_id, email in closed:
+        try:
+            erase_everything(email, account_id=account_id)
+        except BillingError as exc:
+            errors += 1
+            current_app.logger.warning("retention: account %s not erased yet: %s", account_id, exc)
+            continue
+        erased += 1
+        record_event("retention.account_erased", SYSTEM, data={"account_id": account_id})
+    record_event(
+        "retention.swept",
+        SYSTEM,
+        data={"usage_rows_deleted": usage, "accounts_erased": erased, "errors": errors},
+    )
+    db.session.commit()
+    return {"usage_rows_deleted": usage, "accounts_erased": erased, "errors": errors}
+
+
+@job
+def deadline_reminders_job() -> int:
+    return deadline_reminders()
+
+
+def deadline_reminders(now=None) -> int:
+    """Email staff the open requests that are overdue or due soon (``DUE_SOON_DAYS``), on hold or not,
+    and those waiting for the subject's answer for ``SUBJECT_REMINDER_DAYS``; remind those subjects too."""
+    from app.dsr.services import notify_subject
+    from app.mail import queue_mail
+    from workers.jobs import staff_recipients
+
+    now = now or utcnow()
+    days = int(current_app.config["DUE_SOON_DAYS"])
+    rows = list(
+        db.session.execute(
+            select(DsrRequest)
+            .where(clock_running(), DsrRequest.due_at <= now + timedelta(days=days))
+            .order_by(DsrRequest.due_at)
+            .limit(500)
+        ).scalars()
+    )
+    wait = timedelta(days=int(current_app.config["SUBJECT_REMINDER_DAYS"]))
+    waiting = list(
+        db.session.execute(
+            select(DsrRequest)
+            .where(
+                DsrRequest.status == RequestStatus.ON_HOLD.value,
+                DsrRequest.waiting_since.is_not(None),
+                DsrRequest.waiting_since <= now - wait,
+                or_(DsrRequest.subject_reminded_at.is_(None), DsrRequest.subject_reminded_at <= now - wait),
+            )
+            .order_by(DsrRequest.waiting_since)
+            .limit(500)
+        ).scalars()
+    )
+    for dsr in waiting:
+        notify_subject(dsr, "subject_reminder", f"We are waiting for your answer ({dsr.reference})")
+        dsr.subject_reminded_at = now
+        record_event("request.subject_reminded", SYSTEM, dsr=dsr)
+    if not rows and not waiting:
+        db.session.commit()
+        return 0
+    overdue = [r for r in rows if r.due_at < now]
+    due_soon = [r for r in rows if r.due_at >= now]
+    sent = 0
+    for to in staff_recipients():
+        queue_mail(
+            to,
+            "fulfil_staff_reminder",
+            f"Privacy requests: {len(overdue)} overdue, {len(due_soon)} due soon, {len(waiting)} waiting",
+            today=now,
+            overdue=overdue,
+            due_soon=due_soon,
+            waiting=waiting,
+            days=days,
+        )
+        sent += 1
+    db.session.commit()
+    return sent
+
+
+@job
+def minimise_closed_requests_job() -> int:
+    return minimise_closed_requests()
+
+
+@job
+def purge_records_job() -> int:
+    return purge_records()
+
+
+def purge_records(now=None) -> int:
+    """Delete request records (and the subject data in them) 24 months after closing."""
+    now = now or utcnow()
+    cutoff = now - timedelta(days=current_app.config["RECORD_RETENTION_DAYS"])
+    ids = list(
+        db.session.execute(
+            select(DsrRequest.id)
+            .where(DsrRequest.status.in_([s.value for s in CLOSED]), DsrRequest.closed_at < cutoff)
+            .limit(5000)
+        ).scalars()
+    )
+    if not ids:
+        return 0
+    for filename in db.session.execute(select(Export.filename).where(Export.request_id.in_(ids))).scalars():
+        store.delete(filename)
+    db.session.execute(delete(Token).where(Token.request_id.in_(ids)))
+    db.session.execute(delete(Export).where(Export.request_id.in_(ids)))
+    db.session.execute(delete(CorrectionItem).where(CorrectionItem.request_id.in_(ids)))
+    for model in (RequestIdentifier, RequestNote, RequestMessage):
+        db.session.execute(delete(model).where(model.request_id.in_(ids)))
+    db.session.execute(delete(OutgoingMail).where(OutgoingMail.request_id.in_(ids)))
+    db.session.execute(update(DsrRequest).where(DsrRequest.duplicate_of_id.in_(ids)).values(duplicate_of_id=None))
+    db.session.execute(delete(DsrRequest).where(DsrRequest.id.in_(ids)))
+    record_event("retention.records_purged", SYSTEM, data={"count": len(ids), "request_ids": ids[:100]})
+    db.session.commit()
+    return len(ids)

@@ -4,6 +4,7 @@ an empty database and answers /readyz (templates, static files and migrations tr
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -27,7 +28,10 @@ def test_the_wheel_migrates_and_serves_outside_the_checkout(tmp_path, redis_url)
     dist, venv, work = tmp_path / "dist", tmp_path / "venv", tmp_path / "elsewhere"
     work.mkdir()
     pip = [sys.executable, "-m", "pip"]
-    subprocess.run([*pip, "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT)], check=True, timeout=300)
+    source = tmp_path / "source"  # a copy: setuptools builds in the tree it is given
+    ignore = shutil.ignore_patterns(".venv", ".git", "instance", "build", "*.egg-info", "__pycache__", "test-artifacts")
+    shutil.copytree(ROOT, source, ignore=ignore)
+    subprocess.run([*pip, "wheel", "--no-deps", "-q", "-w", str(dist), str(source)], check=True, timeout=300)
     [wheel] = dist.glob("dsr_portal-*.whl")
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(wheel)], check=True, timeout=900)

@@ -1,1 +1,0 @@
-"""The request domain: models, lifecycle, deadlines and the services that change them."""

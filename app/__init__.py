@@ -25,6 +25,7 @@ def instance_dir() -> Path:
         return Path(configured)
     return (ROOT if CHECKOUT else Path.cwd()) / "instance"
 
+
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "

@@ -162,6 +162,10 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "TRUSTED_PROXIES": int(os.environ.get("TRUSTED_PROXIES") or 0),
         "ALLOW_SQLITE_IN_PRODUCTION": _bool(os.environ.get("ALLOW_SQLITE_IN_PRODUCTION")),
         # Strict-Transport-Security max-age in production (seconds); 0 sends none.
+        # Bearer token /metrics requires; unset: /metrics answers on loopback only.
+        "METRICS_TOKEN": os.environ.get("METRICS_TOKEN") or None,
+        # A daily job that has run before and not succeeded for this long makes /readyz not ready.
+        "SCHEDULE_STALE_HOURS": float(os.environ.get("SCHEDULE_STALE_HOURS") or 26),
         "HSTS_MAX_AGE": int(os.environ.get("HSTS_MAX_AGE") or 31536000),
         "STAFF_ALERT_EMAIL": os.environ.get("STAFF_ALERT_EMAIL") or None,
         # Mail retry backoff in seconds (comma-separated); unset: the built-in schedule (app.mail.MAIL_RETRY).

@@ -1,4 +1,5 @@
-"""Liveness (``/healthz``) and readiness (``/readyz``: both databases and Redis answer)."""
+"""Liveness (``/healthz``), readiness (``/readyz``: both databases and Redis answer, and no daily job has
+gone stale) and ``/metrics`` (Prometheus text: ``METRICS_TOKEN`` bearer, or loopback only when unset)."""
 
 from __future__ import annotations
 
@@ -34,8 +35,39 @@ def readyz():
         checks["redis"] = "ok"
     except Exception as exc:  # noqa: BLE001
         checks["redis"] = f"error: {type(exc).__name__}"
+    jobs: dict[str, str] = {}
+    if checks.get("database") == "ok":
+        from app.schedule import DAILY, last_successes, stale
+
+        seen, late = last_successes(), set(stale())
+        for name in DAILY:
+            jobs[name] = "stale" if name in late else seen[name].isoformat() if name in seen else "not run yet"
+        checks["scheduled_jobs"] = "stale: " + ", ".join(sorted(late)) if late else "ok"
     ready = all(v == "ok" for v in checks.values())
-    return jsonify(status="ready" if ready else "not ready", checks=checks), (200 if ready else 503)
+    body = {"status": "ready" if ready else "not ready", "checks": checks, "scheduled": jobs}
+    return jsonify(body), (200 if ready else 503)
+
+
+@bp.get("/metrics")
+@limiter.exempt
+def metrics():
+    import hmac
+
+    from flask import abort, current_app, request
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    from app.metrics import registry
+
+    token = current_app.config.get("METRICS_TOKEN")
+    if token:
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), str(token).encode()):
+            abort(401)
+    elif request.remote_addr not in ("127.0.0.1", "::1"):
+        abort(404)
+    return current_app.response_class(
+        generate_latest(registry()), mimetype=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"}
+    )
 
 
 csrf.exempt(bp)

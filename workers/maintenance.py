@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 from typing import Any
 
@@ -25,19 +26,56 @@ from app.exports import store
 from app.extensions import db
 from app.mail.models import OutgoingMail
 from app.models_base import utcnow
+from app.schedule import record_success
 from workers.context import job
 
 SYSTEM = Actor.system("maintenance")
 
 
+def scheduled(func):
+    """Record the job's success (``app.schedule``), so a stopped cron is noticed."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        result = func(*args, **kwargs)
+        record_success(func.__name__)
+        return result
+
+    return wrapper
+
+
+def alert_stale_jobs(now=None) -> list[str]:
+    """Tell staff, once a day, about daily jobs that stopped succeeding (cron stopped, or a job fails)."""
+    from app.dsr.models import AppSetting
+    from app.mail import queue_mail
+    from app.schedule import stale
+    from workers.jobs import staff_recipients
+
+    now = now or utcnow()
+    late = stale(now)
+    key = f"stale-alert:{now:%Y-%m-%d}"
+    if not late or db.session.get(AppSetting, key) is not None:
+        return late
+    db.session.add(AppSetting(key=key, value=",".join(late)[:254]))
+    for to in staff_recipients():
+        queue_mail(to, "fulfil_staff_stale_jobs", "Scheduled privacy jobs have stopped", jobs=late)
+    record_event("schedule.stale_jobs", SYSTEM, data={"jobs": late})
+    db.session.commit()
+    return late
+
+
 @job
+@scheduled
 def reconcile_job() -> dict[str, int]:
     from workers.reconcile import reconcile
 
-    return reconcile()
+    summary = reconcile()
+    summary["stale_jobs"] = len(alert_stale_jobs())
+    return summary
 
 
 @job
+@scheduled
 def expire_unverified_job() -> int:
     from app.dsr.services import expire_unverified
 
@@ -47,6 +85,7 @@ def expire_unverified_job() -> int:
 
 
 @job
+@scheduled
 def purge_exports_job() -> int:
     return purge_exports()
 
@@ -69,6 +108,7 @@ def purge_exports(now=None) -> int:
 
 
 @job
+@scheduled
 def retention_sweep_job() -> dict[str, int]:
     return retention_sweep()
 
@@ -109,6 +149,7 @@ def retention_sweep(now=None) -> dict[str, Any]:
 
 
 @job
+@scheduled
 def deadline_reminders_job() -> int:
     return deadline_reminders()
 
@@ -171,11 +212,13 @@ def deadline_reminders(now=None) -> int:
 
 
 @job
+@scheduled
 def minimise_closed_requests_job() -> int:
     return minimise_closed_requests()
 
 
 @job
+@scheduled
 def purge_records_job() -> int:
     return purge_records()
 

@@ -17,10 +17,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test,dev]'
 	@touch $(STAMP)
 
-run: $(STAMP) ## Run the product: migrate, seed demo data, start web + worker + cron + Redis
+PORT ?= 5000
+
+run: $(STAMP) ## Run the product: migrate, seed demo data, start web + worker + cron + Redis (PORT=5000)
 	$(FLASK) db upgrade
 	$(FLASK) seed-demo
-	$(FLASK) dev
+	$(FLASK) dev --port $(PORT)
 
 test: $(STAMP) ## Run the test suite (SQLite + embedded Redis unless TEST_DATABASE_URL / TEST_REDIS_URL)
 	$(BIN)/pytest $(PYTEST_ARGS)

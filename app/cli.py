@@ -159,6 +159,14 @@ def reconcile_cmd() -> None:
     click.echo(", ".join(f"{k}: {v}" for k, v in summary.items()) or "nothing to do")
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def _demo_billing_on_localstripe(port: int) -> None:
     """Wait for localstripe, then give the demo accounts Stripe customers there (billing in exports)."""
     import socket
@@ -203,7 +211,7 @@ def dev_cmd(port: int, host: str) -> None:
     children: list[subprocess.Popen] = []
     bindir = Path(sys.executable).parent
     if not env.get("STRIPE_API_KEY") and (bindir / "localstripe").exists():
-        stripe_port = 8420
+        stripe_port = _free_port()  # never a fixed port that another program may hold
         children.append(
             subprocess.Popen(
                 [str(bindir / "localstripe"), "--port", str(stripe_port), "--from-scratch"],
@@ -228,6 +236,11 @@ def dev_cmd(port: int, host: str) -> None:
         click.echo("               flask dev; set TOTP_REQUIRED_ROLES=admin to try it, as production does)")
     if current_app.config.get("MAIL_SERVER") is None:
         click.echo(f"  Outbox:      {base}/admin/outbox  (mail is kept here, not sent)")
+    from app.demo import demo_subjects
+
+    subjects = demo_subjects()
+    if subjects:
+        click.echo(f"  Try a request as a demo subject with data in every category: {', '.join(subjects)}")
     click.echo("  Ctrl-C stops everything.")
     click.echo("")
 

@@ -39,3 +39,26 @@ def test_seed_demo_spreads_usage_over_18_months(app):
     newest = db.session.execute(select(func.max(UsageRecord.created_at))).scalar_one()
     assert utcnow() - oldest > timedelta(days=365)  # some rows past the 12-month retention
     assert utcnow() - newest < timedelta(days=30)
+
+
+def test_seed_demo_with_stripe_unreachable_finishes_with_a_one_line_warning(app):
+    app.config.update(STRIPE_API_KEY="sk_test_x", STRIPE_API_BASE="http://127.0.0.1:1")
+    result = app.test_cli_runner().invoke(args=["seed-demo", "--accounts", "3"])
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    [line] = [x for x in result.output.splitlines() if x.startswith("warning:")]
+    assert "Stripe unreachable" in line
+    assert counts()["Account"] == 3
+
+
+def test_demo_subjects_hold_data_in_every_category(app):
+    from app.demo import demo_subjects
+
+    app.test_cli_runner().invoke(args=["seed-demo", "--accounts", "6"])
+    subjects = demo_subjects()
+    assert subjects
+    for email in subjects:
+        acct = db.session.execute(select(Account).where(Account.email == email)).scalar_one()
+        for model in (ApiKey, UsageRecord, SupportMessage):
+            n = db.session.execute(select(func.count()).select_from(model).where(model.account_id == acct.id))
+            assert n.scalar_one() > 0

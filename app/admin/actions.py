@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from app.admin.auth import safe_next
 from app.admin.guard import bp, requires
+from app.admin.limits import MAX_BULK, MAX_TEXT
 from app.admin.views import erasure_plan_for, get_request_or_404, staff_choices, status_label
 from app.audit import Actor
 from app.dsr import identifiers, services
@@ -24,9 +25,6 @@ from app.dsr.services import ActionError, TransitionError
 from app.dsr.states import RequestType
 from app.extensions import db
 from app.sources.resolve import resolve_subject
-
-MAX_TEXT = 2000
-MAX_BULK = 200
 
 
 def _text(form, name: str) -> str:
@@ -196,12 +194,30 @@ def request_action(reference: str):
     return redirect(url_for("admin.request_detail", reference=dsr.reference), code=303)
 
 
+def _all_matching(return_to: str) -> list[str]:
+    """The references of every request the queue's filters (carried in ``return_to``) match, at most
+    ``MAX_BULK``, in the queue's order."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    from werkzeug.datastructures import MultiDict
+
+    from app.admin.queries import SORTS, QueueFilters, queue_statement
+    from app.models_base import utcnow
+
+    args = MultiDict(parse_qsl(urlsplit(return_to).query))
+    filters = QueueFilters.parse(args, me_id=current_user.id)
+    stmt = queue_statement(filters, utcnow()).order_by(*SORTS[filters.sort], DsrRequest.id).limit(MAX_BULK)
+    return [d.reference for d in db.session.execute(stmt).scalars()]
+
+
 @bp.route("/requests/bulk", methods=["POST"])
 @requires("officer")
 def bulk_action():
     action = (request.form.get("action") or "").strip()
     back = safe_next(request.form.get("return_to")) or url_for("admin.queue")
     refs = [r.strip().upper() for r in request.form.getlist("ref") if r and len(r) <= 20][:MAX_BULK]
+    if request.form.get("all_matching") == "1":
+        refs = _all_matching(back)
     if action not in ("approve", "deny"):
         flash("Choose approve or deny for the selected requests.", "error")
         return redirect(back, code=303)

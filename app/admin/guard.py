@@ -34,6 +34,7 @@ PUBLIC = frozenset({"admin.login", "admin.login_totp", "admin.enrol"})
 SELF_SERVICE = frozenset(
     {
         "admin.logout",
+        "admin.save_view",  # an officer's own saved queue views
         "admin.change_password",
         "admin.totp_setup",
         "admin.totp_disable",

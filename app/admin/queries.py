@@ -7,6 +7,7 @@ the pages stay fast with 100k+ requests; the (status, due_at) and (assignee, sta
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -18,6 +19,14 @@ from app.extensions import db
 
 S = RequestStatus
 PER_PAGE = 25
+# ?sort=: the orderings the queue offers (soonest deadline first by default).
+SORTS = {
+    "due": (DsrRequest.due_at.asc().nulls_last(), DsrRequest.received_at),
+    "received": (DsrRequest.received_at.asc(),),
+    "-received": (DsrRequest.received_at.desc(),),
+    "status": (DsrRequest.status.asc(), DsrRequest.due_at.asc().nulls_last()),
+    "type": (DsrRequest.request_type.asc(), DsrRequest.due_at.asc().nulls_last()),
+}
 MAX_PAGE = 10_000
 OPEN_REVIEWED = [s.value for s in OPEN if s is not S.UNVERIFIED]
 
@@ -42,6 +51,8 @@ class QueueFilters:
     assignee: str = ""
     channel: str = ""
     overdue: bool = False
+    due_soon: bool = False
+    sort: str = "due"
     received_from: date | None = None
     received_to: date | None = None
     q: str = ""
@@ -54,7 +65,7 @@ class QueueFilters:
         f = cls()
         f.q = (args.get("q") or "").strip()[:254]
         status = (args.get("status") or "").strip()
-        if status in {s.value for s in RequestStatus} | {"open", "all"}:
+        if status in {s.value for s in RequestStatus} | {"open", "all", "fulfilment"}:
             f.status = status
         elif status:
             f.problems.append("Unknown status ignored.")
@@ -72,6 +83,9 @@ class QueueFilters:
         if assignee in ("me", "none") or (assignee.isdigit() and len(assignee) < 10):
             f.assignee = assignee
         f.overdue = (args.get("overdue") or "") in ("1", "on", "true", "yes", "y")
+        f.due_soon = (args.get("due_soon") or "") in ("1", "on", "true", "yes", "y")
+        sort = (args.get("sort") or "").strip()
+        f.sort = sort if sort in SORTS else "due"
         f.received_from = filter_date(args.get("received_from"))
         f.received_to = filter_date(args.get("received_to"))
         for key, parsed in (("received_from", f.received_from), ("received_to", f.received_to)):
@@ -91,6 +105,8 @@ class QueueFilters:
             "assignee": self.assignee,
             "channel": self.channel,
             "overdue": "1" if self.overdue else "",
+            "due_soon": "1" if self.due_soon else "",
+            "sort": self.sort if self.sort != "due" else "",
             "received_from": self.received_from.isoformat() if self.received_from else "",
             "received_to": self.received_to.isoformat() if self.received_to else "",
             "q": self.q,
@@ -109,6 +125,8 @@ def queue_statement(f: QueueFilters, now: datetime, prefix: bool = False) -> Sel
     stmt = select(DsrRequest)
     if f.status == "open":
         stmt = stmt.where(DsrRequest.status.in_(OPEN_REVIEWED))
+    elif f.status == "fulfilment":
+        stmt = stmt.where(DsrRequest.status.in_([S.APPROVED.value, S.IN_PROGRESS.value]))
     elif f.status != "all":
         stmt = stmt.where(DsrRequest.status == f.status)
     if f.type:
@@ -125,6 +143,8 @@ def queue_statement(f: QueueFilters, now: datetime, prefix: bool = False) -> Sel
         stmt = stmt.where(DsrRequest.assignee_id == int(f.assignee))
     if f.overdue:
         stmt = stmt.where(clock_running(), DsrRequest.due_at < now)
+    if f.due_soon:
+        stmt = stmt.where(clock_running(), DsrRequest.due_at >= now, DsrRequest.due_at < now + due_soon_window())
     if f.received_from:
         start = datetime.combine(f.received_from, datetime.min.time(), UTC)
         stmt = stmt.where(DsrRequest.received_at >= start)
@@ -133,11 +153,14 @@ def queue_statement(f: QueueFilters, now: datetime, prefix: bool = False) -> Sel
         stmt = stmt.where(DsrRequest.received_at < end)
     if f.q:
         ref, email = f.q.upper(), f.q.lower()
+        if not ref.startswith("DSR-") and re.fullmatch(r"[0-9A-Z]{1,8}(-[0-9A-Z]{0,8})?", ref):
+            ref = "DSR-" + ref  # a reference typed without its prefix, as read from a letter
         if prefix:
             stmt = stmt.where(
                 or_(
                     DsrRequest.reference.like(_like_prefix(ref), escape="\\"),
                     DsrRequest.email.like(_like_prefix(email), escape="\\"),
+                    func.lower(DsrRequest.full_name).like("%" + _like_prefix(email), escape="\\"),
                 )
             )
         else:
@@ -158,15 +181,37 @@ def queue_page(f: QueueFilters, now: datetime, per_page: int = PER_PAGE) -> tupl
         base = queue_statement(f, now, prefix=True)
         total = _count(base)
     rows = (
-        db.session.execute(
-            base.order_by(DsrRequest.due_at.asc().nulls_last(), DsrRequest.received_at, DsrRequest.id)
-            .limit(per_page)
-            .offset((f.page - 1) * per_page)
-        )
+        db.session.execute(base.order_by(*SORTS[f.sort], DsrRequest.id).limit(per_page).offset((f.page - 1) * per_page))
         .scalars()
         .all()
     )
     return list(rows), total
+
+
+def due_soon_window() -> timedelta:
+    from flask import current_app
+
+    return timedelta(days=int(current_app.config.get("DUE_SOON_DAYS") or 7))
+
+
+def quick_counts(now: datetime, me_id: int | None) -> dict[str, int]:
+    """The counts beside the queue's quick filters, in one aggregate query over open requests."""
+    running = clock_running()
+
+    def count_if(cond):
+        return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
+
+    row = db.session.execute(
+        select(
+            count_if(DsrRequest.assignee_id == (me_id or -1)).label("mine"),
+            count_if(DsrRequest.assignee_id.is_(None)).label("nobody"),
+            count_if(and_(running, DsrRequest.due_at < now)).label("overdue"),
+            count_if(and_(running, DsrRequest.due_at >= now, DsrRequest.due_at < now + due_soon_window())).label(
+                "due_soon"
+            ),
+        ).where(DsrRequest.status.in_(OPEN_REVIEWED))
+    ).one()
+    return {k: int(v or 0) for k, v in row._mapping.items()}
 
 
 def dashboard_counts(now: datetime) -> dict[str, int]:
@@ -179,7 +224,7 @@ def dashboard_counts(now: datetime) -> dict[str, int]:
     row = db.session.execute(
         select(
             count_if(DsrRequest.status == S.PENDING_REVIEW.value).label("awaiting_review"),
-            count_if(and_(running, DsrRequest.due_at >= now, DsrRequest.due_at < now + timedelta(days=7))).label(
+            count_if(and_(running, DsrRequest.due_at >= now, DsrRequest.due_at < now + due_soon_window())).label(
                 "due_soon"
             ),
             count_if(and_(running, DsrRequest.due_at < now)).label("overdue"),
@@ -219,3 +264,45 @@ def deadline_badge(dsr: DsrRequest, now: datetime) -> tuple[str, str]:
     if days < 7:
         return text, "badge-warn"
     return text, "badge-ok"
+
+
+VIEW_PREFIX = "view:"
+MAX_VIEWS = 12
+
+
+def saved_views(staff_id: int) -> list[tuple[str, dict]]:
+    """A staff member's saved queue views: (name, query arguments)."""
+    import json
+
+    from app.dsr.models import AppSetting
+
+    prefix = f"{VIEW_PREFIX}{staff_id}:"
+    rows = db.session.execute(select(AppSetting).where(AppSetting.key.like(prefix + "%")).order_by(AppSetting.key))
+    found = []
+    for row in rows.scalars():
+        try:
+            found.append((row.key[len(prefix) :], json.loads(row.value)))
+        except ValueError:
+            continue
+    return found
+
+
+def save_view(staff_id: int, name: str, args: dict | None) -> None:
+    """Store (or with ``args`` None remove) a named view; the caller commits."""
+    import json
+
+    from app.dsr.models import AppSetting
+
+    key = f"{VIEW_PREFIX}{staff_id}:{name}"[:64]
+    row = db.session.get(AppSetting, key)
+    if args is None:
+        if row is not None:
+            db.session.delete(row)
+        return
+    value = json.dumps(args, separators=(",", ":"))[:254]
+    if row is None:
+        if len(saved_views(staff_id)) >= MAX_VIEWS:
+            return
+        db.session.add(AppSetting(key=key, value=value))
+    else:
+        row.value = value

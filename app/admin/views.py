@@ -11,8 +11,18 @@ from sqlalchemy import select
 
 from app.admin import charts
 from app.admin.guard import bp, requires
+from app.admin.limits import MAX_BULK
 from app.admin.models import Role, StaffUser
-from app.admin.queries import QueueFilters, dashboard_counts, deadline_badge, mask_email, queue_page
+from app.admin.queries import (
+    PER_PAGE,
+    QueueFilters,
+    dashboard_counts,
+    deadline_badge,
+    mask_email,
+    queue_page,
+    quick_counts,
+    saved_views,
+)
 from app.audit import Actor, record_event
 from app.audit.models import AuditEvent
 from app.dsr import deadlines
@@ -40,6 +50,20 @@ def register(app) -> None:
     app.register_blueprint(bp)
 
 
+SUMMARY_LABELS = {
+    "account_found": "Account found",
+    "account_id": "Account id",
+    "account_created_at": "Account created",
+    "account_status": "Account status",
+    "api_keys": "API keys",
+    "usage_rows": "API usage records",
+    "support_messages": "Support messages",
+    "stripe_customer": "Stripe customer",
+    "stripe_configured": "Stripe connected",
+    "stripe_error": "Stripe could not be reached",
+}
+
+
 def get_request_or_404(reference: str) -> DsrRequest:
     reference = (reference or "").upper()
     if not REFERENCE_RE.match(reference):
@@ -65,6 +89,34 @@ def status_label(value: str) -> str:
         return STATUS_LABELS[RequestStatus(value)]
     except ValueError:
         return value
+
+
+@bp.app_template_filter("event_label")
+def event_label_filter(value: str) -> str:
+    from app.audit.labels import event_label
+
+    return event_label(value)
+
+
+@bp.app_template_filter("event_detail")
+def event_detail_filter(event) -> str:
+    from app.audit.labels import event_detail
+
+    return event_detail(event.event, event.data, status_label)
+
+
+@bp.app_template_filter("status_badge")
+def status_badge(value: str) -> str:
+    """The badge colour that matches a status's meaning."""
+    return {
+        "failed": "badge-bad",
+        "denied": "badge-bad",
+        "completed": "badge-ok",
+        "on_hold": "badge-warn",
+        "unverified": "",
+        "cancelled": "",
+        "expired": "",
+    }.get(value, "badge-info")
 
 
 @bp.app_template_filter("when")
@@ -99,13 +151,23 @@ def queue():
     now = utcnow()
     filters = QueueFilters.parse(request.args, me_id=current_user.id)
     rows, total = queue_page(filters, now)
-    pages = max(1, -(-total // 25))
+    pages = max(1, -(-total // PER_PAGE))
     return render_template(
         "admin/queue.html",
         rows=[(r, mask_email(r.email), *deadline_badge(r, now)) for r in rows],
         total=total,
         filters=filters,
         pages=pages,
+        quick=quick_counts(now, current_user.id),
+        max_bulk=MAX_BULK,
+        saved_views=saved_views(current_user.id),
+        sorts={
+            "due": "Deadline",
+            "received": "Received (oldest)",
+            "-received": "Received (newest)",
+            "status": "Status",
+            "type": "Type",
+        },  # fmt: skip
         staff=staff_choices(),
         statuses=list(RequestStatus),
         types=list(RequestType),
@@ -113,6 +175,39 @@ def queue():
         channels=CHANNELS,
         denial_labels=DENIAL_LABELS,
     )
+
+
+@bp.route("/requests/views", methods=["POST"])
+@requires("auditor")
+def save_view():
+    """Save the queue's current filters under a name, for this staff member only."""
+    from flask import flash, redirect, url_for
+
+    from app.admin.queries import save_view as store
+
+    name = (request.form.get("name") or "").strip()[:40]
+    query = (request.form.get("query") or "").strip()[:500]
+    if request.form.get("delete"):
+        store(current_user.id, name, None)
+        db.session.commit()
+        flash(f"View {name!r} removed.", "success")
+    elif not name:
+        flash("Give the view a name.", "error")
+    else:
+        store(current_user.id, name, QueueFilters.parse(_query_args(query), me_id=current_user.id).as_args())
+        db.session.commit()
+        flash(f"View {name!r} saved.", "success")
+    return redirect(
+        url_for("admin.queue", **QueueFilters.parse(_query_args(query), me_id=current_user.id).as_args()), code=303
+    )
+
+
+def _query_args(query: str):
+    from urllib.parse import parse_qsl
+
+    from werkzeug.datastructures import MultiDict
+
+    return MultiDict(parse_qsl(query.lstrip("?"), keep_blank_values=False))
 
 
 def _subject_summary(subject) -> dict | None:
@@ -174,6 +269,7 @@ def request_detail(reference: str):
         summary=_subject_summary(resolution.subject) if resolution is not None else None,
         resolution=resolution,
         identifier_kinds=IDENTIFIER_KINDS,
+        summary_labels=SUMMARY_LABELS,
         events=[e for e in events if e.event != "request.viewed"],
         views=sum(1 for e in events if e.event == "request.viewed"),
         notes=list(dsr.notes),

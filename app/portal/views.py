@@ -526,9 +526,13 @@ def _error_page(exc: HTTPException | Exception):
 
     if isinstance(exc, CSRFError):
         text = "The form was missing its security token or it had expired. Reload the page, then send the form again."
-    response = current_app.make_response(
-        (render_template("portal/error.html", code=code, title=title, text=text), code)
-    )
+    template = "portal/error.html"
+    if request.path.startswith("/admin") and code in (403, 404):
+        from flask_login import current_user
+
+        if getattr(current_user, "is_authenticated", False):
+            template = "admin/error.html"  # inside the dashboard, with its navigation
+    response = current_app.make_response((render_template(template, code=code, title=title, text=text), code))
     if code == 405 and isinstance(exc, HTTPException):
         for key, value in exc.get_headers():
             if key.lower() == "allow":

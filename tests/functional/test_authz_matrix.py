@@ -27,6 +27,7 @@ MATRIX = [
     ("GET", "/admin/requests/{ref}/messages/{msg}/attachment", "auditor"),
     ("POST", "/admin/requests/{ref}/action", "officer"),
     ("POST", "/admin/requests/bulk", "officer"),
+    ("POST", "/admin/requests/views", "auditor"),
     ("GET", "/admin/reports", "auditor"),
     ("GET", "/admin/reports/register.csv", "auditor"),
     ("GET", "/admin/audit", "auditor"),

@@ -5,7 +5,7 @@ HTML bodies are shown as escaped source in a ``<pre>``, never rendered as live m
 
 from __future__ import annotations
 
-from flask import abort, render_template, request
+from flask import abort, current_app, render_template, request
 from sqlalchemy import func, select
 
 from app.admin.guard import bp, requires
@@ -41,3 +41,46 @@ def outbox_message(mail_id: int):
     if mail is None:
         abort(404)
     return render_template("admin/outbox_message.html", mail=mail)
+
+
+@bp.route("/mail-previews")
+@requires("admin")
+def mail_previews():
+    """Every message we send, with sample data (admin): text inline, HTML in its own tab."""
+    from app.mail.previews import render_sample, samples
+
+    rendered = [(name, *render_sample(name)) for name in sorted(samples())]
+    return render_template("admin/mail_previews.html", rendered=rendered)
+
+
+@bp.route("/mail-previews/<name>.html")
+@requires("admin")
+def mail_preview_html(name: str):
+    from app.mail.previews import render_sample, samples
+
+    if name not in samples():
+        abort(404)
+    _text, html, _link = render_sample(name)
+    response = current_app.response_class(html or "", mimetype="text/html")
+    # The mail's own inline styles, nothing else: no script, no network, in a sandbox.
+    response.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
+    return response
+
+
+@bp.route("/requests/<reference>/mail/<id:mail_id>")
+@requires("auditor")
+def request_mail(reference: str, mail_id: int):
+    """A message we sent about a request, in full (production too), audited: once sent, its stored copy
+    has no working link tokens; after minimisation only its metadata is left."""
+    from flask_login import current_user
+
+    from app.admin.views import get_request_or_404
+    from app.audit import Actor, record_event
+
+    dsr = get_request_or_404(reference)
+    mail = db.session.get(OutgoingMail, mail_id)
+    if mail is None or mail.request_id != dsr.id:
+        abort(404)
+    record_event("request.mail_viewed", Actor.staff(current_user), dsr=dsr, data={"mail_id": mail.id})
+    db.session.commit()
+    return render_template("admin/outbox_message.html", mail=mail, back=("admin.request_detail", dsr.reference))

@@ -105,6 +105,21 @@ def event_detail_filter(event) -> str:
     return event_detail(event.event, event.data, status_label)
 
 
+@bp.app_template_filter("linkify")
+def linkify(text: str | None):
+    """Escaped text whose http(s) links are clickable (redacted links stay plain text)."""
+    import re
+
+    from markupsafe import Markup, escape
+
+    def link(match) -> str:
+        url = match.group(0)
+        return url if "[redacted]" in url else f'<a href="{url}" rel="noopener noreferrer">{url}</a>'
+
+    # The text is escaped first; the links wrapped are runs of that escaped text without quotes or brackets.
+    return Markup(re.sub(r"https?://[^\s<>\"']+", link, str(escape(text or ""))))  # noqa: S704
+
+
 @bp.app_template_filter("status_badge")
 def status_badge(value: str) -> str:
     """The badge colour that matches a status's meaning."""

@@ -34,6 +34,9 @@ MATRIX = [
     ("GET", "/admin/audit.csv", "auditor"),
     ("GET", "/admin/outbox", "auditor"),
     ("GET", "/admin/outbox/{mid}", "auditor"),
+    ("GET", "/admin/mail-previews", "admin"),
+    ("GET", "/admin/mail-previews/{tpl}.html", "admin"),
+    ("GET", "/admin/requests/{ref}/mail/{mid}", "auditor"),
     ("GET", "/admin/staff", "admin"),
     ("POST", "/admin/staff", "admin"),
     ("POST", "/admin/staff/{sid}/role", "admin"),
@@ -69,7 +72,9 @@ def _fill(url: str, ids: dict) -> str:
 def world(app):
     dsr = make_request("pending_review")
     other = make_staff("officer", email="target@staff.test")
-    mail = queue_mail("someone@example.com", "admin_staff_invite", "Hi", role="officer", login_url="x", inviter="y")
+    mail = queue_mail(
+        "someone@example.com", "admin_staff_invite", "Hi", dsr=dsr, role="officer", login_url="x", inviter="y"
+    )
     from app.dsr.attachments import save_attachment
     from app.dsr.models import RequestMessage
 
@@ -84,7 +89,7 @@ def world(app):
     )
     db.session.add(message)
     db.session.commit()
-    return {"ref": dsr.reference, "sid": other.id, "mid": mail.id, "msg": message.id}
+    return {"ref": dsr.reference, "sid": other.id, "mid": mail.id, "msg": message.id, "tpl": "verify"}
 
 
 def expected(role: str, least: str, method: str) -> set[int]:
@@ -133,7 +138,8 @@ def test_authz_url_map_every_admin_view_is_guarded_and_in_the_matrix(app):
         template = rule.rule
         for arg in rule.arguments:
             placeholder = "{sid}" if "user" in arg else "{msg}" if "message" in arg else "{mid}"
-            template = template.replace(f"<{arg}>", "{ref}").replace(f"<id:{arg}>", placeholder)
+            named = "{tpl}" if arg == "name" else "{ref}"
+            template = template.replace(f"<{arg}>", named).replace(f"<id:{arg}>", placeholder)
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             assert (method, template) in listed, f"{method} {rule.rule} is missing from the authorization matrix"
     assert all(least in ROLE_RANK for _, _, least in MATRIX)

@@ -10,6 +10,7 @@ Screenshots go to ``test-artifacts/`` (see ``screenshot_path``).
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from pathlib import Path
 
@@ -46,6 +47,8 @@ def live_server(app):
 @pytest.fixture(scope="session")
 def _chromium():
     if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: CI must run the browser tests (.ci/run installs chromium)")
         print(f"skipping browser tests: {CHROMIUM} is missing")
         pytest.skip(f"{CHROMIUM} is missing")
     from playwright.sync_api import sync_playwright

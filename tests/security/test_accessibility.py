@@ -7,6 +7,7 @@ rightly blocks, so these pages are opened in a context that bypasses CSP for the
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tarfile
@@ -44,6 +45,8 @@ def axe_script(request, tmp_path_factory) -> Path:
         return script
     npm = shutil.which("npm")
     if npm is None:
+        if os.environ.get("CI"):
+            pytest.fail("npm is not installed: CI must run the accessibility tests (.ci/run installs npm)")
         print("skipping accessibility tests: npm is not installed")
         pytest.skip("npm is not installed (needed to fetch axe-core from the npm registry)")
     try:
@@ -55,6 +58,8 @@ def axe_script(request, tmp_path_factory) -> Path:
             check=True,
         )
     except (subprocess.SubprocessError, OSError) as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"npm pack axe-core@4 failed in CI: {exc}")
         print(f"skipping accessibility tests: npm pack axe-core@4 failed: {exc}")
         pytest.skip(f"npm pack axe-core@4 failed: {exc}")
     tarball = cache / out.stdout.strip().splitlines()[-1]

@@ -17,7 +17,22 @@ from app.dsr.states import RequestStatus, RequestType
 from app.extensions import db
 
 WEEKS = 12
-TYPE_COLOURS = {"access": "#0969da", "correction": "#bf8700", "deletion": "#cf222e"}
+TYPE_COLOURS = {
+    "access": "#0969da",
+    "correction": "#bf8700",
+    "deletion": "#cf222e",
+    "opt_out": "#1a7f37",
+    "restriction": "#8250df",
+    "objection": "#57606a",
+    "median days": "#0969da",
+}
+
+
+@dataclass
+class Month:
+    """A chart slot labelled by its month (the reports page's charts)."""
+
+    label: str
 
 
 @dataclass
@@ -93,7 +108,7 @@ def _frame(width: int, height: int, title: str, body: list[str]) -> Markup:
     return Markup("".join(parts))  # noqa: S704 - every interpolated text above and below is escaped
 
 
-def bar_chart(weeks: list[Week], series: dict[str, list[int]]) -> Markup:
+def bar_chart(weeks: list, series: dict[str, list[int]], title: str = "Requests received per week, by type") -> Markup:
     width, height, left, bottom, top = 640, 240, 36, 40, 16
     plot_h = height - bottom - top
     peak = max([sum(vals) for vals in zip(*series.values(), strict=False)] + [1])
@@ -115,7 +130,7 @@ def bar_chart(weeks: list[Week], series: dict[str, list[int]]) -> Markup:
             y -= h
             body.append(
                 f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
-                f'fill="{TYPE_COLOURS.get(kind, "#57606a")}"><title>{escape(kind)} week of {escape(week.label)}: '
+                f'fill="{TYPE_COLOURS.get(kind, "#57606a")}"><title>{escape(kind)}, {escape(week.label)}: '
                 f"{v}</title></rect>"
             )
         if i % 2 == 0 or len(weeks) <= 6:
@@ -128,10 +143,12 @@ def bar_chart(weeks: list[Week], series: dict[str, list[int]]) -> Markup:
         body.append(f'<rect x="{lx}" y="{height - 12}" width="10" height="10" fill="{TYPE_COLOURS.get(kind)}"/>')
         body.append(f'<text x="{lx + 14}" y="{height - 3}" font-size="11" fill="#24292f">{escape(kind)}</text>')
         lx += 90
-    return _frame(width, height, "Requests received per week, by type", body)
+    return _frame(width, height, title, body)
 
 
-def on_time_chart(weeks: list[Week], done: list[int], ok: list[int]) -> Markup:
+def on_time_chart(
+    weeks: list, done: list[int], ok: list[int], title: str = "Share of requests completed on time, per week"
+) -> Markup:
     width, height, left, bottom, top = 640, 200, 40, 28, 16
     plot_h = height - bottom - top
     slot = (width - left - 8) / len(weeks)
@@ -160,4 +177,31 @@ def on_time_chart(weeks: list[Week], done: list[int], ok: list[int]) -> Markup:
             )
     if len(points) > 1:
         body.insert(0, f'<polyline points="{" ".join(points)}" fill="none" stroke="#0969da" stroke-width="2"/>')
-    return _frame(width, height, "Share of requests completed on time, per week", body)
+    return _frame(width, height, title, body)
+
+
+def report_charts(monthly: list[dict]) -> dict[str, Markup]:
+    """The reports page's charts, from its monthly table: volumes by type, on-time rate, median days."""
+    months = sorted({r["month"] for r in monthly})
+    if not months:
+        return {}
+    slots = [Month(m) for m in months]
+    kinds = sorted({r["type"] for r in monthly})
+    by = {(r["month"], r["type"]): r for r in monthly}
+    volumes = {k: [by.get((m, k), {}).get("received", 0) for m in months] for k in kinds}
+    done = [sum(by.get((m, k), {}).get("completed", 0) for k in kinds) for m in months]
+    ok = [
+        round(
+            sum((by.get((m, k), {}).get("on_time_share") or 0) * by.get((m, k), {}).get("completed", 0) for k in kinds)
+        )
+        for m in months
+    ]
+    medians = []
+    for m in months:
+        values = [by[(m, k)]["median_days"] for k in kinds if (m, k) in by and by[(m, k)]["median_days"] is not None]
+        medians.append(round(max(values)) if values else 0)
+    return {
+        "volumes": bar_chart(slots, volumes, "Requests received per month, by type"),
+        "on_time": on_time_chart(slots, done, ok, "Share of requests completed on time, per month"),
+        "median": bar_chart(slots, {"median days": medians}, "Median days to complete (slowest type), per month"),
+    }

@@ -188,11 +188,15 @@ def _year_arg() -> int:
 @requires("auditor")
 def reports():
     year = _year_arg()
+    from app.admin.charts import report_charts
+
+    monthly = monthly_report(year)
     return render_template(
         "admin/reports.html",
+        charts=report_charts(monthly),
         year=year,
         years=list(range(utcnow().year, utcnow().year - 5, -1)),
-        monthly=monthly_report(year),
+        monthly=monthly,
         ccpa=ccpa_metrics(year),
     )
 

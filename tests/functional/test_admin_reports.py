@@ -225,3 +225,13 @@ def test_outbox_is_404_when_smtp_is_configured(app, auditor):
     app.config["MAIL_SERVER"] = "smtp.example.test"
     assert auditor.get("/admin/outbox").status_code == 404
     assert auditor.get("/admin/outbox/1").status_code == 404
+
+
+def test_reports_page_draws_its_charts_without_script(app, auditor):
+    for days_ago in (40, 10):
+        dsr = make_request("completed", received_days_ago=days_ago)
+        dsr.closed_at = dsr.received_at + timedelta(days=3)
+        db.session.commit()
+    html = auditor.get(f"/admin/reports?year={utcnow().year}").get_data(as_text=True)
+    assert html.count("<svg") >= 3 and "<script>" not in html
+    assert "Requests received per month" in html and "completed on time, per month" in html

@@ -268,6 +268,9 @@ def _refuse_unsafe_production(cfg: dict, overrides: dict) -> None:
     ]
     if missing:
         raise ConfigError(f"APP_ENV=production needs {', '.join(missing)} set (no embedded or default fallback)")
+    weak = secret_key_problem(str(cfg.get("EMAIL_HASH_KEY") or ""))
+    if weak:
+        raise ConfigError("EMAIL_HASH_KEY " + weak.split(" ", 1)[1].replace("SECRET_KEY", "EMAIL_HASH_KEY"))
     if not str(cfg["PORTAL_BASE_URL"]).startswith("https://"):
         raise ConfigError("PORTAL_BASE_URL must be an https:// address when APP_ENV=production")
     uris = [cfg["SQLALCHEMY_DATABASE_URI"], *cfg.get("SQLALCHEMY_BINDS", {}).values()]

@@ -13,7 +13,7 @@ import logging
 import re
 
 TOKEN = re.compile(r"(?<=[/=])[A-Za-z0-9_-]{32,}")
-EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+EMAIL = re.compile(r"[A-Za-z0-9._+-]+(?:@|%40)[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+", re.IGNORECASE)
 REDACTED = "[redacted]"
 
 

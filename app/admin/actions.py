@@ -87,7 +87,7 @@ def _assign(dsr: DsrRequest, actor: Actor, form) -> str:
         services.assign(dsr, actor, None)
         return "Unassigned."
     allowed = {s.id: s for s in staff_choices()}
-    if not raw.isdigit() or int(raw) not in allowed:
+    if not raw.isdecimal() or int(raw) not in allowed:
         raise ActionError("Choose an active officer or admin.")
     services.assign(dsr, actor, int(raw))
     return f"Assigned to {allowed[int(raw)].email}."
@@ -131,7 +131,7 @@ def _add_identifier(dsr: DsrRequest, actor: Actor, form) -> str:
 
 def _remove_identifier(dsr: DsrRequest, actor: Actor, form) -> str:
     raw = _text(form, "identifier_id")
-    if not raw.isdigit() or len(raw) > 9:
+    if not raw.isdecimal() or len(raw) > 9:
         raise ActionError("That identifier does not exist.")
     identifiers.remove_identifier(dsr, actor, int(raw))
     return "Identifier removed."
@@ -139,7 +139,7 @@ def _remove_identifier(dsr: DsrRequest, actor: Actor, form) -> str:
 
 def _decide_item(dsr: DsrRequest, actor: Actor, form) -> str:
     raw = _text(form, "item_id")
-    if not raw.isdigit() or len(raw) > 9:
+    if not raw.isdecimal() or len(raw) > 9:
         raise ActionError("That proposed change does not exist.")
     decision = _text(form, "decision")
     item = services.decide_correction(dsr, actor, int(raw), decision, _text(form, "reject_reason"))

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from markupsafe import Markup, escape
 from sqlalchemy import and_, case, func, select
 
-from app.dsr.models import DsrRequest, answered_on_time
+from app.dsr.models import DsrRequest
 from app.dsr.states import RequestStatus, RequestType
 from app.extensions import db
 
@@ -79,23 +79,31 @@ def requests_per_week(now: datetime) -> tuple[list[Week], dict[str, list[int]]]:
 
 
 def on_time_per_week(now: datetime) -> tuple[list[Week], list[int], list[int]]:
-    """Completed requests per week of completion, and how many of them met their deadline."""
+    """Completed requests per week of completion, and how many met their lawful deadline (the same
+    judgement as the reports and the register: ``deadlines.lawful_due``, lawful pauses included)."""
+    from app.dsr.deadlines import lawful_due
+
     weeks = weeks_ending(now)
-    on_time = answered_on_time()
-    done_cols, ok_cols = [], []
-    for w in weeks:
-        in_week = and_(DsrRequest.closed_at >= w.start, DsrRequest.closed_at < w.end)
-        done_cols.append(func.coalesce(func.sum(case((in_week, 1), else_=0)), 0))
-        ok_cols.append(func.coalesce(func.sum(case((and_(in_week, on_time), 1), else_=0)), 0))
-    # One range of the (status, closed_at, due_at) index: only completed requests closed in the window
-    # (an extended request's original deadline is read from its row).
-    stmt = select(*done_cols, *ok_cols).where(
-        DsrRequest.status == RequestStatus.COMPLETED.value,
-        DsrRequest.closed_at >= weeks[0].start,
-        DsrRequest.closed_at < weeks[-1].end,
-    )
-    values = [int(v or 0) for v in db.session.execute(stmt).one()]
-    return weeks, values[: len(weeks)], values[len(weeks) :]
+    # One range of the (status, closed_at, due_at) index: only completed requests closed in the window.
+    rows = db.session.execute(
+        select(
+            DsrRequest.closed_at,
+            DsrRequest.received_at,
+            DsrRequest.jurisdiction,
+            DsrRequest.paused_seconds,
+            DsrRequest.extended_at,
+        ).where(
+            DsrRequest.status == RequestStatus.COMPLETED.value,
+            DsrRequest.closed_at >= weeks[0].start,
+            DsrRequest.closed_at < weeks[-1].end,
+        )
+    ).all()
+    done, ok = [0] * len(weeks), [0] * len(weeks)
+    for closed, received, jurisdiction, paused, extended_at in rows:
+        i = min(int((closed - weeks[0].start).total_seconds() // (7 * 86400)), len(weeks) - 1)
+        done[i] += 1
+        ok[i] += int(closed <= lawful_due(jurisdiction, received, paused or 0, extended_at))
+    return weeks, done, ok
 
 
 def _frame(width: int, height: int, title: str, body: list[str]) -> Markup:

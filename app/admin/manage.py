@@ -27,7 +27,7 @@ def audit_filters(args) -> dict:
         "reference": (args.get("reference") or "").strip().upper()[:32],
         "date_from": filter_date(args.get("date_from")),
         "date_to": filter_date(args.get("date_to")),
-        "page": int(page) if page.isdigit() and 0 < len(page) < 6 and int(page) > 0 else 1,
+        "page": int(page) if page.isdecimal() and 0 < len(page) < 6 and int(page) > 0 else 1,
     }
 
 

@@ -22,7 +22,7 @@ def outbox():
     if not outbox_enabled():
         abort(404)
     page = request.args.get("page", "1")
-    page = int(page) if page.isdigit() and len(page) < 6 and int(page) > 0 else 1
+    page = int(page) if page.isdecimal() and len(page) < 6 and int(page) > 0 else 1
     total = db.session.execute(select(func.count()).select_from(OutgoingMail)).scalar_one()
     mails = db.session.execute(
         select(OutgoingMail).order_by(OutgoingMail.id.desc()).limit(PER_PAGE).offset((page - 1) * PER_PAGE)

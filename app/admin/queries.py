@@ -80,7 +80,7 @@ class QueueFilters:
         channel = (args.get("channel") or "").strip()
         f.channel = channel if channel in CHANNELS else ""
         assignee = (args.get("assignee") or "").strip()
-        if assignee in ("me", "none") or (assignee.isdigit() and len(assignee) < 10):
+        if assignee in ("me", "none") or (assignee.isdecimal() and len(assignee) < 10):
             f.assignee = assignee
         f.overdue = (args.get("overdue") or "") in ("1", "on", "true", "yes", "y")
         f.due_soon = (args.get("due_soon") or "") in ("1", "on", "true", "yes", "y")
@@ -92,7 +92,7 @@ class QueueFilters:
             if args.get(key) and parsed is None:
                 f.problems.append(f"{key.replace('_', ' ').capitalize()} must be a date like 2026-01-31.")
         page = args.get("page") or "1"
-        f.page = min(int(page), MAX_PAGE) if page.isdigit() and len(page) < 7 and int(page) > 0 else 1
+        f.page = min(int(page), MAX_PAGE) if page.isdecimal() and len(page) < 7 and int(page) > 0 else 1
         f.me = me_id
         return f
 

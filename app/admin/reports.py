@@ -179,7 +179,7 @@ def ccpa_metrics(year: int) -> list[dict]:
 def _year_arg() -> int:
     raw = request.args.get("year") or ""
     now = utcnow()
-    if raw.isdigit() and len(raw) == 4 and 2000 <= int(raw) <= now.year + 1:
+    if raw.isdecimal() and len(raw) == 4 and 2000 <= int(raw) <= now.year + 1:
         return int(raw)
     return now.year
 

@@ -61,6 +61,7 @@ SUMMARY_LABELS = {
     "stripe_customer": "Stripe customer",
     "stripe_configured": "Stripe connected",
     "stripe_error": "Stripe could not be reached",
+    "stripe_shared": "Stripe customers with this address that another account holds (left alone)",
 }
 
 

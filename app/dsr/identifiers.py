@@ -39,7 +39,7 @@ def _clean_value(kind: str, value: str) -> str:
         except EmailNotValidError:
             raise ActionError("Enter a valid email address.") from None
     if kind == "account_id":
-        if not value.isdigit() or not 0 < int(value) < 2**31:
+        if not value.isdecimal() or not 0 < int(value) < 2**31:
             raise ActionError("An account id is a whole number.")
         return str(int(value))
     if kind == "stripe_customer_id":

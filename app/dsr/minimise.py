@@ -31,7 +31,7 @@ from app.dsr.models import (
     RequestNote,
     Token,
 )
-from app.dsr.states import CLOSED
+from app.dsr.states import CLOSED, RequestStatus
 from app.exports import store
 from app.extensions import db
 from app.mail.models import OutgoingMail
@@ -125,6 +125,10 @@ def minimise_request(dsr: DsrRequest, now: datetime | None = None) -> None:
     dsr.cancel_reason = None
     dsr.denial_text = None
     dsr.verification_evidence = None
+    dsr.verification_method = None
+    dsr.extension_reason = None
+    if isinstance(dsr.plan, dict) and "decision" in dsr.plan:
+        dsr.plan = {"decision": None}  # the officer's own words about the subject go too
     dsr.last_error = None
     dsr.progress_note = None
     dsr.minimised_at = now
@@ -179,11 +183,29 @@ def erase_portal_copies(dsr: DsrRequest, emails: set[str], now: datetime | None 
     tokens = db.session.execute(delete(Token).where(Token.request_id.in_(other_ids))).rowcount or 0 if other_ids else 0
     mails = cut_mail(other_ids, now) if other_ids else 0
     mails += cut_mail([dsr.id], now, keep_recipient=True)
-    minimised = 0
+    minimised = closed = 0
     for other in others:
+        if other.status in (
+            RequestStatus.PENDING_REVIEW.value,
+            RequestStatus.ON_HOLD.value,
+            RequestStatus.UNVERIFIED.value,
+        ):
+            # Nothing of the subject is left to act on: the request is closed, its copies go with the rest.
+            from app.dsr.services import transition
+
+            transition(other, RequestStatus.CANCELLED, SYSTEM, reason_code="subject_erased")
+            other.cancel_reason = f"Closed because the subject's data was erased ({dsr.reference})."
+            closed += 1
         if other.status in {s.value for s in CLOSED} and other.minimised_at is None:
             minimise_request(other, now)
             minimised += 1
-    summary = {"requests": len(others), "exports": exports, "tokens": tokens, "mails": mails, "minimised": minimised}
+    summary = {
+        "requests": len(others),
+        "closed": closed,
+        "exports": exports,
+        "tokens": tokens,
+        "mails": mails,
+        "minimised": minimised,
+    }
     record_event("request.portal_copies_erased", SYSTEM, dsr=dsr, data=summary)
     return summary

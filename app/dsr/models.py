@@ -140,19 +140,6 @@ def clock_running():
     )
 
 
-def answered_on_time():
-    """SQL: a closed request was answered by its lawful deadline. An extension counts only if it was made
-    before the original deadline (``app.dsr.deadlines.lawful_due``; the service refuses later ones, and
-    this keeps older records honest). Lawful GDPR pauses are in ``due_at`` already."""
-    from sqlalchemy import and_, or_
-
-    timely = or_(DsrRequest.extended_at.is_(None), DsrRequest.extended_at <= DsrRequest.original_due_at)
-    return or_(
-        and_(timely, DsrRequest.closed_at <= DsrRequest.due_at),
-        and_(~timely, DsrRequest.closed_at <= DsrRequest.original_due_at),
-    )
-
-
 class CorrectionItem(db.Model):
     __tablename__ = "correction_item"
 

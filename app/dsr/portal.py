@@ -81,28 +81,30 @@ def submit(
         .order_by(DsrRequest.received_at.desc())
         .limit(1)
     ).scalar_one_or_none()
-    if existing is not None:
+    if existing is not None and existing.status != S.UNVERIFIED.value:
+        # Confirmed by the address's owner: the new one joins it, and the owner is mailed its link.
         record_event("request.duplicate_submitted", Actor.subject(), dsr=existing, data={"channel": channel})
-        if existing.status == S.UNVERIFIED.value:
-            # The same form again within moments (a double click) sends nothing more; later, the person is
-            # likely still waiting for our mail, so it gets a fresh confirmation link for the same request.
-            last = db.session.execute(
-                select(func.max(Token.created_at)).where(Token.request_id == existing.id, Token.purpose == "verify")
-            ).scalar()
-            window = timedelta(seconds=int(current_app.config.get("DUPLICATE_SUBMIT_SECONDS") or 5))
-            if last is None or utcnow() - last > window:
-                send_verification(existing)
-        else:
-            raw = services.issue_token(existing, "status", lifetime=services.status_link_lifetime())
-            queue_mail(
-                existing.email,
-                "duplicate_notice",
-                f"You already have an open request: {existing.reference}",
-                dsr=existing,
-                link=services.status_url(existing, raw),
-                type_label=TYPE_LABELS[existing.request_type],
-            )
+        raw = services.issue_token(existing, "status", lifetime=services.status_link_lifetime())
+        queue_mail(
+            existing.email,
+            "duplicate_notice",
+            f"You already have an open request: {existing.reference}",
+            dsr=existing,
+            link=services.status_url(existing, raw),
+            type_label=TYPE_LABELS[existing.request_type],
+        )
         return existing
+    if existing is not None and _same_submission(existing, full_name, jurisdiction, details, corrections):
+        # The same form again within moments (a double click, a resent POST) sends nothing more. Anything
+        # else is a request of its own: an unconfirmed one may have been written by anybody, so it never
+        # absorbs what the address's owner sends later.
+        last = db.session.execute(
+            select(func.max(Token.created_at)).where(Token.request_id == existing.id, Token.purpose == "verify")
+        ).scalar()
+        window = timedelta(seconds=int(current_app.config.get("DUPLICATE_SUBMIT_SECONDS") or 5))
+        if last is not None and utcnow() - last <= window:
+            record_event("request.duplicate_submitted", Actor.subject(), dsr=existing, data={"channel": channel})
+            return existing
     if requester == "agent":
         channel = "agent"
     dsr = DsrRequest(
@@ -155,6 +157,15 @@ def submit(
         },
     )
     return dsr
+
+
+def _same_submission(dsr: DsrRequest, full_name: str, jurisdiction: str, details: str, corrections) -> bool:
+    return (
+        dsr.full_name == full_name
+        and dsr.jurisdiction == jurisdiction
+        and (dsr.details or "") == (details or "")
+        and [(c.field, c.proposed_value) for c in dsr.corrections] == list(corrections)
+    )
 
 
 @dataclass
@@ -304,6 +315,7 @@ def downloadable(token: Token) -> Export:
 def count_download(token: Token, export: Export) -> int:
     """Count one complete download, in the statement that checks the limit (concurrent downloads cannot
     pass it); returns the use number. Audited."""
+    use = (token.use_count or 0) + 1  # read under the row lock (find_token(lock=True)) before the update
     counted = db.session.execute(
         update(Token)
         .where(Token.id == token.id, (Token.max_uses.is_(None)) | (Token.use_count < Token.max_uses))
@@ -312,7 +324,6 @@ def count_download(token: Token, export: Export) -> int:
     if counted.rowcount != 1:
         raise DownloadProblem("used", 410)
     db.session.execute(update(Export).where(Export.id == export.id).values(download_count=Export.download_count + 1))
-    use = token.use_count + 1
     record_event(
         "export.downloaded",
         Actor.subject(),

@@ -264,6 +264,8 @@ def deny(dsr: DsrRequest, actor: Actor, code: str, text: str = "") -> DsrRequest
     reason = DenialReason(code)
     if reason is DenialReason.OTHER and not text.strip():
         raise ActionError("Explain the reason when choosing 'other'.")
+    if reason is DenialReason.LEGAL_EXEMPTION and not text.strip():
+        raise ActionError("Say which legal exemption applies and why; the subject is sent it.")
     locked = transition(dsr, S.DENIED, actor, reason_code=reason.value, data={"denial_code": reason.value})
     locked.denial_code = reason.value
     locked.denial_text = text.strip() or None
@@ -623,10 +625,17 @@ def expire_unverified(now: datetime | None = None) -> int:
 
     Returns how many were expired. Safe to run repeatedly (cron): an expired request no longer matches.
     """
+    from sqlalchemy import exists
+
     now = now or utcnow()
     cutoff = now - timedelta(days=current_app.config.get("UNVERIFIED_EXPIRY_DAYS", 7))
+    # Counted from the newest confirmation link, not from receipt: a request staff enter with its real
+    # (older) receipt date gets its full week to be confirmed.
+    fresh_link = exists().where(Token.request_id == DsrRequest.id, Token.purpose == "verify", Token.created_at > cutoff)
     ids = db.session.execute(
-        select(DsrRequest.id).where(DsrRequest.status == S.UNVERIFIED.value, DsrRequest.received_at <= cutoff)
+        select(DsrRequest.id).where(
+            DsrRequest.status == S.UNVERIFIED.value, DsrRequest.received_at <= cutoff, ~fresh_link
+        )
     ).scalars()
     count = 0
     for request_id in list(ids):

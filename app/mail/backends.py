@@ -73,5 +73,8 @@ def deliver(mail: OutgoingMail, accepted: Callable[[], None]) -> str:
     if current_app.config.get("MAIL_SERVER"):
         send_smtp(mail, accepted)
         return "smtp"
+    if current_app.config.get("APP_ENV") == "production":
+        # Never "sent" into an outbox nobody reads: production must name its mail server.
+        raise TransientMailError("MAIL_SERVER is not set: production mail waits until it is")
     accepted()
     return "outbox"

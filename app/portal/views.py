@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException, TooManyRequests
 from app.audit.models import AuditEvent
 from app.dsr import portal, services
 from app.dsr.attachments import AttachmentRefused
+from app.dsr.minimise import email_hash
 from app.dsr.models import DsrRequest, Export, Token
 from app.dsr.portal import JURISDICTION_LABELS, TYPE_LABELS
 from app.dsr.states import STATUS_LABELS, SUBJECT_CANCELLABLE, RequestStatus
@@ -51,7 +52,8 @@ def _hit_limit(config_name: str, scope: str, identity: str) -> None:
     if not current_app.config.get("RATELIMIT_ENABLED", True):
         return
     item = parse_limit(current_app.config[config_name])
-    key = hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()
+    # Keyed (EMAIL_HASH_KEY): Redis never holds a hash of an address anyone could test guesses against.
+    key = email_hash(identity) or hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()
     if not limiter.limiter.hit(item, scope, key):
         raise TooManyRequests()
 

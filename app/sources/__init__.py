@@ -61,9 +61,10 @@ def subject_summary(target: Subject | str) -> dict[str, Any]:
         "stripe_configured": stripe_configured(),
         "stripe_error": None,
     }
-    if summary["stripe_configured"] and not subject.stripe_customer_id:
+    if summary["stripe_configured"]:
         try:
-            summary["stripe_customer"] = BY_KEY["stripe"].customer_id(subject)
+            summary["stripe_customer"] = ", ".join(BY_KEY["stripe"].customer_ids(subject)) or None
+            summary["stripe_shared"] = ", ".join(BY_KEY["stripe"].foreign_customers(subject)) or None
         except BillingError as exc:
             summary["stripe_error"] = str(exc)
     return summary

@@ -52,7 +52,7 @@ def verified_identifiers(dsr) -> Identifiers:
             email = normalise_email(ident.value)
             if email not in ids.emails:
                 ids.emails.append(email)
-        elif ident.kind == "account_id" and str(ident.value).isdigit():
+        elif ident.kind == "account_id" and str(ident.value).isdecimal():
             ids.account_ids.append(int(ident.value))
         elif ident.kind == "stripe_customer_id":
             ids.stripe_customer_ids.append(ident.value.strip())

@@ -86,6 +86,20 @@ def _deleted(cust) -> bool:
     return cust is None or bool(_get(cust, "deleted"))
 
 
+def _held_by_other_accounts(customer_ids: list[str], account_id: int | None) -> set[str]:
+    from sqlalchemy import select
+
+    from app.extensions import db
+    from app.platform.models import Account
+
+    if not customer_ids:
+        return set()
+    stmt = select(Account.stripe_customer_id).where(Account.stripe_customer_id.in_(customer_ids))
+    if account_id is not None:
+        stmt = stmt.where(Account.id != account_id)
+    return set(db.session.execute(stmt).scalars())
+
+
 def retained_summary() -> str:
     """What the kept billing records contain, why and for how long, from the inventory."""
     return " ".join(r.sentence() for r in category("billing").retained)
@@ -108,19 +122,34 @@ class StripeSource(Source):
 
     # --- finding the customer -------------------------------------------------------------------
     def customer_ids(self, subject: Subject) -> list[str]:
-        """The account's stored customer and those staff verified, else customers found by the
-        subject's verified addresses. Deleted customers are left out."""
+        """The account's stored customer, those staff verified, and every customer whose email is one of
+        the subject's verified addresses, except a customer another platform account holds (an address
+        can be a shared billing mailbox: that customer is someone else's). Deleted customers are left out."""
         setup()
         found = list(subject.customer_ids)
-        if not found:
-            try:
-                for email in sorted(subject.emails):
-                    for cust in stripe.Customer.list(email=email, limit=10).data:
-                        if (_get(cust, "email") or "").strip().lower() == email and cust.id not in found:
-                            found.append(cust.id)
-            except stripe.StripeError as exc:
-                raise classify(exc) from exc
-        return [cid for cid in found if self._customer(cid) is not None]
+        try:
+            for email in sorted(subject.emails):
+                for cust in stripe.Customer.list(email=email, limit=100).auto_paging_iter():
+                    if (_get(cust, "email") or "").strip().lower() == email and cust.id not in found:
+                        found.append(cust.id)
+        except stripe.StripeError as exc:
+            raise classify(exc) from exc
+        others = _held_by_other_accounts(found, subject.account_id)
+        return [cid for cid in found if cid not in others and self._customer(cid) is not None]
+
+    def foreign_customers(self, subject: Subject) -> list[str]:
+        """Customers with one of the subject's addresses that another platform account holds: shown to
+        staff, never touched."""
+        setup()
+        found: list[str] = []
+        try:
+            for email in sorted(subject.emails):
+                for cust in stripe.Customer.list(email=email, limit=100).auto_paging_iter():
+                    if (_get(cust, "email") or "").strip().lower() == email and cust.id not in found:
+                        found.append(cust.id)
+        except stripe.StripeError as exc:
+            raise classify(exc) from exc
+        return sorted(_held_by_other_accounts(found, subject.account_id))
 
     def customer_id(self, subject: Subject) -> str | None:
         ids = self.customer_ids(subject)
@@ -342,7 +371,7 @@ class StripeSource(Source):
         items = [
             self.result(
                 "deleted",
-                by.get("customer_deleted", 0) + by.get("payment_methods_detached", 0),
+                sum(by.values()),
                 f"Subscriptions cancelled ({by.get('subscriptions_cancelled', 0)}), payment methods removed "
                 f"({by.get('payment_methods_detached', 0)}) and the customer record deleted "
                 f"({by.get('customer_deleted', 0)}) at Stripe, each confirmed by Stripe.",

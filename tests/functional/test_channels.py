@@ -178,3 +178,16 @@ def test_an_officer_messages_without_a_hold_and_the_subject_answers(app, officer
     assert resp.status_code == 200
     detail = client.get(f"/admin/requests/{dsr.reference}").get_data(as_text=True)
     assert "the sk-live one" in detail
+
+
+def test_a_back_dated_staff_request_gets_its_full_week_to_be_confirmed(app, officer):
+    from app.dsr.services import expire_unverified
+
+    client, _ = officer
+    old = (date.today() - timedelta(days=12)).isoformat()
+    data = {**INTAKE, "verification": "link", "received_at": old}
+    assert client.post_form("/admin/requests/new", data).status_code == 303
+    assert expire_unverified(utcnow()) == 0  # its link was sent today
+    db.session.commit()
+    assert db.session.execute(select(DsrRequest.status)).scalar_one() == "unverified"
+    assert expire_unverified(utcnow() + timedelta(days=8)) == 1

@@ -334,3 +334,32 @@ def test_register_shows_original_due_extension_and_manner(app):
     assert row["extension reason"] == "late" and row["extended on"].startswith("2025-12-02")
     assert row["manner"] == "web" and row["on time"] == "no" and row["responded"].startswith("2025-12-02")
     assert resp.headers["Cache-Control"] == "no-store"
+
+
+def test_every_refusal_names_the_authority_and_the_remedy(app, officer, redis_conn):
+    from tests.factories import make_account
+    from tests.functional._fulfil import run_jobs
+
+    client, _ = officer
+    dsr = aged("gdpr", 2)
+    assert "which legal exemption" in act(client, dsr, "deny", reason="legal_exemption").lower()
+    act(client, dsr, "cancel", reason="Withdrawn by phone.")
+    [cancelled] = mails(dsr.id, "admin_cancelled")
+    assert "edpb.europa.eu" in cancelled.body_text and "Articles 78 and 79 GDPR" in cancelled.body_text
+    make_account(email="rej@example.com", name="Old")
+    corr = aged("gdpr", 2, request_type="correction", email="rej@example.com")
+    db.session.add_all(
+        [
+            CorrectionItem(request_id=corr.id, field="name", proposed_value="New"),
+            CorrectionItem(request_id=corr.id, field="company", proposed_value="X"),
+        ]
+    )
+    db.session.commit()
+    first, second = db.session.get(DsrRequest, corr.id).corrections
+    act(client, corr, "decide_item", item_id=str(first.id), decision="approved")
+    act(client, corr, "decide_item", item_id=str(second.id), decision="rejected", reject_reason="No such company")
+    act(client, corr, "approve")
+    corr_id = corr.id
+    run_jobs(redis_conn)
+    [done] = mails(corr_id, "fulfil_correction_done")
+    assert "edpb.europa.eu" in done.body_text and "No such company" in done.body_text

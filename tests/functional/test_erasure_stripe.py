@@ -51,3 +51,37 @@ def test_stripe_subscription_is_cancelled_and_each_step_read_back(app, redis_con
     assert platform_mentions("ada@example.com") == []
     [report] = mails_to("ada@example.com", "fulfil_deletion_report")
     assert "subscription" in report.body_text.lower() and "cancelled (1)" in report.body_text.lower()
+
+
+def test_a_customer_another_account_holds_is_never_erased_by_an_address_match(app, redis_conn):
+    """A shared billing mailbox: the Stripe customer of account B has the address a stranger verifies."""
+    client, _ = staff_client(app, "officer")
+    other = make_subject_data(email="barbara@example.com", name="Barbara", usage=1)
+    other.stripe_customer_id = create_stripe_customer("billing@structured.example", "Structured Inc")
+    db.session.commit()
+    customer = other.stripe_customer_id
+    dsr = make_request("pending_review", "deletion", email="billing@structured.example")
+    page = client.get(f"/admin/requests/{dsr.reference}").get_data(as_text=True)
+    assert customer in page and "another account holds" in page
+    act(client, dsr, "approve", confirm_reference=dsr.reference)
+    dsr_id = dsr.id
+    run_jobs(redis_conn)
+    assert db.session.get(DsrRequest, dsr_id).outcome == "no_data"
+    assert not stripe.Customer.retrieve(customer).to_dict().get("deleted")
+    [sub] = stripe.Subscription.list(customer=customer).data
+    assert sub.status == "active"
+
+
+def test_every_customer_with_the_verified_address_is_erased_not_only_the_stored_one(app, redis_conn):
+    client, _ = staff_client(app, "officer")
+    acct = make_subject_data(usage=1)
+    acct.stripe_customer_id = create_stripe_customer(acct.email, acct.name)
+    db.session.commit()
+    second = stripe.Customer.create(email="ada@example.com", name="Ada L.").id
+    dsr = make_request("pending_review", "deletion", email="ada@example.com")
+    act(client, dsr, "approve", confirm_reference=dsr.reference)
+    dsr_id = dsr.id
+    run_jobs(redis_conn)
+    assert db.session.get(DsrRequest, dsr_id).status == "completed"
+    with pytest.raises(stripe.InvalidRequestError):
+        stripe.Customer.retrieve(second)

@@ -342,3 +342,16 @@ def test_audit_trail_holds_no_free_text_about_the_subject(app, officer, redis_co
     for ev in db.session.execute(select(AuditEvent)).scalars():
         assert "kim secret" not in (ev.message or "").lower()
         assert "kim secret" not in str(ev.data).lower()
+
+
+def test_a_deletion_closes_and_minimises_the_subjects_other_open_requests(app, officer, redis_conn):
+    client, _ = officer
+    make_subject_data(usage=3)
+    waiting = make_request("pending_review", "access", email="ada@example.com", details="my home address is X")
+    waiting_id = waiting.id
+    act(client, waiting, "note", note="Ada phoned")
+    deletion(client, "ada@example.com")
+    run_jobs(redis_conn)
+    other = db.session.get(DsrRequest, waiting_id)
+    assert other.status == "cancelled" and other.minimised_at is not None
+    assert other.email is None and other.details is None and not other.notes

@@ -311,13 +311,27 @@ def test_a_reload_or_double_submit_makes_one_request_and_one_mail(client):
     assert client.get(first.headers["Location"]).status_code == 200  # the reloaded page sends nothing
     assert len(db.session.execute(select(DsrRequest)).scalars().all()) == 1
     assert len(db.session.execute(select(OutgoingMail)).scalars().all()) == 1
-    # sent again later (the first mail never came?): the same request, with a fresh confirmation link
+    # sent again later: a request of its own (an unconfirmed one may be anybody's, so it absorbs nothing)
     for tok in db.session.execute(select(Token)).scalars():
         tok.created_at = utcnow() - timedelta(minutes=5)
     db.session.commit()
     assert client.post_form("/requests/new", GOOD).status_code == 303
-    assert len(db.session.execute(select(DsrRequest)).scalars().all()) == 1
+    assert len(db.session.execute(select(DsrRequest)).scalars().all()) == 2
     assert [m.template for m in db.session.execute(select(OutgoingMail)).scalars()] == ["verify", "verify"]
+
+
+def test_an_unconfirmed_request_by_someone_else_never_absorbs_the_owners_own(client):
+    """An attacker's unconfirmed correction for the victim's address; the victim then sends her own."""
+    client.post_form("/requests/new", {**GOOD, "request_type": "correction", "correction-0-field": "email",
+                                       "correction-0-value": "attacker@evil.example"})  # fmt: skip
+    own = {**GOOD, "request_type": "correction", "correction-0-field": "company", "correction-0-value": "Acme"}
+    assert client.post_form("/requests/new", own).status_code == 303
+    requests = db.session.execute(select(DsrRequest).order_by(DsrRequest.id)).scalars().all()
+    assert len(requests) == 2
+    assert [(c.field, c.proposed_value) for c in requests[1].corrections] == [("company", "Acme")]
+    clean, page = open_link(client, verify_link("ada.lovelace@example.com"))
+    html = page.get_data(as_text=True)
+    assert "Acme" in html and "attacker@evil.example" not in html  # the page shows what is confirmed
 
 
 def test_gpc_signal_offers_the_opt_out(client):

@@ -118,3 +118,12 @@ def test_head_and_range_requests_spend_no_download(app, client):
     assert full.status_code == 200 and full.data[:2] == b"PK"
     db.session.refresh(export)
     assert export.download_count == 1
+
+
+def test_each_download_is_audited_with_its_own_number(app, client):
+    _, _, raw = make_export(app)
+    for _ in range(3):
+        assert client.get(f"/download/{raw}", follow_redirects=True).status_code == 200
+    uses = [e.data["use"] for e in db.session.execute(select(AuditEvent).where(AuditEvent.event == "export.downloaded"))
+            .scalars()]  # fmt: skip
+    assert uses == [1, 2, 3]

@@ -51,3 +51,12 @@ def test_default_limits_allow_a_busy_minute(tmp_path, monkeypatch):
     cfg = load_config(tmp_path, {"SECRET_KEY": "x"})
     assert parse(cfg["RATELIMIT_INTAKE_IP"]).amount >= 12
     assert parse(cfg["RATELIMIT_VERIFY"]).amount >= 12
+
+
+def test_rate_limit_keys_in_redis_are_keyed_hashes_not_plain_ones(client, redis_conn):
+    import hashlib
+
+    assert client.post_form("/requests/new", {**GOOD, "email": "frances.turing@example.com"}).status_code == 303
+    keys = b" ".join(redis_conn.keys("*"))
+    assert hashlib.sha256(b"frances.turing@example.com").hexdigest().encode() not in keys
+    assert b"intake-email" in keys

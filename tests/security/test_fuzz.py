@@ -221,3 +221,26 @@ def test_fuzz_admin_login_never_500(app, client):
         _ok(client.post("/admin/login/totp", data=_drop_none({"csrf_token": csrf, "totp": password})), password)
 
     run()
+
+
+def test_unicode_digits_in_numeric_parameters_are_no_500(app, officer_client):
+    """Found by review: "²" passes str.isdigit() and then breaks int()."""
+    dsr = make_request(RequestStatus.PENDING_REVIEW, request_type="correction")
+    for path in (
+        "/admin/requests?page=²",
+        "/admin/requests?assignee=²",
+        "/admin/audit?page=²²",
+        "/admin/reports?year=²²²²",
+    ):
+        assert officer_client.get(path).status_code < 500, path
+    attempts = [
+        {"action": "assign", "assignee": "²"},
+        {"action": "decide_item", "item_id": "²", "decision": "approved"},
+        {"action": "remove_identifier", "identifier_id": "²"},
+        {"action": "add_identifier", "kind": "account_id", "value": "²", "method": "staff", "justification": "x"},
+    ]
+    for fields in attempts:
+        resp = officer_client.post_form(
+            f"/admin/requests/{dsr.reference}/action", fields, page=f"/admin/requests/{dsr.reference}"
+        )
+        assert resp.status_code == 303, (fields, resp.status_code)

@@ -94,3 +94,9 @@ def test_gunicorn_access_log_holds_no_token(tmp_path, redis_url):
     for token in tokens:
         assert token not in logged
     assert not re.search(r"[/=][A-Za-z0-9_-]{32,}", logged)
+
+
+def test_addresses_in_query_strings_are_redacted_too(app, caplog):
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("werkzeug").info('"GET /admin/requests?q=zebulon.quax%40example.org&page=2 HTTP/1.1" 200')
+    assert "zebulon" not in caplog.text and "q=[address]&page=2" in caplog.text

@@ -75,7 +75,7 @@ class Scenario:
         return {"kind": kind, "email": email, "session": sess, "new_name": new_name}
 
     def verify(self, req: dict) -> None:
-        link = self.s.sink.wait_link(req["email"], "/verify/", timeout=30)
+        link = self.s.sink.wait_link(req["email"], "/verify/", timeout=90)
         assert link, f"no verification email reached SMTP for {req['email']}"
         url = urlparse(link)
         sess = req["session"]

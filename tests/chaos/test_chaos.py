@@ -351,6 +351,10 @@ def test_requests_survive_kills_flush_and_smtp_outage():
     try:
         stack.start(usage_rows=USAGE_ROWS)
         accounts = [row[0] for row in stack.query(stack.platform(), "select email from platform_account order by id")]
+        # Subjects of seeded demo requests already have one open: a new one of the same kind joins it (and
+        # gets its status link, not a confirmation link), which is not what this run measures.
+        seeded = {row[0] for row in stack.query(stack.portal(), "select email from dsr_request where demo")}
+        accounts = [a for a in accounts if a not in seeded]
         officer = scenario.officer()
         for kind, email in plan(rng, accounts, REQUESTS):
             scenario.requests.append(scenario.submit(kind, email))

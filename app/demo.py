@@ -13,53 +13,11 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, insert, select
 
+from app.demo_people import FIRST, LAST, demo_email
+from app.demo_requests import seed_demo_requests
 from app.extensions import db
 from app.platform.models import Account, ApiKey, SupportMessage, UsageRecord
 
-FIRST = [
-    "Ada",
-    "Grace",
-    "Alan",
-    "Edsger",
-    "Barbara",
-    "Donald",
-    "Frances",
-    "Ken",
-    "Margaret",
-    "Dennis",
-    "Radia",
-    "Tim",
-    "Hedy",
-    "Linus",
-    "Katherine",
-    "John",
-    "Sophie",
-    "Niklaus",
-    "Anita",
-    "Guido",
-]
-LAST = [
-    "Lovelace",
-    "Hopper",
-    "Turing",
-    "Dijkstra",
-    "Liskov",
-    "Knuth",
-    "Allen",
-    "Thompson",
-    "Hamilton",
-    "Ritchie",
-    "Perlman",
-    "Berners-Lee",
-    "Lamarr",
-    "Torvalds",
-    "Johnson",
-    "McCarthy",
-    "Wilson",
-    "Wirth",
-    "Borg",
-    "van Rossum",
-]
 COMPANIES = [
     "Analytical Engines Ltd",
     "Cobol Works",
@@ -87,11 +45,6 @@ DEMO_STAFF_EMAIL = "admin@example.com"
 DEMO_STAFF_PASSWORD = "demo-admin-password"  # noqa: S105 - printed demo login, development only
 DEMO_OFFICER_EMAIL = "officer@example.com"
 DEMO_AUDITOR_EMAIL = "auditor@example.com"
-
-
-def demo_email(i: int) -> str:
-    first, last = FIRST[i % len(FIRST)], LAST[(i * 7) % len(LAST)]
-    return f"{first}.{last}{i // len(FIRST) or ''}@example.com".lower().replace(" ", "")
 
 
 def seed_accounts(n: int, rng: random.Random, now: datetime) -> list[Account]:
@@ -291,8 +244,6 @@ def seed_demo(accounts: int = 40, heavy_usage_rows: int | None = None, seed: int
         db.session.rollback()
         result["stripe_customers_created"] = 0
         result["warning"] = f"Stripe unreachable, demo billing data not created ({type(exc).__name__})"
-    from app.demo_requests import seed_demo_requests
-
     result["demo_requests_created"] = seed_demo_requests(now)
     return result
 

@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from app.admin.models import StaffUser
 from app.audit import Actor, record_event
+from app.demo_people import FIRST, LAST, demo_email
 from app.dsr import deadlines, services
 from app.dsr.models import CorrectionItem, DsrRequest
 from app.dsr.states import RequestStatus
@@ -68,8 +69,6 @@ SPECS = [
 
 
 def _email(spec: DemoSpec) -> tuple[str, str]:
-    from app.demo import FIRST, LAST, demo_email
-
     if spec.account_index is None:
         return f"visitor.{spec.reference[4:8].lower()}@example.net", "Casey Visitor"
     i = spec.account_index

@@ -13,8 +13,6 @@ erasure means everything we hold, the portal's copies included.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,24 +32,12 @@ from app.dsr.models import (
 from app.dsr.states import CLOSED, RequestStatus
 from app.exports import store
 from app.extensions import db
+from app.hashing import email_hash, normalise
 from app.mail.models import OutgoingMail
 from app.models_base import utcnow
 
 SYSTEM = Actor.system("minimisation")
 BATCH = 500
-
-
-def normalise(email: str) -> str:
-    return (email or "").strip().lower()
-
-
-def email_hash(email: str | None) -> str | None:
-    """The keyed hash of an address: the same address always gives the same value, and without the
-    key nobody can test an address against it."""
-    if not email:
-        return None
-    key = current_app.config["EMAIL_HASH_KEY"].encode()
-    return hmac.new(key, normalise(email).encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
 
 
 @event.listens_for(DsrRequest, "before_insert")

@@ -14,10 +14,10 @@ from sqlalchemy import func, select, update
 
 from app.audit import Actor, record_event
 from app.dsr import services
-from app.dsr.minimise import email_hash
 from app.dsr.models import CorrectionItem, DsrRequest, Export, RequestIdentifier, RequestMessage, Token
 from app.dsr.states import CLOSED, OPEN, SUBJECT_CANCELLABLE, RequestStatus
 from app.extensions import db
+from app.hashing import email_hash
 from app.mail import queue_mail
 from app.models_base import utcnow
 

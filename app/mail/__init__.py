@@ -85,7 +85,7 @@ def queue_mail(
     context.setdefault("privacy_contact", current_app.config["PRIVACY_CONTACT"])
     body_text, body_html = render_message(template, subject, context)
     domain = current_app.config["MAIL_DEFAULT_SENDER"].rpartition("@")[2] or "localhost"
-    from app.dsr.minimise import email_hash
+    from app.hashing import email_hash
 
     mail = OutgoingMail(
         message_id=f"<{secrets.token_hex(16)}@{domain}>",

@@ -8,7 +8,7 @@ address.
 
 from __future__ import annotations
 
-from app.dsr.minimise import email_hash
+from app.hashing import email_hash
 from app.queue import PendingJob, enqueue_now
 
 

@@ -20,11 +20,11 @@ from werkzeug.exceptions import HTTPException, TooManyRequests
 from app.audit.models import AuditEvent
 from app.dsr import portal, services
 from app.dsr.attachments import AttachmentRefused
-from app.dsr.minimise import email_hash
 from app.dsr.models import DsrRequest, Export, Token
 from app.dsr.portal import JURISDICTION_LABELS, TYPE_LABELS
 from app.dsr.states import STATUS_LABELS, SUBJECT_CANCELLABLE, RequestStatus
 from app.extensions import db, limiter
+from app.hashing import email_hash
 from app.portal.forms import (
     CORRECTABLE_FIELDS,
     CancelForm,

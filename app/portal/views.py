@@ -426,21 +426,22 @@ def email_change_confirm():
     )
 
 
+def _download_refused(problem: services.TokenProblem | portal.DownloadProblem):
+    """404 for a link that never was; 410 (or 404 while building) with an explanation otherwise."""
+    db.session.rollback()
+    if problem.kind == "invalid":
+        abort(404)
+    status = getattr(problem, "status", 410)
+    return render_template("portal/download_gone.html", kind=problem.kind), status
+
+
 @bp.get("/download/<token>")
 def download_link(token: str):
     try:
         tok = services.find_token(token, "download")
         portal.downloadable(tok)
-    except services.TokenProblem as problem:
-        db.session.rollback()
-        if problem.kind == "invalid":
-            abort(404)
-        return render_template("portal/download_gone.html", kind=problem.kind), 410
-    except portal.DownloadProblem as problem:
-        db.session.rollback()
-        if problem.kind == "invalid":
-            abort(404)
-        return render_template("portal/download_gone.html", kind=problem.kind), problem.status
+    except (services.TokenProblem, portal.DownloadProblem) as problem:
+        return _download_refused(problem)
     db.session.rollback()
     return _exchange(token, "download", url_for("portal.download"))
 
@@ -454,16 +455,8 @@ def download():
     try:
         tok = services.find_token(_from_cookie("download"), "download", lock=request.method == "GET")
         export = portal.downloadable(tok)
-    except services.TokenProblem as problem:
-        db.session.rollback()
-        if problem.kind == "invalid":
-            abort(404)
-        return render_template("portal/download_gone.html", kind=problem.kind), 410
-    except portal.DownloadProblem as problem:
-        db.session.rollback()
-        if problem.kind == "invalid":
-            abort(404)
-        return render_template("portal/download_gone.html", kind=problem.kind), problem.status
+    except (services.TokenProblem, portal.DownloadProblem) as problem:
+        return _download_refused(problem)
     dsr = tok.dsr
     path = store.path_of(export.filename)
     headers = {"Cache-Control": "no-store", "Accept-Ranges": "none"}

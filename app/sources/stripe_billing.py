@@ -125,21 +125,18 @@ class StripeSource(Source):
         """The account's stored customer, those staff verified, and every customer whose email is one of
         the subject's verified addresses, except a customer another platform account holds (an address
         can be a shared billing mailbox: that customer is someone else's). Deleted customers are left out."""
-        setup()
         found = list(subject.customer_ids)
-        try:
-            for email in sorted(subject.emails):
-                for cust in stripe.Customer.list(email=email, limit=100).auto_paging_iter():
-                    if (_get(cust, "email") or "").strip().lower() == email and cust.id not in found:
-                        found.append(cust.id)
-        except stripe.StripeError as exc:
-            raise classify(exc) from exc
+        found += [cid for cid in self._by_email(subject) if cid not in found]
         others = _held_by_other_accounts(found, subject.account_id)
         return [cid for cid in found if cid not in others and self._customer(cid) is not None]
 
     def foreign_customers(self, subject: Subject) -> list[str]:
         """Customers with one of the subject's addresses that another platform account holds: shown to
         staff, never touched."""
+        return sorted(_held_by_other_accounts(self._by_email(subject), subject.account_id))
+
+    def _by_email(self, subject: Subject) -> list[str]:
+        """Customers whose email is exactly one of the subject's verified addresses."""
         setup()
         found: list[str] = []
         try:
@@ -149,7 +146,7 @@ class StripeSource(Source):
                         found.append(cust.id)
         except stripe.StripeError as exc:
             raise classify(exc) from exc
-        return sorted(_held_by_other_accounts(found, subject.account_id))
+        return found
 
     def customer_id(self, subject: Subject) -> str | None:
         ids = self.customer_ids(subject)

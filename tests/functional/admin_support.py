@@ -16,6 +16,7 @@ import pytest
 from flask import g
 from sqlalchemy import select
 
+from app.extensions import db
 from tests.conftest import CsrfClient
 from tests.factories import PASSWORD, make_staff, totp_code
 
@@ -62,3 +63,14 @@ def enrol_with_link(client, link: str, password: str = PASSWORD):
     secret = re.search(r'<code class="secret">([A-Z2-7]+)</code>', page.get_data(as_text=True)).group(1)
     resp = client.post_form(path, {"password": password, "totp": pyotp.TOTP(secret).now()})
     return resp, secret
+
+
+def act(client, dsr, action, **fields):
+    """Post one action from the request's detail page, follow the redirect, return the page."""
+    resp = client.post_form(
+        f"/admin/requests/{dsr.reference}/action", {"action": action, **fields}, page=f"/admin/requests/{dsr.reference}"
+    )
+    assert resp.status_code == 303
+    page = client.get(resp.headers["Location"]).get_data(as_text=True)
+    db.session.expire_all()
+    return page

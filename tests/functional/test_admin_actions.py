@@ -11,22 +11,12 @@ from app.extensions import db
 from app.mail.models import OutgoingMail
 from app.queue import fetch_job
 from tests.factories import make_account, make_request, make_staff
-from tests.functional.admin_support import fresh_g, staff_client  # noqa: F401
+from tests.functional.admin_support import act, fresh_g, staff_client  # noqa: F401
 
 
 @pytest.fixture
 def officer(app):
     return staff_client(app, "officer")
-
-
-def act(client, dsr, action, **fields):
-    resp = client.post_form(
-        f"/admin/requests/{dsr.reference}/action", {"action": action, **fields}, page=f"/admin/requests/{dsr.reference}"
-    )
-    assert resp.status_code == 303
-    page = client.get(resp.headers["Location"]).get_data(as_text=True)
-    db.session.expire_all()
-    return page
 
 
 def audit(dsr, event):

@@ -16,8 +16,7 @@ from app.models_base import utcnow
 from app.platform.models import Account
 from tests.factories import make_account, make_request
 from tests.functional._fulfil import run_jobs
-from tests.functional.admin_support import fresh_g, staff_client  # noqa: F401
-from tests.functional.test_erasure_truth import act
+from tests.functional.admin_support import act, fresh_g, staff_client  # noqa: F401
 
 INTAKE = {
     "request_type": "access",

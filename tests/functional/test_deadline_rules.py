@@ -18,8 +18,7 @@ from app.extensions import db
 from app.mail.models import OutgoingMail
 from app.models_base import utcnow
 from tests.factories import make_request
-from tests.functional.admin_support import fresh_g, staff_client  # noqa: F401
-from tests.functional.test_erasure_truth import act
+from tests.functional.admin_support import act, fresh_g, staff_client  # noqa: F401
 
 
 @pytest.fixture

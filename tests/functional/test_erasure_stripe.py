@@ -13,8 +13,8 @@ from app.extensions import db
 from app.platform.models import ApiKey
 from tests.factories import make_request
 from tests.functional._fulfil import make_subject_data, platform_mentions, run_jobs, stripe_app_config
-from tests.functional.admin_support import fresh_g, staff_client  # noqa: F401
-from tests.functional.test_erasure_truth import act, mails_to
+from tests.functional.admin_support import act, fresh_g, staff_client  # noqa: F401
+from tests.functional.test_erasure_truth import mails_to
 
 __all__ = ["stripe_app_config"]
 

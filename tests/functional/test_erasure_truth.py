@@ -18,22 +18,12 @@ from app.models_base import utcnow
 from app.platform.models import Account, SupportMessage
 from tests.factories import make_request
 from tests.functional._fulfil import make_subject_data, run_jobs, usage_count
-from tests.functional.admin_support import fresh_g, staff_client  # noqa: F401
+from tests.functional.admin_support import act, fresh_g, staff_client  # noqa: F401
 
 
 @pytest.fixture
 def officer(app):
     return staff_client(app, "officer")
-
-
-def act(client, dsr, action, **fields):
-    resp = client.post_form(
-        f"/admin/requests/{dsr.reference}/action", {"action": action, **fields}, page=f"/admin/requests/{dsr.reference}"
-    )
-    assert resp.status_code == 303
-    page = client.get(resp.headers["Location"]).get_data(as_text=True)
-    db.session.expire_all()
-    return page
 
 
 def mails_to(address: str, template: str | None = None) -> list[OutgoingMail]:

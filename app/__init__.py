@@ -158,11 +158,11 @@ def _init_limiter(app: Flask) -> None:
 
 def _register_blueprints(app: Flask) -> None:
     """The feature packages: the public portal and the staff dashboard."""
-    from app.admin import views as admin_views
+    from app.admin import routes as admin_routes
     from app.portal import views as portal_views
 
     portal_views.register(app)
-    admin_views.register(app)
+    admin_routes.register(app)
 
 
 def _security_headers(response):

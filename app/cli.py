@@ -16,15 +16,10 @@ from sqlalchemy import select
 
 from app.extensions import db
 
-WORKER_QUEUES = ("mail", "fulfilment", "maintenance")
-
 
 def register_cli(app: Flask) -> None:
     app.cli.add_command(staff_group)
-    app.cli.add_command(worker_cmd)
-    app.cli.add_command(cron_cmd)
     app.cli.add_command(seed_demo_cmd)
-    app.cli.add_command(reconcile_cmd)
     app.cli.add_command(dev_cmd)
 
 
@@ -90,39 +85,6 @@ def staff_enrolment_link(email: str) -> None:
     _echo_enrolment(user.role, enrolment_link(raw))
 
 
-@click.command("worker", help="Run an RQ worker inside the app context.")
-@click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
-@click.option("--queues", "-q", multiple=True, help="Queues to listen on (default: all).")
-@with_appcontext
-def worker_cmd(burst: bool, queues: tuple[str, ...]) -> None:
-    # Import the job modules once here, so each forked work horse starts with them loaded.
-    import workers.jobs  # noqa: F401
-    import workers.mail  # noqa: F401
-    import workers.maintenance  # noqa: F401
-    import workers.portal  # noqa: F401
-    from app.queue import get_redis, new_worker
-    from workers.context import mark_parent_process
-
-    names = [n for q in queues for n in q.split(",") if n] or list(WORKER_QUEUES)
-    conn = get_redis()
-    for engine in db.engines.values():
-        engine.dispose()
-    mark_parent_process()
-    worker = new_worker(names, conn)  # JSON jobs, allow-listed functions only (app.queue)
-    worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
-
-
-@click.command("cron", help="Run the rq cron scheduler with the schedule in workers/cron.py.")
-@with_appcontext
-def cron_cmd() -> None:
-    from app.queue import CronScheduler, get_redis
-    from workers.cron import register_schedule
-
-    scheduler = CronScheduler(connection=get_redis())
-    register_schedule(scheduler)
-    scheduler.start()
-
-
 @click.command("seed-demo", help="Demo staff logins and realistic platform data (idempotent).")
 @click.option("--accounts", default=40, show_default=True, type=click.IntRange(1, 10000))
 @click.option(
@@ -148,15 +110,6 @@ def seed_demo_cmd(accounts: int, usage_rows: int | None) -> None:
             click.echo(f"{key}: {value}")
     for email, role, _new in result["staff"]:
         click.echo(f"demo {role:8} login: {email} / {DEMO_STAFF_PASSWORD}")
-
-
-@click.command("reconcile", help="Re-enqueue approved or running requests and queued mail with no live job.")
-@with_appcontext
-def reconcile_cmd() -> None:
-    from workers.reconcile import reconcile
-
-    summary = reconcile()
-    click.echo(", ".join(f"{k}: {v}" for k, v in summary.items()) or "nothing to do")
 
 
 def _free_port() -> int:

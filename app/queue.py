@@ -34,6 +34,8 @@ from sqlalchemy.orm import Session
 from app.redis_server import ensure_embedded_redis
 
 QUEUE_NAMES = ("fulfilment", "mail", "maintenance")
+# The order a worker listens in when no queue is named: mail first, so a notice never waits behind an export.
+WORKER_QUEUES = ("mail", "fulfilment", "maintenance")
 SERIALIZER = JSONSerializer
 # The only functions a worker will run (``tests/functional/test_job_safety.py`` keeps it equal to the
 # ``@job`` functions in ``workers``).

@@ -31,23 +31,13 @@ from app.dsr.identifiers import KINDS as IDENTIFIER_KINDS
 from app.dsr.intake import CHANNELS
 from app.dsr.models import DsrRequest, Token
 from app.dsr.states import DENIAL_LABELS, STATUS_LABELS, Jurisdiction, RequestStatus, RequestType
-from app.extensions import db, login_manager
+from app.extensions import db
 from app.mail.models import OutgoingMail
 from app.models_base import utcnow
 from app.sources.resolve import resolve_subject
 
 S = RequestStatus
 REFERENCE_RE = re.compile(r"^DSR-[0-9A-Z]{1,8}-[0-9A-Z]{1,8}$")
-
-
-def register(app) -> None:
-    # Importing the modules attaches their routes to ``bp`` before it is registered.
-    from app.admin import account, actions, auth, intake, manage, outbox, reports, staff  # noqa: F401
-
-    login_manager.login_view = "admin.login"
-    login_manager.login_message = "Sign in to continue."
-    login_manager.session_protection = "strong"
-    app.register_blueprint(bp)
 
 
 SUMMARY_LABELS = {

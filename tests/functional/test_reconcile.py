@@ -164,7 +164,14 @@ def test_worker_killed_mid_export_then_reconcile_completes_once(app, redis_conn)
     mails = db.session.execute(select(OutgoingMail).where(OutgoingMail.template == "fulfil_export_ready")).all()
     assert len(mails) == 1
     assert reconcile()["requests"] == 0
-    assert account_id
+    # An access request reads the platform's data and never changes it, however often its job ran.
+    from sqlalchemy import func
+
+    from app.platform.models import Account, UsageRecord
+
+    account = db.session.get(Account, account_id)
+    assert (account.status, account.email) == ("active", "ada@example.com")
+    assert db.session.scalar(select(func.count()).where(UsageRecord.account_id == account_id)) == ROWS
 
 
 def test_mail_retry_stranded_by_a_dead_scheduler_is_sent_again(app, redis_conn):

@@ -3,9 +3,22 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import BigInteger, DateTime, Integer
+from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.types import TypeDecorator
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import DeclarativeBase
+
+    class Model(DeclarativeBase):
+        """What ``db.Model`` is to a type checker (Flask-SQLAlchemy builds it at run time)."""
+
+else:
+    from app.extensions import db
+
+    Model = db.Model
 
 # BIGINT primary keys autoincrement on PostgreSQL; SQLite only autoincrements INTEGER.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -13,6 +26,12 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def rows_changed(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE touched (``Session.execute`` types every result as ``Result``)."""
+    assert isinstance(result, CursorResult)
+    return result.rowcount
 
 
 class UTCDateTime(TypeDecorator):

@@ -7,11 +7,10 @@ from datetime import datetime
 from sqlalchemy import JSON, Boolean, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.extensions import db
-from app.models_base import BigId, UTCDateTime, utcnow
+from app.models_base import BigId, Model, UTCDateTime, utcnow
 
 
-class AuditEvent(db.Model):
+class AuditEvent(Model):
     __tablename__ = "audit_event"
     __table_args__ = (
         Index("ix_audit_event_request_time", "request_id", "occurred_at"),

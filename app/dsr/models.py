@@ -10,8 +10,7 @@ from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.dsr.states import RequestStatus
-from app.extensions import db
-from app.models_base import UTCDateTime, utcnow
+from app.models_base import Model, UTCDateTime, utcnow
 
 # Crockford's base32 without I, L, O, U: easy to read aloud and to type from a letter.
 REFERENCE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -26,7 +25,7 @@ def hash_token(raw: str) -> str:
     return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-class DsrRequest(db.Model):
+class DsrRequest(Model):
     __tablename__ = "dsr_request"
     __table_args__ = (
         Index("ix_dsr_request_status_due", "status", "due_at"),
@@ -140,7 +139,7 @@ def clock_running():
     )
 
 
-class CorrectionItem(db.Model):
+class CorrectionItem(Model):
     __tablename__ = "correction_item"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -161,7 +160,7 @@ class CorrectionItem(db.Model):
     dsr: Mapped[DsrRequest] = relationship(back_populates="corrections")
 
 
-class Token(db.Model):
+class Token(Model):
     """An emailed link's secret. Only its SHA-256 is stored; each token has one purpose."""
 
     __tablename__ = "token"
@@ -188,7 +187,7 @@ class Token(db.Model):
         return raw, hash_token(raw)
 
 
-class RequestIdentifier(db.Model):
+class RequestIdentifier(Model):
     """Something staff add to find the subject: another email, an account id, a Stripe customer id.
 
     Only a ``verified`` identifier is acted on: an email once it has confirmed a link sent to it
@@ -213,7 +212,7 @@ class RequestIdentifier(db.Model):
     added_by = relationship("StaffUser")
 
 
-class RequestNote(db.Model):
+class RequestNote(Model):
     """An internal staff note. It lives with the request (the audit trail records only that one was
     added) and goes when the request is minimised."""
 
@@ -229,7 +228,7 @@ class RequestNote(db.Model):
     author = relationship("StaffUser")
 
 
-class RequestMessage(db.Model):
+class RequestMessage(Model):
     """One message of the request's thread with the subject: ``direction`` ``out`` (staff to subject,
     also emailed) or ``in`` (the subject's answer, from the status page or by email)."""
 
@@ -252,7 +251,7 @@ class RequestMessage(db.Model):
     author = relationship("StaffUser")
 
 
-class Export(db.Model):
+class Export(Model):
     """An access package on disk. ``status``: building, ready, expired, purged."""
 
     __tablename__ = "export"
@@ -273,7 +272,7 @@ class Export(db.Model):
     dsr: Mapped[DsrRequest] = relationship()
 
 
-class AppSetting(db.Model):
+class AppSetting(Model):
     """Small admin-controlled switches (for example: require TOTP for all staff)."""
 
     __tablename__ = "app_setting"

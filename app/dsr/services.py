@@ -37,7 +37,7 @@ S = RequestStatus
 class TransitionError(Exception):
     """A status change the lifecycle does not allow."""
 
-    def __init__(self, current: str, to: str):
+    def __init__(self, current: str, to: str) -> None:
         self.current, self.to = current, to
         super().__init__(f"cannot move a request from {current} to {to}")
 
@@ -213,7 +213,7 @@ def revoke_tokens(request_ids: list[int], *, keep_request: int | None = None) ->
 class TokenProblem(Exception):
     """Why a link did not work: ``invalid``, ``expired`` or ``used``."""
 
-    def __init__(self, kind: str, token: Token | None = None):
+    def __init__(self, kind: str, token: Token | None = None) -> None:
         self.kind, self.token = kind, token
         super().__init__(kind)
 

@@ -7,11 +7,10 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.extensions import db
-from app.models_base import UTCDateTime, utcnow
+from app.models_base import Model, UTCDateTime, utcnow
 
 
-class OutgoingMail(db.Model):
+class OutgoingMail(Model):
     """``status``: queued, sending (claimed by a send attempt at ``send_started_at``), sent, failed
     (refused for good). ``interrupted_sends`` counts attempts that died mid-send and were taken over:
     the message may have reached the recipient once more, with the same Message-ID."""

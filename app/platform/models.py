@@ -7,11 +7,10 @@ from datetime import datetime
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.extensions import db
-from app.models_base import BigId, UTCDateTime, utcnow
+from app.models_base import BigId, Model, UTCDateTime, utcnow
 
 
-class Account(db.Model):
+class Account(Model):
     __bind_key__ = "platform"
     __tablename__ = "platform_account"
 
@@ -26,7 +25,7 @@ class Account(db.Model):
     stripe_customer_id: Mapped[str | None] = mapped_column(String(64))
 
 
-class ApiKey(db.Model):
+class ApiKey(Model):
     __bind_key__ = "platform"
     __tablename__ = "platform_api_key"
 
@@ -40,7 +39,7 @@ class ApiKey(db.Model):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-class UsageRecord(db.Model):
+class UsageRecord(Model):
     __bind_key__ = "platform"
     __tablename__ = "platform_usage"
     __table_args__ = (
@@ -61,7 +60,7 @@ class UsageRecord(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-class SupportMessage(db.Model):
+class SupportMessage(Model):
     __bind_key__ = "platform"
     __tablename__ = "platform_support_message"
 

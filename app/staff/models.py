@@ -14,8 +14,7 @@ from enum import StrEnum
 from sqlalchemy import Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.extensions import db
-from app.models_base import UTCDateTime, utcnow
+from app.models_base import Model, UTCDateTime, utcnow
 
 
 class Role(StrEnum):
@@ -24,7 +23,7 @@ class Role(StrEnum):
     AUDITOR = "auditor"
 
 
-class StaffUser(db.Model):
+class StaffUser(Model):
     __tablename__ = "staff_user"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -78,7 +77,7 @@ class StaffUser(db.Model):
         return f"<StaffUser {self.email} {self.role}>"
 
 
-class StaffSession(db.Model):
+class StaffSession(Model):
     """One sign-in. The cookie carries a random id; only its hash is here. A session ends at logout,
     on a password, second-factor, role or active change, after the idle timeout or the absolute
     lifetime: ``ended_at`` is set and the cookie opens nothing any more."""
@@ -100,7 +99,7 @@ class StaffSession(db.Model):
     user: Mapped[StaffUser] = relationship(lazy="joined")
 
 
-class RecoveryCode(db.Model):
+class RecoveryCode(Model):
     """A one-time code that stands in for the authenticator at the second-factor step."""
 
     __tablename__ = "staff_recovery_code"
@@ -112,7 +111,7 @@ class RecoveryCode(db.Model):
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-class StaffToken(db.Model):
+class StaffToken(Model):
     """A single-use, expiring link sent to a staff member (``purpose`` "enrol": second-factor enrolment)."""
 
     __tablename__ = "staff_token"

@@ -6,16 +6,22 @@ STAMP := $(VENV)/.installed
 FLASK := $(BIN)/flask --app wsgi
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint fmt bench bench-quick chaos clean
+.PHONY: help run test lint fmt lock bench bench-quick chaos clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# Installs exactly the versions in requirements.lock (run `make lock` after changing pyproject.toml).
+$(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,dev]'
+	$(BIN)/python -m pip install -q -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
 	@touch $(STAMP)
+
+lock: $(STAMP) ## Re-resolve requirements.lock from pyproject.toml (runtime + test + dev)
+	$(BIN)/pip-compile -q --extra test --extra dev --strip-extras --no-emit-index-url --no-emit-find-links \
+	  -o requirements.lock pyproject.toml
 
 PORT ?= 5000
 

@@ -134,7 +134,7 @@ def _demo_billing_on_localstripe(port: int) -> None:
         time.sleep(0.2)
     try:
         made = resync_dev_stripe()
-    except Exception as exc:  # noqa: BLE001 - the demo still runs without billing data
+    except Exception as exc:
         click.echo(f"  (localstripe demo data not created: {type(exc).__name__}: {exc})")
         return
     if made:
@@ -173,7 +173,7 @@ def dev_cmd(port: int, host: str) -> None:
                 stderr=subprocess.DEVNULL,
             )
         )
-        env["STRIPE_API_KEY"] = "sk_test_localstripe"  # noqa: S105 - localstripe accepts any key
+        env["STRIPE_API_KEY"] = "sk_test_localstripe"
         env["STRIPE_API_BASE"] = f"http://127.0.0.1:{stripe_port}"
         current_app.config.update(STRIPE_API_KEY=env["STRIPE_API_KEY"], STRIPE_API_BASE=env["STRIPE_API_BASE"])
         _demo_billing_on_localstripe(stripe_port)

@@ -157,7 +157,7 @@ def main(small: int, large: int, reps: int) -> None:
     from app.security import hash_password
 
     app = create_app({"RATELIMIT_ENABLED": False})
-    rng = random.Random(7)  # noqa: S311 - synthetic data
+    rng = random.Random(7)
     results = {}
     with app.app_context():
         db.session.add(StaffUser(email="bench@bench.test", role="admin", password_hash=hash_password(PASSWORD)))

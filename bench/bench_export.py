@@ -27,7 +27,7 @@ def seed_subject(app, email: str, rows: int, seed: int) -> tuple[int, int]:
     db.session.flush()
     db.session.add(ApiKey(account_id=acct.id, prefix=f"sk-b{seed:06d}", key_hash="x" * 64))
     db.session.commit()
-    rng = random.Random(seed)  # noqa: S311 - synthetic data
+    rng = random.Random(seed)
     insert_usage(usage_rows(acct.id, [f"sk-b{seed:06d}"], rows, rng, datetime.now(UTC)))
     if db.engine.dialect.name == "postgresql":
         # What autovacuum does after a bulk load on a real server (it is off on the bench machine's

@@ -27,7 +27,7 @@ def _as_work_horse(app) -> None:
     """What ``flask worker`` does before it forks a work horse for a job: import the job modules
     and prepare the process (``mark_parent_process``: pools and the frozen gc generation)."""
     with app.app_context():
-        import workers.jobs  # noqa: F401
+        import workers.jobs
         import workers.mail  # noqa: F401
         from workers.context import mark_parent_process
 
@@ -69,7 +69,7 @@ def export_baseline(account_id: int) -> dict:
                     with (
                         raw.cursor() as cur,
                         cur.copy(
-                            f"COPY (SELECT {cols} FROM platform_usage WHERE account_id = {int(account_id)} "  # noqa: S608
+                            f"COPY (SELECT {cols} FROM platform_usage WHERE account_id = {int(account_id)} "
                             "ORDER BY created_at) TO STDOUT WITH CSV HEADER"
                         ) as copy,
                     ):
@@ -80,7 +80,7 @@ def export_baseline(account_id: int) -> dict:
                 else:
                     cur = raw.cursor()
                     cur.execute(
-                        f"SELECT {cols} FROM platform_usage WHERE account_id = ? ORDER BY created_at",  # noqa: S608
+                        f"SELECT {cols} FROM platform_usage WHERE account_id = ? ORDER BY created_at",
                         (account_id,),
                     )
                     text = io.TextIOWrapper(member, encoding="utf-8", newline="")

@@ -18,7 +18,7 @@ def main() -> int:
         try:
             module = importlib.import_module(name)
             module.main(*module.sizes(quick))
-        except Exception as exc:  # noqa: BLE001 - report and go on with the other benchmarks
+        except Exception as exc:
             print(f"{name} failed: {type(exc).__name__}: {exc}")
             failed.append(name)
         print(f"({name} took {time.monotonic() - start:.0f}s)", flush=True)

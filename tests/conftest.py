@@ -22,7 +22,7 @@ from tests.dbreset import drop_app_tables
 # session-wide Playwright instance is shared by tests/browser and tests/security.
 pytest_plugins = ["tests.browser_fixtures"]
 
-TEST_SECRET = "test-secret-key-not-for-production"  # noqa: S105
+TEST_SECRET = "test-secret-key-not-for-production"
 
 
 @pytest.fixture(scope="session")
@@ -167,11 +167,9 @@ def localstripe(tmp_path_factory):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    log = open(tmp_path_factory.mktemp("localstripe") / "localstripe.log", "wb")  # noqa: SIM115
+    log = open(tmp_path_factory.mktemp("localstripe") / "localstripe.log", "wb")
     # --from-scratch: never load the shared /tmp/localstripe.pickle another run may have left (or broken).
-    proc = subprocess.Popen(  # noqa: S603
-        [str(binary), "--port", str(port), "--from-scratch"], stdout=log, stderr=subprocess.STDOUT
-    )
+    proc = subprocess.Popen([str(binary), "--port", str(port), "--from-scratch"], stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
@@ -181,7 +179,7 @@ def localstripe(tmp_path_factory):
             )
             urllib.request.urlopen(req, timeout=2).read()  # noqa: S310 - local test server
             break
-        except Exception:  # noqa: BLE001 - not up yet
+        except Exception:
             if time.monotonic() > deadline or proc.poll() is not None:
                 proc.kill()
                 raise RuntimeError("localstripe did not start") from None
@@ -214,7 +212,7 @@ class SmtpSink:
         self.messages: list = []
         self.controller = None
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
+    async def handle_DATA(self, server, session, envelope):
         from email import message_from_bytes, policy
 
         msg = message_from_bytes(envelope.content, policy=policy.default)

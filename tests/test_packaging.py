@@ -54,9 +54,9 @@ def test_the_wheel_migrates_and_serves_outside_the_checkout(tmp_path, redis_url)
         body, home = None, None
         for _ in range(100):
             try:
-                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2).read()  # noqa: S310
-                home = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read()  # noqa: S310
-                css = urllib.request.urlopen(f"http://127.0.0.1:{port}/static/css/site.css", timeout=2).read()  # noqa: S310
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2).read()
+                home = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read()
+                css = urllib.request.urlopen(f"http://127.0.0.1:{port}/static/css/site.css", timeout=2).read()
                 break
             except OSError:
                 time.sleep(0.2)

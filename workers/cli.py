@@ -19,9 +19,9 @@ from app.queue import WORKER_QUEUES
 @with_appcontext
 def worker_cmd(burst: bool, queues: tuple[str, ...]) -> None:
     # Import the job modules once here, so each forked work horse starts with them loaded.
-    import workers.jobs  # noqa: F401
-    import workers.mail  # noqa: F401
-    import workers.maintenance  # noqa: F401
+    import workers.jobs
+    import workers.mail
+    import workers.maintenance
     import workers.portal  # noqa: F401
     from app.queue import get_redis, new_worker
     from workers.context import mark_parent_process

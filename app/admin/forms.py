@@ -74,10 +74,6 @@ class SettingsForm(FlaskForm):
     require_totp = BooleanField("Require a second factor (TOTP) for every staff member")
 
 
-class NoteForm(FlaskForm):
-    text = StringField("Note", validators=[Optional(), Length(max=1000)])
-
-
 class StaffIntakeForm(FlaskForm):
     """A request received by another channel, entered by staff (INTERFACE.md field names)."""
 

@@ -157,9 +157,3 @@ def law_for(jurisdiction: str | None) -> Law:
 
 def authority_lines(law: Law) -> list[str]:
     return [f"{a.name}: {a.url}" if a.url else a.name for a in law.authorities]
-
-
-def citation(jurisdiction: str | None, request_type: str) -> str:
-    """'under Article 17 GDPR' / 'under Cal. Civ. Code section 1798.105 ...' / '' for other laws."""
-    provision = law_for(jurisdiction).rights.get(request_type)
-    return f"under {provision}" if provision else ""

@@ -118,10 +118,6 @@ class DsrRequest(Model):
     first_approved_by = relationship("StaffUser", foreign_keys=[first_approved_by_id])
     duplicate_of = relationship("DsrRequest", remote_side=[id])
 
-    @property
-    def status_enum(self) -> RequestStatus:
-        return RequestStatus(self.status)
-
     def __repr__(self) -> str:
         return f"<DsrRequest {self.reference} {self.request_type} {self.status}>"
 

@@ -198,18 +198,6 @@ def issue_token(
     return raw
 
 
-def revoke_tokens(request_ids: list[int], *, keep_request: int | None = None) -> int:
-    """Delete every link token of these requests (the one of ``keep_request`` stays)."""
-    from sqlalchemy import delete
-
-    if not request_ids:
-        return 0
-    stmt = delete(Token).where(Token.request_id.in_(request_ids))
-    if keep_request is not None:
-        stmt = stmt.where(Token.request_id != keep_request)
-    return db.session.execute(stmt).rowcount or 0
-
-
 class TokenProblem(Exception):
     """Why a link did not work: ``invalid``, ``expired`` or ``used``."""
 

@@ -118,10 +118,6 @@ SUBJECT_CANCELLABLE = frozenset({S.UNVERIFIED, S.PENDING_REVIEW, S.ON_HOLD})
 CLOCK_RUNNING = frozenset({S.PENDING_REVIEW, S.ON_HOLD, S.APPROVED, S.IN_PROGRESS, S.FAILED})
 
 
-def can_transition(current: RequestStatus | str, to: RequestStatus | str) -> bool:
-    return RequestStatus(to) in ALLOWED[RequestStatus(current)]
-
-
 STATUS_LABELS = {
     S.UNVERIFIED: "Waiting for email confirmation",
     S.PENDING_REVIEW: "Waiting for review",

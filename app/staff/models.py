@@ -69,10 +69,6 @@ class StaffUser(Model):
     def can_act(self) -> bool:
         return self.role in (Role.ADMIN, Role.OFFICER)
 
-    @property
-    def is_admin(self) -> bool:
-        return self.role == Role.ADMIN
-
     def __repr__(self) -> str:
         return f"<StaffUser {self.email} {self.role}>"
 

@@ -108,7 +108,7 @@ class Sink:
         self.lock = threading.Lock()
         self.ctl: Controller | None = None
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
+    async def handle_DATA(self, server, session, envelope):
         msg = message_from_bytes(envelope.content, policy=policy.default)
         with self.lock:
             self.messages.append(([r.lower() for r in envelope.rcpt_tos], str(msg["Message-ID"]).strip(), msg))
@@ -223,7 +223,7 @@ class Stack:
         print(stamp, flush=True)
 
     def spawn(self, cmd: list[str], name: str) -> subprocess.Popen:
-        out = open(self.work / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        out = open(self.work / f"{name}.log", "ab")
         proc = subprocess.Popen(
             cmd, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )

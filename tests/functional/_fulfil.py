@@ -69,7 +69,7 @@ def make_subject_data(
     )
     db.session.commit()
     if usage:
-        insert_usage(usage_rows(acct.id, [f"sk-{acct.id:03d}00000"[:12]], usage, random.Random(1), now))  # noqa: S311
+        insert_usage(usage_rows(acct.id, [f"sk-{acct.id:03d}00000"[:12]], usage, random.Random(1), now))
     return acct
 
 

@@ -257,7 +257,7 @@ def test_plan_drift_is_reported_to_staff(app, officer, redis_conn):
     act(client, dsr, "approve", confirm_reference=dsr.reference)
     import random
 
-    insert_usage(usage_rows(acct.id, ["sk-x"], 4, random.Random(2), utcnow()))  # noqa: S311
+    insert_usage(usage_rows(acct.id, ["sk-x"], 4, random.Random(2), utcnow()))
     dsr_id = dsr.id
     run_jobs(redis_conn)
     dsr = db.session.get(DsrRequest, dsr_id)

@@ -105,7 +105,7 @@ def test_worker_killed_mid_export_then_reconcile_completes_once(app, redis_conn)
     acct = make_subject_data(usage=ROWS)
     account_id = acct.id
     dsr_id = approve("access", "ada@example.com")
-    worker = subprocess.Popen(  # noqa: S603 - our own CLI
+    worker = subprocess.Popen(
         [sys.executable, "-m", "flask", "--app", "wsgi", "worker", "--queues", "fulfilment"],
         cwd=ROOT,
         env=_worker_env(app),

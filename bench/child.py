@@ -4,6 +4,10 @@ python -m bench.child export REQUEST_ID        the product's export job
 python -m bench.child export-baseline ACCOUNT  the driver dumping the rows to one deflated CSV member
 python -m bench.child erase REQUEST_ID         the product's erasure job (longest transaction measured)
 python -m bench.child erase-baseline ACCOUNT   one raw DELETE of the usage rows
+python -m bench.child export-e2e REQUEST_ID    approve, then a worker builds and mails the link (SMTP)
+python -m bench.child sweep                    the retention sweep job (longest transaction measured)
+python -m bench.child sweep-baseline TABLE     one raw DELETE ... WHERE created_at < cutoff on TABLE
+python -m bench.child writer STOPFILE          one usage row per transaction until STOPFILE exists
 """
 
 from __future__ import annotations
@@ -143,7 +147,137 @@ def erase_baseline(account_id: int) -> dict:
         return {"seconds": time.perf_counter() - start, "rows": deleted}
 
 
-COMMANDS = {"export": export, "export-baseline": export_baseline, "erase": erase, "erase-baseline": erase_baseline}
+def _longest_transactions(engines) -> dict[str, float]:
+    """Record the longest transaction on these engines (begin to commit or rollback) in the result dict."""
+    from sqlalchemy import event
+
+    seen = {"longest": 0.0}
+    opened: dict[int, float] = {}
+
+    def on_begin(conn):
+        opened[id(conn)] = time.perf_counter()
+
+    def on_end(conn):
+        began = opened.pop(id(conn), None)
+        if began is not None:
+            seen["longest"] = max(seen["longest"], time.perf_counter() - began)
+
+    for engine in engines:
+        event.listen(engine, "begin", on_begin)
+        event.listen(engine, "commit", on_end)
+        event.listen(engine, "rollback", on_end)
+    return seen
+
+
+def export_e2e(request_id: int) -> dict:
+    """Approval commit to the link leaving for the SMTP server: the job and the mail run in this process
+    (rq's SimpleWorker: what a work horse does, so this process's peak memory is the work horse's)."""
+    app = _app()
+    _as_work_horse(app)
+    with app.app_context():
+        from rq import SimpleWorker
+
+        from app.audit import Actor
+        from app.dsr import services
+        from app.dsr.models import DsrRequest
+        from app.dsr.states import RequestStatus
+        from app.extensions import db
+        from app.queue import get_redis, new_worker
+
+        dsr = db.session.get(DsrRequest, request_id)
+        services.transition(dsr, RequestStatus.APPROVED, Actor.system("bench"))
+        db.session.commit()
+        committed = time.time()
+        new_worker(["fulfilment", "mail"], get_redis(), worker_class=SimpleWorker).work(burst=True)
+        db.session.remove()
+        status = db.session.get(DsrRequest, request_id).status
+        return {"committed": committed, "worked": time.time() - committed, "status": status}
+
+
+def sweep() -> dict:
+    app = _app()
+    _as_work_horse(app)
+    with app.app_context():
+        from app.extensions import db
+        from workers.maintenance import retention_sweep
+
+        seen = _longest_transactions(db.engines.values())
+        start = time.perf_counter()
+        result = retention_sweep()
+        return {"seconds": time.perf_counter() - start, "longest_tx": seen["longest"], **result}
+
+
+def sweep_baseline(table: str) -> dict:
+    if table not in ("bench_usage_copy",):
+        raise ValueError(table)
+    app = _app()
+    with app.app_context():
+        from datetime import UTC, datetime, timedelta
+
+        from sqlalchemy import text
+
+        from app.extensions import db
+
+        cutoff = datetime.now(UTC) - timedelta(days=app.config["USAGE_RETENTION_DAYS"])
+        if db.engines["platform"].dialect.name == "sqlite":
+            cutoff_value: object = cutoff.strftime("%Y-%m-%d %H:%M:%S.%f")
+        else:
+            cutoff_value = cutoff
+        start = time.perf_counter()
+        with db.engines["platform"].begin() as conn:
+            deleted = conn.execute(text(f"DELETE FROM {table} WHERE created_at < :c"), {"c": cutoff_value}).rowcount  # noqa: S608 - allow-listed name
+        return {"seconds": time.perf_counter() - start, "rows": deleted}
+
+
+def writer(stopfile: str) -> dict:
+    """The platform logging API calls while the sweep runs: one insert per transaction, latency of each."""
+    app = _app()
+    with app.app_context():
+        from app.extensions import db
+        from app.models_base import utcnow
+        from app.platform.models import UsageRecord
+
+        engine = db.engines["platform"]
+        table = UsageRecord.__table__
+        lat: list[float] = []
+        stop = Path(stopfile)
+        i = 0
+        while not stop.exists():
+            i += 1
+            row = {
+                "account_id": 1,
+                "key_prefix": "sk-writer",
+                "model": "gpt-4o",
+                "request_id": f"writer_{i}",
+                "prompt_tokens": 1,
+                "completion_tokens": 1,
+                "created_at": utcnow(),
+            }
+            start = time.perf_counter()
+            with engine.begin() as conn:
+                conn.execute(table.insert(), row)
+            lat.append(time.perf_counter() - start)
+            time.sleep(0.005)
+        lat.sort()
+        return {
+            "inserts": len(lat),
+            "p50_ms": lat[len(lat) // 2] * 1000 if lat else 0,
+            "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000 if lat else 0,
+            "max_ms": lat[-1] * 1000 if lat else 0,
+        }
+
+
+COMMANDS = {
+    "export": export,
+    "export-baseline": export_baseline,
+    "erase": erase,
+    "erase-baseline": erase_baseline,
+    "export-e2e": export_e2e,
+    "sweep": sweep,
+    "sweep-baseline": sweep_baseline,
+    "writer": writer,
+}
 
 if __name__ == "__main__":
-    print(json.dumps(COMMANDS[sys.argv[1]](int(sys.argv[2]))))
+    args = [int(a) if a.isdigit() else a for a in sys.argv[2:]]
+    print(json.dumps(COMMANDS[sys.argv[1]](*args)))

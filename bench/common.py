@@ -54,7 +54,15 @@ def reset_database(env: dict[str, str]) -> None:
         for suffix in ("", "-wal", "-shm"):  # WAL mode leaves two companions beside the file
             Path(path + suffix).unlink(missing_ok=True)
     else:
-        subprocess.run([*flask, "db", "downgrade", "base"], env=env, cwd=ROOT, check=True, capture_output=True)
+        # The benchmark's own database: emptied outright (a downgrade cannot undo what minimisation
+        # removed, e.g. a mail body that 0005 made nullable).
+        import psycopg
+
+        with psycopg.connect(
+            env["DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://"), autocommit=True
+        ) as conn:
+            conn.execute("DROP SCHEMA public CASCADE")
+            conn.execute("CREATE SCHEMA public")
     subprocess.run([*flask, "db", "upgrade"], env=env, cwd=ROOT, check=True, capture_output=True)
 
 

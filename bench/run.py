@@ -6,7 +6,13 @@ import importlib
 import sys
 import time
 
-BENCHES = ["bench.bench_export", "bench.bench_queue", "bench.bench_dashboard", "bench.bench_intake"]
+BENCHES = [
+    "bench.bench_export",
+    "bench.bench_queue",
+    "bench.bench_dashboard",
+    "bench.bench_intake",
+    "bench.bench_platform",
+]
 
 
 def main() -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, DateTime, Integer
+from sqlalchemy import BigInteger, DateTime, Integer, Table
 from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.types import TypeDecorator
 
@@ -34,6 +34,13 @@ def rows_changed(result: Result[Any]) -> int:
     """How many rows an UPDATE or DELETE touched (``Session.execute`` types every result as ``Result``)."""
     assert isinstance(result, CursorResult)
     return result.rowcount
+
+
+def table_of(model: type[Model]) -> Table:
+    """A model's ``Table``, for Core statements (``__table__`` is typed as any ``FromClause``)."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
 
 
 class UTCDateTime(TypeDecorator[datetime]):

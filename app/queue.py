@@ -31,7 +31,7 @@ from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 from sqlalchemy import event
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm import Session, SessionTransaction, scoped_session
 
 from app.redis_server import ensure_embedded_redis
 
@@ -287,7 +287,7 @@ def enqueue_now(pending: PendingJob, connection: redis.Redis | None = None) -> J
         return None
 
 
-def enqueue_after_commit(session: Session, pending: PendingJob) -> None:
+def enqueue_after_commit(session: Session | scoped_session[Any], pending: PendingJob) -> None:
     """Send ``pending`` to Redis once ``session`` commits; drop it on rollback."""
     session.info.setdefault("dsr_pending_jobs", []).append(pending)
 

@@ -14,14 +14,21 @@ a stolen cookie, cannot add an admin or turn the second factor off.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, abort, flash, redirect, request, url_for
+from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from app.extensions import db
 from app.staff import policy
 from app.staff import sessions as staff_sessions
 from app.staff.models import Role
+
+if TYPE_CHECKING:
+    from flask_login import AnonymousUserMixin
+
+    from app.staff.models import StaffUser
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -58,12 +65,12 @@ def requires(role: Role | str) -> Callable:
     return deco
 
 
-def has_role(user, role: str) -> bool:
-    return bool(user and user.is_authenticated) and ROLE_RANK.get(user.role, 0) >= ROLE_RANK[role]
+def has_role(user: StaffUser | AnonymousUserMixin | None, role: str) -> bool:
+    return user is not None and bool(user.is_authenticated) and ROLE_RANK.get(user.role, 0) >= ROLE_RANK[role]
 
 
 @bp.before_request
-def guard():
+def guard() -> ResponseReturnValue | None:
     endpoint = request.endpoint or ""
     if endpoint in PUBLIC:
         return None
@@ -93,7 +100,7 @@ def guard():
     return None
 
 
-def _end_session_for_missing_second_factor():
+def _end_session_for_missing_second_factor() -> ResponseReturnValue:
     from flask import session
     from flask_login import logout_user
 
@@ -114,7 +121,7 @@ SECOND_FACTOR_NEEDED = (
 
 
 @bp.app_context_processor
-def _admin_helpers():
+def _admin_helpers() -> dict[str, Any]:
     from app.mail import outbox_enabled
 
     return {"has_role": has_role, "outbox_enabled": outbox_enabled()}

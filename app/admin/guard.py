@@ -14,7 +14,7 @@ a stolen cookie, cannot add an admin or turn the second factor off.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Blueprint, abort, flash, redirect, request, url_for
 from flask.typing import ResponseReturnValue
@@ -54,11 +54,14 @@ REAUTH_PATHS = ("/admin/staff", "/admin/settings", "/admin/account/recovery-code
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def requires(role: Role | str) -> Callable:
+ViewT = TypeVar("ViewT", bound=Callable[..., Any])
+
+
+def requires(role: Role | str) -> Callable[[ViewT], ViewT]:
     """Declare the least role allowed on a view. Put it under ``@bp.route``."""
     role = Role(role).value
 
-    def deco(view: Callable) -> Callable:
+    def deco(view: ViewT) -> ViewT:
         ENDPOINT_ROLES[f"{bp.name}.{view.__name__}"] = role
         return view
 
@@ -66,7 +69,9 @@ def requires(role: Role | str) -> Callable:
 
 
 def has_role(user: StaffUser | AnonymousUserMixin | None, role: str) -> bool:
-    return user is not None and bool(user.is_authenticated) and ROLE_RANK.get(user.role, 0) >= ROLE_RANK[role]
+    if not user or not user.is_authenticated:
+        return False
+    return ROLE_RANK.get(user.role, 0) >= ROLE_RANK[role]
 
 
 @bp.before_request

@@ -33,9 +33,10 @@ run: $(STAMP) ## Run the product: migrate, seed demo data, start web + worker + 
 test: $(STAMP) ## Run the test suite (SQLite + embedded Redis unless TEST_DATABASE_URL / TEST_REDIS_URL)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-lint: $(STAMP) ## ruff lint and format check
+lint: $(STAMP) ## ruff lint and format check, mypy type check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 fmt: $(STAMP) ## Format the code
 	$(BIN)/ruff format .

@@ -199,7 +199,7 @@ def dev_cmd(port: int, host: str) -> None:
 
     stopping = False
 
-    def stop(*_args) -> None:
+    def stop(*_args: object) -> None:
         nonlocal stopping
         stopping = True
 

@@ -9,14 +9,20 @@ from __future__ import annotations
 import hashlib
 import random
 import secrets
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import func, insert, select
 
 from app.demo_people import FIRST, LAST, demo_email
 from app.demo_requests import seed_demo_requests
 from app.extensions import db
+from app.models_base import table_of
 from app.platform.models import Account, ApiKey, SupportMessage, UsageRecord
+
+if TYPE_CHECKING:
+    import psycopg
 
 COMPANIES = [
     "Analytical Engines Ltd",
@@ -117,7 +123,7 @@ def _key_prefixes(account_id: int) -> list[str]:
 
 def usage_rows(
     account_id: int, prefixes: list[str], count: int, rng: random.Random, now: datetime, start_index: int = 0
-):
+) -> Iterator[dict[str, Any]]:
     """Yield ``count`` usage rows spread over the last 18 months, oldest first, as a usage log fills
     up: ids and timestamps rise together (which is what the retention sweep and a batched deletion
     meet in production)."""
@@ -136,10 +142,10 @@ def usage_rows(
         }
 
 
-def insert_usage(rows, batch: int = 20000) -> int:
+def insert_usage(rows: Iterable[dict[str, Any]], batch: int = 20000) -> int:
     """Bulk insert: COPY on PostgreSQL, executemany elsewhere. Returns rows inserted."""
     engine = db.engines["platform"]
-    table = UsageRecord.__table__
+    table = table_of(UsageRecord)
     total = 0
     chunk: list[dict] = []
 
@@ -150,8 +156,9 @@ def insert_usage(rows, batch: int = 20000) -> int:
         if engine.dialect.name == "postgresql":
             raw = engine.raw_connection()
             try:
+                # The PostgreSQL driver is psycopg 3 (COPY below is its API); the pool types a generic DB-API cursor.
                 with (
-                    raw.cursor() as cur,
+                    cast("psycopg.Cursor[Any]", raw.cursor()) as cur,
                     cur.copy(
                         "COPY platform_usage (account_id, key_prefix, model, request_id, prompt_tokens, "
                         "completion_tokens, created_at) FROM STDIN"
@@ -327,6 +334,7 @@ def resync_dev_stripe() -> int:
 
     setup()
     for acct in list(db.session.execute(select(Account).where(Account.stripe_customer_id.is_not(None))).scalars()):
+        assert acct.stripe_customer_id is not None  # selected for having one
         try:
             stripe.Customer.retrieve(acct.stripe_customer_id)
         except stripe.InvalidRequestError:

@@ -3,7 +3,8 @@ gone stale) and ``/metrics`` (Prometheus text: ``METRICS_TOKEN`` bearer, or loop
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, Response, jsonify
+from flask.typing import ResponseReturnValue
 from sqlalchemy import text
 
 from app.extensions import csrf, db, limiter
@@ -13,13 +14,13 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/healthz")
 @limiter.exempt
-def healthz():
+def healthz() -> Response:
     return jsonify(status="ok")
 
 
 @bp.get("/readyz")
 @limiter.exempt
-def readyz():
+def readyz() -> ResponseReturnValue:
     checks: dict[str, str] = {}
     for name, bind in (("database", None), ("platform_database", "platform")):
         try:
@@ -50,7 +51,7 @@ def readyz():
 
 @bp.get("/metrics")
 @limiter.exempt
-def metrics():
+def metrics() -> Response:
     import hmac
 
     from flask import abort, current_app, request

@@ -7,8 +7,10 @@ downloads, and each scheduled job's last success (seconds since the epoch).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy import func, select
 
 from app.extensions import db
@@ -16,7 +18,7 @@ from app.models_base import utcnow
 
 
 class PortalCollector:
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         from app.dsr.models import DsrRequest, Export, clock_running
         from app.mail.models import OutgoingMail
         from app.schedule import last_successes
@@ -46,7 +48,7 @@ class PortalCollector:
         db.session.remove()
 
     @staticmethod
-    def _queues():
+    def _queues() -> Iterator[Metric]:
         import redis
 
         from app.queue import QUEUE_NAMES, get_queue

@@ -16,22 +16,28 @@ anything. Every queue, fetch, worker and the cron scheduler here use both, so bu
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from flask import current_app
 from rq import Queue, Retry, Worker
 from rq import cron as rq_cron
+from rq.defaults import DEFAULT_RESULT_TTL
 from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 from sqlalchemy import event
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction, scoped_session
 
 from app.redis_server import ensure_embedded_redis
+
+if TYPE_CHECKING:
+    from flask import Flask
+    from rq.webhook import Webhook
 
 QUEUE_NAMES = ("fulfilment", "mail", "maintenance")
 # The order a worker listens in when no queue is named: mail first, so a notice never waits behind an export.
@@ -66,7 +72,7 @@ DEFAULTS = {
 }
 
 
-def redis_url(app=None) -> str:
+def redis_url(app: Flask | None = None) -> str:
     app = app or current_app
     url = app.config.get("REDIS_URL")
     if not url and app.config.get("APP_ENV") == "production":
@@ -77,7 +83,7 @@ def redis_url(app=None) -> str:
     return url
 
 
-def get_redis(app=None) -> redis.Redis:
+def get_redis(app: Flask | None = None) -> redis.Redis:
     app = app or current_app
     conn = app.extensions.get("dsr_redis")
     if conn is None:
@@ -107,22 +113,22 @@ class AllowedJob(Job):
         return None
 
     @property
-    def func(self):
+    def func(self) -> Callable[..., Any]:
         refusal = self._refusal()
         if refusal:
             raise JobRefused(refusal)
         return super().func
 
     @property
-    def success_callback(self):
+    def success_callback(self) -> None:
         return self._no_callback(self._success_callback_name)
 
     @property
-    def failure_callback(self):
+    def failure_callback(self) -> None:
         return self._no_callback(self._failure_callback_name)
 
     @property
-    def stopped_callback(self):
+    def stopped_callback(self) -> None:
         return self._no_callback(self._stopped_callback_name)
 
     @staticmethod
@@ -143,7 +149,9 @@ def fetch_job(job_id: str, connection: redis.Redis | None = None) -> Job:
     return AllowedJob.fetch(job_id, connection=connection or get_redis(), serializer=SERIALIZER)
 
 
-def new_worker(names=QUEUE_NAMES, connection: redis.Redis | None = None, worker_class: type[Worker] = Worker):
+def new_worker(
+    names: Iterable[str] = QUEUE_NAMES, connection: redis.Redis | None = None, worker_class: type[Worker] = Worker
+) -> Worker:
     """A worker on the named queues that reads JSON and runs only allowed jobs (``SimpleWorker`` in tests)."""
     conn = connection or get_redis()
     return worker_class(
@@ -161,10 +169,12 @@ class _CronJob(rq_cron.CronJob):
         queue = get_queue(self.queue_name, connection)
         with connection.pipeline() as pipeline:
             job = queue.enqueue(self.func, args=self.args, kwargs=self.kwargs, **self.job_options, pipeline=pipeline)
-            pipeline.zadd(self.job_history_key, {job.id: job.enqueued_at.timestamp()})
+            assert job.enqueued_at is not None  # set by ``enqueue`` (no dependencies, no schedule)
+            enqueued = job.enqueued_at.timestamp()
+            pipeline.zadd(self.job_history_key, {job.id: enqueued})
             pipeline.zremrangebyrank(self.job_history_key, 0, -(rq_cron.DEFAULT_CRON_JOB_HISTORY_LIMIT + 1))
             pipeline.expire(self.job_history_key, rq_cron.DEFAULT_CRON_JOB_HISTORY_TTL)
-            rq_cron.cron_job_registry.add(self.name, pipeline, enqueue_timestamp=job.enqueued_at.timestamp())
+            rq_cron.cron_job_registry.add(self.name, pipeline, enqueue_timestamp=enqueued)
             pipeline.execute()
         return job
 
@@ -172,11 +182,40 @@ class _CronJob(rq_cron.CronJob):
 class CronScheduler(rq_cron.CronScheduler):
     """rq's cron scheduler whose jobs go out as JSON, to allowed functions only."""
 
-    def register(self, func, queue_name: str, **options) -> rq_cron.CronJob:
-        name = f"{func.__module__}.{func.__name__}"
-        if name not in ALLOWED_JOBS:
-            raise ValueError(f"{name} is not on the job allow-list (app.queue.ALLOWED_JOBS)")
-        cron_job = _CronJob(queue_name=queue_name, func=func, **options)
+    def register(  # rq's signature, so that every option rq takes reaches the job as it would in rq
+        self,
+        func: Callable[..., Any],
+        queue_name: str,
+        args: tuple[Any, ...] | None = None,
+        kwargs: dict[Any, Any] | None = None,
+        interval: int | None = None,
+        cron: str | None = None,
+        job_timeout: int | None = None,
+        result_ttl: int = DEFAULT_RESULT_TTL,
+        ttl: int | None = None,
+        failure_ttl: int | None = None,
+        meta: dict[Any, Any] | None = None,
+        webhooks: Sequence[Webhook] | None = None,
+        name: str = "",
+    ) -> rq_cron.CronJob:
+        func_name = f"{func.__module__}.{func.__name__}"
+        if func_name not in ALLOWED_JOBS:
+            raise ValueError(f"{func_name} is not on the job allow-list (app.queue.ALLOWED_JOBS)")
+        cron_job = _CronJob(
+            queue_name=queue_name,
+            func=func,
+            args=args,
+            kwargs=kwargs,
+            interval=interval,
+            cron=cron,
+            job_timeout=job_timeout,
+            result_ttl=result_ttl,
+            ttl=ttl,
+            failure_ttl=failure_ttl,
+            meta=meta,
+            webhooks=webhooks,
+            name=name,
+        )
         self._cron_jobs.append(cron_job)
         return cron_job
 
@@ -185,7 +224,7 @@ class CronScheduler(rq_cron.CronScheduler):
 class PendingJob:
     queue: str
     func: str
-    args: tuple = ()
+    args: tuple[Any, ...] = ()
     job_id: str | None = None
     retry: Retry | None = None
     options: dict[str, Any] = field(default_factory=dict)
@@ -248,7 +287,7 @@ def enqueue_now(pending: PendingJob, connection: redis.Redis | None = None) -> J
         return None
 
 
-def enqueue_after_commit(session: Session, pending: PendingJob) -> None:
+def enqueue_after_commit(session: Session | scoped_session[Any], pending: PendingJob) -> None:
     """Send ``pending`` to Redis once ``session`` commits; drop it on rollback."""
     session.info.setdefault("dsr_pending_jobs", []).append(pending)
 
@@ -257,7 +296,8 @@ def _after_commit(session: Session) -> None:
     pending = session.info.pop("dsr_pending_jobs", [])
     if not pending:
         return
-    app = current_app._get_current_object()
+    # ``current_app`` is a LocalProxy at run time; Flask's stubs type it as the Flask object itself.
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     conn = get_redis(app)
     for job in pending:
         try:
@@ -267,7 +307,7 @@ def _after_commit(session: Session) -> None:
             app.logger.warning("could not enqueue %s; reconcile will retry", job.job_id or job.func)
 
 
-def _after_rollback(session: Session, previous_transaction) -> None:
+def _after_rollback(session: Session, previous_transaction: SessionTransaction) -> None:
     if previous_transaction.parent is None:
         session.info.pop("dsr_pending_jobs", None)
 
@@ -275,7 +315,7 @@ def _after_rollback(session: Session, previous_transaction) -> None:
 _HOOKED = False
 
 
-def init_app(app) -> None:
+def init_app(app: Flask) -> None:
     """Install the commit hooks once per process (they look up the app when they run)."""
     global _HOOKED
     if _HOOKED:

@@ -19,6 +19,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
@@ -56,7 +57,7 @@ def _alive(url: str) -> bool:
         return False
 
 
-def _private_file(path: Path, make) -> str:
+def _private_file(path: Path, make: Callable[[], str]) -> str:
     """The text of ``path``, created with ``make()`` as mode 0600 if it does not exist."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -86,9 +87,9 @@ def ensure_embedded_redis(directory: Path) -> str:
         fcntl.flock(lock, fcntl.LOCK_EX)
         password = embedded_password(directory)
         if portfile.exists():
-            port = portfile.read_text().strip()
-            url = _url(port, password)
-            if _alive(url) and not _alive(f"redis://127.0.0.1:{port}/0"):
+            known_port = portfile.read_text().strip()
+            url = _url(known_port, password)
+            if _alive(url) and not _alive(f"redis://127.0.0.1:{known_port}/0"):
                 return url
             _shutdown(url)  # gone, or one an older version started without a password
         conf = directory / "redis.conf"

@@ -8,7 +8,12 @@ route, so it is a 404 before a view runs, never a 500 from a driver that cannot 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from werkzeug.routing import IntegerConverter, Map
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 MAX_ID = 2**31 - 1
 
@@ -20,6 +25,6 @@ class IdConverter(IntegerConverter):
         super().__init__(map, min=1, max=MAX_ID)
 
 
-def register_converters(app) -> None:
+def register_converters(app: Flask) -> None:
     """Before any blueprint is registered: rules resolve their converters when added."""
     app.url_map.converters["id"] = IdConverter

@@ -11,8 +11,12 @@ import functools
 import gc
 import os
 from collections.abc import Callable, Iterator
+from typing import ParamSpec, TypeVar
 
 from flask import Flask, current_app, has_app_context
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 _app: Flask | None = None
 _pool_pid: int | None = None
@@ -53,7 +57,8 @@ def job_context() -> Iterator[Flask]:
     global _app
     if has_app_context():
         _fresh_pools()
-        yield current_app._get_current_object()
+        # ``current_app`` is a LocalProxy at run time; Flask's stubs type it as the Flask object itself.
+        yield current_app._get_current_object()  # type: ignore[attr-defined]
         return
     if _app is None:
         from app import create_app
@@ -64,11 +69,11 @@ def job_context() -> Iterator[Flask]:
         yield _app
 
 
-def job(func: Callable) -> Callable:
+def job(func: Callable[P, R]) -> Callable[P, R]:
     """Run ``func`` inside an app context; the session is removed afterwards."""
 
     @functools.wraps(func)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         with job_context():
             from app.extensions import db
 

@@ -69,6 +69,7 @@ def _status_links(digest: str) -> str:
         links.append((dsr, services.status_url(dsr, raw)))
         record_event("request.status_link_resent", Actor.subject(), dsr=dsr)
     first = found[0]
+    assert first.email is not None  # the query keeps requests that still have an address
     queue_mail(
         first.email,
         "lookup_links",

@@ -13,7 +13,9 @@ from __future__ import annotations
 import os
 import socket
 from datetime import UTC, datetime, timedelta
+from typing import overload
 
+import redis
 from flask import current_app
 from rq import Worker
 from rq.exceptions import NoSuchJobError
@@ -54,7 +56,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def worker_is_dead(job: Job, conn) -> bool:
+def worker_is_dead(job: Job, conn: redis.Redis) -> bool:
     if not job.worker_name:
         return False
     key = Worker.redis_worker_namespace_prefix + job.worker_name
@@ -68,12 +70,16 @@ def worker_is_dead(job: Job, conn) -> bool:
     return False
 
 
+@overload
+def _aware(moment: datetime) -> datetime: ...
+@overload
+def _aware(moment: datetime | None) -> datetime | None: ...
 def _aware(moment: datetime | None) -> datetime | None:
     """rq keeps naive UTC datetimes."""
     return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
-def _live_job(job_id: str, conn) -> Job | None:
+def _live_job(job_id: str, conn: redis.Redis) -> Job | None:
     """The job under ``job_id`` if rq counts it as live (queued, started, deferred, scheduled)."""
     try:
         job = fetch_job(job_id, conn)
@@ -82,7 +88,7 @@ def _live_job(job_id: str, conn) -> Job | None:
     return job if job.get_status(refresh=True) in LIVE_STATUSES else None
 
 
-def is_abandoned(job: Job, dsr: DsrRequest, conn, stale_after: timedelta) -> bool:
+def is_abandoned(job: Job, dsr: DsrRequest, conn: redis.Redis, stale_after: timedelta) -> bool:
     """A started job nobody is running any more."""
     if job.get_status() != JobStatus.STARTED:
         return False
@@ -94,7 +100,7 @@ def is_abandoned(job: Job, dsr: DsrRequest, conn, stale_after: timedelta) -> boo
     return (job_beat is None or job_beat < cutoff) and (row_beat is None or row_beat < cutoff)
 
 
-def mail_abandoned(job: Job, conn, grace: timedelta) -> bool:
+def mail_abandoned(job: Job, conn: redis.Redis, grace: timedelta) -> bool:
     """A mail job still marked started whose worker is gone and which has been quiet for ``grace``.
 
     rq itself only fails it once its timeout has passed and some worker cleans its registries, which
@@ -107,7 +113,7 @@ def mail_abandoned(job: Job, conn, grace: timedelta) -> bool:
     return beat is None or beat < utcnow() - grace
 
 
-def dequeued_by_the_dead(job: Job, conn, grace: timedelta) -> bool:
+def dequeued_by_the_dead(job: Job, conn: redis.Redis, grace: timedelta) -> bool:
     """A job still 'queued' that is no longer in its queue: a worker popped it (into rq's
     intermediate queue) and was SIGKILLed before starting it. rq only notices after two registry
     cleanups a minute apart, which run every ten minutes; a live worker starts a popped job at once.
@@ -126,7 +132,7 @@ def dequeued_by_the_dead(job: Job, conn, grace: timedelta) -> bool:
     return True
 
 
-def overdue_retry(job: Job, conn, grace: timedelta) -> bool:
+def overdue_retry(job: Job, conn: redis.Redis, grace: timedelta) -> bool:
     """A retry scheduled more than ``grace`` ago that no scheduler has moved to its queue.
 
     rq's scheduler runs in one worker at a time under a lock that outlives a SIGKILLed worker by a
@@ -158,6 +164,7 @@ def reconcile(mail_grace: timedelta | None = None, stale_after: timedelta = STAL
     ).scalars()
     for dsr in list(open_fulfilment):
         pending = fulfilment_job(dsr)
+        assert pending.job_id is not None  # fulfilment jobs have deterministic ids
         job = _live_job(pending.job_id, conn)
         if job is not None:
             if not (
@@ -182,6 +189,7 @@ def reconcile(mail_grace: timedelta | None = None, stale_after: timedelta = STAL
     ).scalars()
     for mail_id in list(queued_mail):
         pending = mail_job(mail_id)
+        assert pending.job_id is not None  # mail jobs have deterministic ids
         job = _live_job(pending.job_id, conn)
         if job is not None:
             if not (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import flash, redirect, render_template, url_for
+from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from app.admin.auth import client_info, sign_in_cookie
@@ -10,15 +11,16 @@ from app.admin.forms import PasswordChangeForm, RecoveryCodesForm, TotpDisableFo
 from app.admin.guard import bp, requires
 from app.extensions import db
 from app.staff import accounts, policy, second_factor, signin
+from app.staff.models import StaffUser
 from app.staff.passwords import password_problem
 
 
 @bp.route("/account/password", methods=["GET", "POST"])
 @requires("auditor")
-def change_password():
+def change_password() -> ResponseReturnValue:
     form = PasswordChangeForm()
     if form.validate_on_submit():
-        user = current_user._get_current_object()
+        user: StaffUser = current_user._get_current_object()
         new, current = form.new_password.data, form.current_password.data
         problem = password_problem(new, user.email)
         if problem:
@@ -42,7 +44,7 @@ def change_password():
     return render_template("admin/password.html", form=form)
 
 
-def _setup_page(user, form, status: int = 200):
+def _setup_page(user: StaffUser, form: TotpForm, status: int = 200) -> tuple[str, int]:
     secret = second_factor.setup_secret(user)
     db.session.commit()
     uri = second_factor.provisioning_uri(user, secret)
@@ -62,8 +64,8 @@ def _setup_page(user, form, status: int = 200):
 
 @bp.route("/account/totp", methods=["GET", "POST"])
 @requires("auditor")
-def totp_setup():
-    user = current_user._get_current_object()
+def totp_setup() -> ResponseReturnValue:
+    user: StaffUser = current_user._get_current_object()
     if user.totp_enabled:
         return render_template(
             "admin/totp.html",
@@ -87,9 +89,9 @@ def totp_setup():
 
 @bp.route("/account/recovery-codes", methods=["POST"])
 @requires("auditor")
-def recovery_codes():
+def recovery_codes() -> ResponseReturnValue:
     """Ten new recovery codes (the old ones stop working); needs a recent re-authentication."""
-    user = current_user._get_current_object()
+    user: StaffUser = current_user._get_current_object()
     if not user.totp_enabled or not RecoveryCodesForm().validate_on_submit():
         flash("Recovery codes come with two-step sign-in.", "error")
         return redirect(url_for("admin.totp_setup"))
@@ -100,8 +102,8 @@ def recovery_codes():
 
 @bp.route("/account/totp/disable", methods=["POST"])
 @requires("auditor")
-def totp_disable():
-    user = current_user._get_current_object()
+def totp_disable() -> ResponseReturnValue:
+    user: StaffUser = current_user._get_current_object()
     form = TotpDisableForm()
     if policy.second_factor_required(user):
         flash("Two-step sign-in is required for your account; it cannot be turned off.", "error")

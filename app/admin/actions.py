@@ -7,9 +7,10 @@ redirect (POST/redirect/GET). A refused action (wrong state, missing reason) is 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from flask import flash, redirect, request, url_for
+from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -26,12 +27,15 @@ from app.dsr.states import RequestType
 from app.extensions import db
 from app.sources.resolve import resolve_subject
 
+# A submitted form (``request.form``): the fields an action reads.
+Form = Mapping[str, str]
 
-def _text(form, name: str) -> str:
+
+def _text(form: Form, name: str) -> str:
     return (form.get(name) or "").strip()[:MAX_TEXT]
 
 
-def _approve(dsr: DsrRequest, actor: Actor, form) -> str:
+def _approve(dsr: DsrRequest, actor: Actor, form: Form) -> str:
     plan = None
     if dsr.request_type == RequestType.DELETION.value:
         if (_text(form, "confirm_reference") or "").upper() != dsr.reference:
@@ -61,27 +65,27 @@ def _approve(dsr: DsrRequest, actor: Actor, form) -> str:
     return "Approved: fulfilment will start shortly."
 
 
-def _deny(dsr: DsrRequest, actor: Actor, form) -> str:
+def _deny(dsr: DsrRequest, actor: Actor, form: Form) -> str:
     services.staff_deny(dsr, actor, _text(form, "reason"), _text(form, "reason_text"))
     return "Denied. The subject was emailed the reason."
 
 
-def _hold(dsr: DsrRequest, actor: Actor, form) -> str:
+def _hold(dsr: DsrRequest, actor: Actor, form: Form) -> str:
     services.hold(dsr, actor, _text(form, "reason"))
     return "Put on hold. The deadline still runs."
 
 
-def _resume(dsr: DsrRequest, actor: Actor, form) -> str:
+def _resume(dsr: DsrRequest, actor: Actor, form: Form) -> str:
     services.resume(dsr, actor)
     return "Back in review."
 
 
-def _extend(dsr: DsrRequest, actor: Actor, form) -> str:
+def _extend(dsr: DsrRequest, actor: Actor, form: Form) -> str:
     locked = services.staff_extend(dsr, actor, _text(form, "reason"))
     return f"Deadline extended to {locked.due_at:%d %B %Y}. The subject was told why."
 
 
-def _assign(dsr: DsrRequest, actor: Actor, form) -> str:
+def _assign(dsr: DsrRequest, actor: Actor, form: Form) -> str:
     raw = _text(form, "assignee")
     if raw in ("", "none"):
         services.assign(dsr, actor, None)
@@ -93,34 +97,34 @@ def _assign(dsr: DsrRequest, actor: Actor, form) -> str:
     return f"Assigned to {allowed[int(raw)].email}."
 
 
-def _note(dsr: DsrRequest, actor: Actor, form) -> str:
+def _note(dsr: DsrRequest, actor: Actor, form: Form) -> str:
     services.add_note(dsr, actor, _text(form, "note"))
     return "Note added."
 
 
-def _retry(dsr: DsrRequest, actor: Actor, form) -> str:
+def _retry(dsr: DsrRequest, actor: Actor, form: Form) -> str:
     services.retry(dsr, actor)
     return "Retrying: fulfilment will start again shortly."
 
 
-def _cancel(dsr: DsrRequest, actor: Actor, form) -> str:
+def _cancel(dsr: DsrRequest, actor: Actor, form: Form) -> str:
     services.staff_cancel(dsr, actor, _text(form, "reason"))
     return "Cancelled."
 
 
-def _request_info(dsr: DsrRequest, actor: Actor, form) -> str:
+def _request_info(dsr: DsrRequest, actor: Actor, form: Form) -> str:
     identity = form.get("identity") in ("1", "y", "on")
     locked = services.request_info(dsr, actor, _text(form, "message"), identity=identity)
     paused = " The deadline is paused until they answer." if locked.hold_pauses_clock else " The deadline still runs."
     return "The subject was emailed your question; the request is on hold until they answer." + paused
 
 
-def _message(dsr: DsrRequest, actor: Actor, form) -> str:
+def _message(dsr: DsrRequest, actor: Actor, form: Form) -> str:
     services.message_subject(dsr, actor, _text(form, "message"))
     return "Your message was sent to the subject."
 
 
-def _add_identifier(dsr: DsrRequest, actor: Actor, form) -> str:
+def _add_identifier(dsr: DsrRequest, actor: Actor, form: Form) -> str:
     ident = identifiers.add_identifier(
         dsr, actor, _text(form, "kind"), _text(form, "value"), _text(form, "method"), _text(form, "justification")
     )
@@ -129,7 +133,7 @@ def _add_identifier(dsr: DsrRequest, actor: Actor, form) -> str:
     return f"We emailed {ident.value} a link; the address is used only once it confirms."
 
 
-def _remove_identifier(dsr: DsrRequest, actor: Actor, form) -> str:
+def _remove_identifier(dsr: DsrRequest, actor: Actor, form: Form) -> str:
     raw = _text(form, "identifier_id")
     if not raw.isdecimal() or len(raw) > 9:
         raise ActionError("That identifier does not exist.")
@@ -137,7 +141,7 @@ def _remove_identifier(dsr: DsrRequest, actor: Actor, form) -> str:
     return "Identifier removed."
 
 
-def _decide_item(dsr: DsrRequest, actor: Actor, form) -> str:
+def _decide_item(dsr: DsrRequest, actor: Actor, form: Form) -> str:
     raw = _text(form, "item_id")
     if not raw.isdecimal() or len(raw) > 9:
         raise ActionError("That proposed change does not exist.")
@@ -148,7 +152,7 @@ def _decide_item(dsr: DsrRequest, actor: Actor, form) -> str:
     return f"Proposed change {decision}."
 
 
-ACTIONS: dict[str, Callable[[DsrRequest, Actor, object], str]] = {
+ACTIONS: dict[str, Callable[[DsrRequest, Actor, Form], str]] = {
     "approve": _approve,
     "deny": _deny,
     "hold": _hold,
@@ -166,7 +170,7 @@ ACTIONS: dict[str, Callable[[DsrRequest, Actor, object], str]] = {
 }
 
 
-def run_action(dsr: DsrRequest, action: str, form) -> tuple[bool, str]:
+def run_action(dsr: DsrRequest, action: str, form: Form) -> tuple[bool, str]:
     handler = ACTIONS.get(action)
     if handler is None:
         return False, "Unknown action."
@@ -187,7 +191,7 @@ def run_action(dsr: DsrRequest, action: str, form) -> tuple[bool, str]:
 
 @bp.route("/requests/<reference>/action", methods=["POST"])
 @requires("officer")
-def request_action(reference: str):
+def request_action(reference: str) -> ResponseReturnValue:
     dsr = get_request_or_404(reference)
     ok, message = run_action(dsr, (request.form.get("action") or "").strip(), request.form)
     flash(message, "success" if ok else "error")
@@ -204,7 +208,7 @@ def _all_matching(return_to: str) -> list[str]:
     from app.admin.queries import SORTS, QueueFilters, queue_statement
     from app.models_base import utcnow
 
-    args = MultiDict(parse_qsl(urlsplit(return_to).query))
+    args: MultiDict[str, str] = MultiDict(parse_qsl(urlsplit(return_to).query))
     filters = QueueFilters.parse(args, me_id=current_user.id)
     stmt = queue_statement(filters, utcnow()).order_by(*SORTS[filters.sort], DsrRequest.id).limit(MAX_BULK)
     return [d.reference for d in db.session.execute(stmt).scalars()]
@@ -212,7 +216,7 @@ def _all_matching(return_to: str) -> list[str]:
 
 @bp.route("/requests/bulk", methods=["POST"])
 @requires("officer")
-def bulk_action():
+def bulk_action() -> ResponseReturnValue:
     action = (request.form.get("action") or "").strip()
     back = safe_next(request.form.get("return_to")) or url_for("admin.queue")
     refs = [r.strip().upper() for r in request.form.getlist("ref") if r and len(r) <= 20][:MAX_BULK]
@@ -225,7 +229,8 @@ def bulk_action():
         flash("Select at least one request.", "error")
         return redirect(back, code=303)
     found = db.session.execute(select(DsrRequest).where(DsrRequest.reference.in_(refs))).scalars().all()
-    done, refused = [], []
+    done: list[str] = []
+    refused: list[str] = []
     for dsr in sorted(found, key=lambda d: d.reference):
         if action == "approve" and dsr.request_type == RequestType.DELETION.value:
             # Nothing irreversible happens in bulk: each deletion is approved on its own page, with its plan.

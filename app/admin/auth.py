@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import time
+from typing import TypedDict
 from urllib.parse import urlsplit
 
 from flask import current_app, flash, g, redirect, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_user, logout_user
 
 from app.admin.forms import EnrolForm, LoginForm, ReauthForm, TotpForm
@@ -33,7 +35,14 @@ def load_user(session_id: str) -> StaffUser | None:
     return staff_sessions.resume(session_id)
 
 
-def client_info() -> dict:
+class ClientInfo(TypedDict):
+    """The client a session records (keyword arguments of ``open_session`` and ``confirm_setup``)."""
+
+    ip: str | None
+    user_agent: str | None
+
+
+def client_info() -> ClientInfo:
     return {"ip": request.remote_addr, "user_agent": request.user_agent.string}
 
 
@@ -57,7 +66,7 @@ def safe_next(target: str | None) -> str | None:
     return target
 
 
-def complete_login(user: StaffUser, next_url: str | None, method: str = "password"):
+def complete_login(user: StaffUser, next_url: str | None, method: str = "password") -> ResponseReturnValue:
     """Open a session for ``user`` (fresh cookie, fresh CSRF secret) and tell them of failed attempts."""
     failures, last = signin.signed_in(user, request.remote_addr)
     staff_sessions.open_session(user, **client_info())
@@ -83,7 +92,7 @@ def _login_limit() -> str:
 
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(_login_limit, methods=["POST"])
-def login():
+def login() -> ResponseReturnValue:
     next_url = safe_next(request.args.get("next"))
     if current_user.is_authenticated:
         return redirect(next_url or url_for("admin.dashboard"))
@@ -93,10 +102,12 @@ def login():
         db.session.commit()
         if outcome.status == "second_factor":
             user = outcome.user
+            assert user is not None  # a password step that asks for the code names the account
             session["totp_pending"] = {"uid": user.id, "pw": _password_stamp(user), "at": int(time.time())}
             session["totp_next"] = next_url
             return redirect(url_for("admin.login_totp"))
         if outcome.ok:
+            assert outcome.user is not None  # "ok" always names the account
             return complete_login(outcome.user, next_url)
         if outcome.status == "enrol":  # the right password, but no second factor where one is required
             flash(SECOND_FACTOR_NEEDED, "error")
@@ -120,7 +131,7 @@ def _pending_totp_user() -> StaffUser | None:
 
 @bp.route("/login/totp", methods=["GET", "POST"])
 @limiter.limit(_login_limit, methods=["POST"])
-def login_totp():
+def login_totp() -> ResponseReturnValue:
     user = _pending_totp_user()
     if user is None:
         session.pop("totp_pending", None)
@@ -142,7 +153,7 @@ def login_totp():
 
 @bp.route("/logout", methods=["POST"])
 @requires("auditor")
-def logout():
+def logout() -> ResponseReturnValue:
     record = staff_sessions.current()
     if record is not None:
         staff_sessions.end(record, "logout")
@@ -157,16 +168,18 @@ def logout():
 
 @bp.route("/reauth", methods=["GET", "POST"])
 @requires("auditor")
-def reauth():
+def reauth() -> ResponseReturnValue:
     """Enter the password (and second factor) again before staff management or settings."""
-    user = current_user._get_current_object()
+    user: StaffUser = current_user._get_current_object()
     next_url = safe_next(request.args.get("next")) or url_for("admin.dashboard")
     form = ReauthForm()
     if form.validate_on_submit():
         code = (form.totp.data or "") if user.totp_enabled else None
         outcome = signin.check_current_password(user, form.password.data, code)
         if outcome.ok:
-            staff_sessions.mark_reauthenticated(staff_sessions.current())
+            record = staff_sessions.current()
+            assert record is not None  # a signed-in request runs in its session (load_user -> sessions.resume)
+            staff_sessions.mark_reauthenticated(record)
             record_event("staff.reauthenticated", Actor.staff(user))
             db.session.commit()
             return redirect(next_url)
@@ -183,21 +196,21 @@ def reauth():
 
 @bp.route("/enrol/<token>", methods=["GET", "POST"])
 @limiter.limit(_login_limit, methods=["POST"])
-def enrol(token: str):
+def enrol(token: str) -> ResponseReturnValue:
     """Second-factor enrolment from the emailed (or printed) link: the link proves the mailbox, the
     password proves the person, a code proves the authenticator. Then a fresh session and the
     recovery codes, shown once."""
-    token = second_factor.enrolment_token(token)
-    if token is None:
+    enrolment = second_factor.enrolment_token(token)
+    if enrolment is None:
         return render_template("admin/enrol_problem.html"), 404
-    user = token.user
+    user = enrolment.user
     form = EnrolForm()
     if form.validate_on_submit():
         outcome = signin.check_current_password(user, form.password.data)
         if not outcome.ok:
             db.session.commit()
             flash(signin.wait_message(outcome.wait) if outcome.status == "wait" else GENERIC_FAILURE, "error")
-        elif not second_factor.spend_enrolment(token):
+        elif not second_factor.spend_enrolment(enrolment):
             db.session.rollback()
             return render_template("admin/enrol_problem.html"), 404
         else:

@@ -100,6 +100,7 @@ def on_time_per_week(now: datetime) -> tuple[list[Week], list[int], list[int]]:
     ).all()
     done, ok = [0] * len(weeks), [0] * len(weeks)
     for closed, received, jurisdiction, paused, extended_at in rows:
+        assert closed is not None  # the query keeps requests closed in the window
         i = min(int((closed - weeks[0].start).total_seconds() // (7 * 86400)), len(weeks) - 1)
         done[i] += 1
         ok[i] += int(closed <= lawful_due(jurisdiction, received, paused or 0, extended_at))

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, PasswordField, RadioField, SelectField, StringField, TextAreaField
+from wtforms import (
+    BooleanField,
+    EmailField,
+    Field,
+    PasswordField,
+    RadioField,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.validators import AnyOf, DataRequired, Length, Optional, Regexp
 
 from app.portal.forms import select_choices
@@ -121,7 +130,7 @@ class StaffIntakeForm(FlaskForm):
     verification_method = StringField("How it was verified", validators=[Optional(), Length(max=200)])
     verification_evidence = TextAreaField("Evidence", validators=[Optional(), Length(max=2000)])
 
-    def validate_email(self, field) -> None:
+    def validate_email(self, field: Field) -> None:
         from email_validator import EmailNotValidError
         from wtforms.validators import ValidationError
 

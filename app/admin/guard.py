@@ -14,14 +14,21 @@ a stolen cookie, cannot add an admin or turn the second factor off.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Blueprint, abort, flash, redirect, request, url_for
+from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from app.extensions import db
 from app.staff import policy
 from app.staff import sessions as staff_sessions
 from app.staff.models import Role
+
+if TYPE_CHECKING:
+    from flask_login import AnonymousUserMixin
+
+    from app.staff.models import StaffUser
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -47,23 +54,28 @@ REAUTH_PATHS = ("/admin/staff", "/admin/settings", "/admin/account/recovery-code
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def requires(role: Role | str) -> Callable:
+ViewT = TypeVar("ViewT", bound=Callable[..., Any])
+
+
+def requires(role: Role | str) -> Callable[[ViewT], ViewT]:
     """Declare the least role allowed on a view. Put it under ``@bp.route``."""
     role = Role(role).value
 
-    def deco(view: Callable) -> Callable:
+    def deco(view: ViewT) -> ViewT:
         ENDPOINT_ROLES[f"{bp.name}.{view.__name__}"] = role
         return view
 
     return deco
 
 
-def has_role(user, role: str) -> bool:
-    return bool(user and user.is_authenticated) and ROLE_RANK.get(user.role, 0) >= ROLE_RANK[role]
+def has_role(user: StaffUser | AnonymousUserMixin | None, role: str) -> bool:
+    if not user or not user.is_authenticated:
+        return False
+    return ROLE_RANK.get(user.role, 0) >= ROLE_RANK[role]
 
 
 @bp.before_request
-def guard():
+def guard() -> ResponseReturnValue | None:
     endpoint = request.endpoint or ""
     if endpoint in PUBLIC:
         return None
@@ -93,7 +105,7 @@ def guard():
     return None
 
 
-def _end_session_for_missing_second_factor():
+def _end_session_for_missing_second_factor() -> ResponseReturnValue:
     from flask import session
     from flask_login import logout_user
 
@@ -114,7 +126,7 @@ SECOND_FACTOR_NEEDED = (
 
 
 @bp.app_context_processor
-def _admin_helpers():
+def _admin_helpers() -> dict[str, Any]:
     from app.mail import outbox_enabled
 
     return {"has_role": has_role, "outbox_enabled": outbox_enabled()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 from flask import flash, redirect, render_template, url_for
+from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from app.admin.forms import StaffIntakeForm
@@ -32,7 +33,7 @@ def parse_received(value: str) -> datetime | None:
 
 @bp.route("/requests/new", methods=["GET", "POST"])
 @requires("officer")
-def intake_new():
+def intake_new() -> ResponseReturnValue:
     form = StaffIntakeForm()
     if form.validate_on_submit():
         received = parse_received(form.received_at.data)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
+from typing import TypedDict
 
 from flask import render_template, request
+from flask.typing import ResponseReturnValue
 from flask_login import current_user
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 
 from app.admin.guard import bp, requires
 from app.admin.queries import filter_date
@@ -19,7 +22,16 @@ from app.models_base import utcnow
 PER_PAGE = 50
 
 
-def audit_filters(args) -> dict:
+class AuditFilters(TypedDict):
+    event: str
+    actor: str
+    reference: str
+    date_from: date | None
+    date_to: date | None
+    page: int
+
+
+def audit_filters(args: Mapping[str, str]) -> AuditFilters:
     page = args.get("page") or "1"
     return {
         "event": (args.get("event") or "").strip()[:64],
@@ -31,7 +43,7 @@ def audit_filters(args) -> dict:
     }
 
 
-def audit_statement(f: dict):
+def audit_statement(f: AuditFilters) -> Select[AuditEvent]:
     stmt = select(AuditEvent)
     if f["event"]:
         stmt = stmt.where(AuditEvent.event == f["event"])
@@ -50,7 +62,7 @@ def audit_statement(f: dict):
 
 @bp.route("/audit")
 @requires("auditor")
-def audit_log():
+def audit_log() -> ResponseReturnValue:
     f = audit_filters(request.args)
     stmt = audit_statement(f)
     total = db.session.execute(select(func.count()).select_from(stmt.subquery())).scalar_one()
@@ -74,13 +86,13 @@ def audit_log():
 
 @bp.route("/audit.csv")
 @requires("auditor")
-def audit_csv():
+def audit_csv() -> ResponseReturnValue:
     f = audit_filters(request.args)
     record_event("audit.exported", Actor.staff(current_user), data={k: str(v) for k, v in f.items() if v})
     db.session.commit()
     stmt = audit_statement(f).order_by(AuditEvent.occurred_at, AuditEvent.id)
 
-    def generate():
+    def generate() -> Iterator[str]:
         yield csv_line(["id", "occurred_at", "event", "actor_type", "actor", "reference", "public", "message", "ip"])
         for ev in db.session.execute(stmt.execution_options(yield_per=1000)).scalars():
             yield csv_line(

@@ -6,6 +6,7 @@ HTML bodies are shown as escaped source in a ``<pre>``, never rendered as live m
 from __future__ import annotations
 
 from flask import abort, current_app, render_template, request
+from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 
 from app.admin.guard import bp, requires
@@ -18,11 +19,11 @@ PER_PAGE = 50
 
 @bp.route("/outbox")
 @requires("auditor")
-def outbox():
+def outbox() -> ResponseReturnValue:
     if not outbox_enabled():
         abort(404)
-    page = request.args.get("page", "1")
-    page = int(page) if page.isdecimal() and len(page) < 6 and int(page) > 0 else 1
+    raw = request.args.get("page", "1")
+    page = int(raw) if raw.isdecimal() and len(raw) < 6 and int(raw) > 0 else 1
     total = db.session.execute(select(func.count()).select_from(OutgoingMail)).scalar_one()
     mails = db.session.execute(
         select(OutgoingMail).order_by(OutgoingMail.id.desc()).limit(PER_PAGE).offset((page - 1) * PER_PAGE)
@@ -34,7 +35,7 @@ def outbox():
 
 @bp.route("/outbox/<id:mail_id>")
 @requires("auditor")
-def outbox_message(mail_id: int):
+def outbox_message(mail_id: int) -> ResponseReturnValue:
     if not outbox_enabled():
         abort(404)
     mail = db.session.get(OutgoingMail, mail_id)
@@ -45,7 +46,7 @@ def outbox_message(mail_id: int):
 
 @bp.route("/mail-previews")
 @requires("admin")
-def mail_previews():
+def mail_previews() -> ResponseReturnValue:
     """Every message we send, with sample data (admin): text inline, HTML in its own tab."""
     from app.mail.previews import render_sample, samples
 
@@ -55,7 +56,7 @@ def mail_previews():
 
 @bp.route("/mail-previews/<name>.html")
 @requires("admin")
-def mail_preview_html(name: str):
+def mail_preview_html(name: str) -> ResponseReturnValue:
     from app.mail.previews import render_sample, samples
 
     if name not in samples():
@@ -69,7 +70,7 @@ def mail_preview_html(name: str):
 
 @bp.route("/requests/<reference>/mail/<id:mail_id>")
 @requires("auditor")
-def request_mail(reference: str, mail_id: int):
+def request_mail(reference: str, mail_id: int) -> ResponseReturnValue:
     """A message we sent about a request, in full (production too), audited: once sent, its stored copy
     has no working link tokens; after minimisation only its metadata is left."""
     from flask_login import current_user

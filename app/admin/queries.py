@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Select, and_, case, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select
 
 from app.dsr.models import DsrRequest, clock_running
 from app.dsr.states import OPEN, Jurisdiction, RequestStatus, RequestType
@@ -61,7 +63,7 @@ class QueueFilters:
     problems: list[str] = field(default_factory=list)
 
     @classmethod
-    def parse(cls, args, me_id: int | None = None) -> QueueFilters:
+    def parse(cls, args: Mapping[str, str], me_id: int | None = None) -> QueueFilters:
         f = cls()
         f.q = (args.get("q") or "").strip()[:254]
         status = (args.get("status") or "").strip()
@@ -96,7 +98,7 @@ class QueueFilters:
         f.me = me_id
         return f
 
-    def as_args(self, **changes) -> dict:
+    def as_args(self, **changes: str) -> dict[str, str]:
         """Query arguments that reproduce these filters (for pagination links and bulk returns)."""
         args = {
             "status": self.status,
@@ -121,7 +123,7 @@ def _like_prefix(value: str) -> str:
     return escaped + "%"
 
 
-def queue_statement(f: QueueFilters, now: datetime, prefix: bool = False) -> Select:
+def queue_statement(f: QueueFilters, now: datetime, prefix: bool = False) -> Select[DsrRequest]:
     stmt = select(DsrRequest)
     if f.status == "open":
         stmt = stmt.where(DsrRequest.status.in_(OPEN_REVIEWED))
@@ -169,7 +171,7 @@ def queue_statement(f: QueueFilters, now: datetime, prefix: bool = False) -> Sel
     return stmt
 
 
-def _count(stmt: Select) -> int:
+def _count(stmt: Select[Any]) -> int:
     return db.session.execute(select(func.count()).select_from(stmt.order_by(None).subquery())).scalar_one()
 
 
@@ -198,7 +200,7 @@ def quick_counts(now: datetime, me_id: int | None) -> dict[str, int]:
     """The counts beside the queue's quick filters, in one aggregate query over open requests."""
     running = clock_running()
 
-    def count_if(cond):
+    def count_if(cond: ColumnElement[bool]) -> ColumnElement[int]:
         return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
 
     row = db.session.execute(
@@ -218,7 +220,7 @@ def dashboard_counts(now: datetime) -> dict[str, int]:
     """All headline counts in one aggregate query."""
     running = clock_running()
 
-    def count_if(cond):
+    def count_if(cond: ColumnElement[bool]) -> ColumnElement[int]:
         return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
 
     row = db.session.execute(
@@ -239,7 +241,7 @@ def dashboard_counts(now: datetime) -> dict[str, int]:
     return {k: int(v or 0) for k, v in row._mapping.items()}
 
 
-def mask_email(email: str) -> str:
+def mask_email(email: str | None) -> str:
     """``ada.lovelace@example.com`` -> ``ad***@example.com``: enough to tell rows apart, no more."""
     local, _, domain = (email or "").partition("@")
     keep = 2 if len(local) > 4 else 1
@@ -270,7 +272,7 @@ VIEW_PREFIX = "view:"
 MAX_VIEWS = 12
 
 
-def saved_views(staff_id: int) -> list[tuple[str, dict]]:
+def saved_views(staff_id: int) -> list[tuple[str, dict[str, Any]]]:
     """A staff member's saved queue views: (name, query arguments)."""
     import json
 
@@ -278,7 +280,7 @@ def saved_views(staff_id: int) -> list[tuple[str, dict]]:
 
     prefix = f"{VIEW_PREFIX}{staff_id}:"
     rows = db.session.execute(select(AppSetting).where(AppSetting.key.like(prefix + "%")).order_by(AppSetting.key))
-    found = []
+    found: list[tuple[str, dict[str, Any]]] = []
     for row in rows.scalars():
         try:
             found.append((row.key[len(prefix) :], json.loads(row.value)))
@@ -287,7 +289,7 @@ def saved_views(staff_id: int) -> list[tuple[str, dict]]:
     return found
 
 
-def save_view(staff_id: int, name: str, args: dict | None) -> None:
+def save_view(staff_id: int, name: str, args: dict[str, Any] | None) -> None:
     """Store (or with ``args`` None remove) a named view; the caller commits."""
     import json
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 
 from flask import abort, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -33,7 +34,7 @@ def _temporary_password() -> str:
     return secrets.token_urlsafe(15)
 
 
-def _staff_page(form: StaffCreateForm | None = None, status: int = 200):
+def _staff_page(form: StaffCreateForm | None = None, status: int = 200) -> tuple[str, int]:
     staff = db.session.execute(select(StaffUser).order_by(StaffUser.email)).scalars().all()
     return (
         render_template(
@@ -50,13 +51,13 @@ def _staff_page(form: StaffCreateForm | None = None, status: int = 200):
 
 @bp.route("/staff")
 @requires("admin")
-def staff_list():
+def staff_list() -> ResponseReturnValue:
     return _staff_page()
 
 
 @bp.route("/staff", methods=["POST"])
 @requires("admin")
-def staff_create():
+def staff_create() -> ResponseReturnValue:
     form = StaffCreateForm()
     if not form.validate_on_submit():
         return _staff_page(form, 400)
@@ -76,7 +77,7 @@ def staff_create():
 
 @bp.route("/staff/<id:user_id>/role", methods=["POST"])
 @requires("admin")
-def staff_role(user_id: int):
+def staff_role(user_id: int) -> ResponseReturnValue:
     user = _staff_or_404(user_id)
     form = StaffRoleForm()
     if not form.validate_on_submit():
@@ -97,7 +98,7 @@ def staff_role(user_id: int):
 
 @bp.route("/staff/<id:user_id>/active", methods=["POST"])
 @requires("admin")
-def staff_active(user_id: int):
+def staff_active(user_id: int) -> ResponseReturnValue:
     user = _staff_or_404(user_id)
     activate = request.form.get("active") == "1"
     if user.id == current_user.id:
@@ -111,7 +112,7 @@ def staff_active(user_id: int):
 
 @bp.route("/staff/<id:user_id>/reset", methods=["POST"])
 @requires("admin")
-def staff_reset(user_id: int):
+def staff_reset(user_id: int) -> ResponseReturnValue:
     user = _staff_or_404(user_id)
     password = _temporary_password()
     enrol = accounts.reset_password(user, password, current_user)
@@ -125,7 +126,7 @@ def staff_reset(user_id: int):
 
 @bp.route("/staff/<id:user_id>/totp-reset", methods=["POST"])
 @requires("admin")
-def staff_totp_reset(user_id: int):
+def staff_totp_reset(user_id: int) -> ResponseReturnValue:
     """A lost phone: the factor and recovery codes go, sessions end, a new enrolment link is mailed."""
     user = _staff_or_404(user_id)
     if user.id == current_user.id:
@@ -139,7 +140,7 @@ def staff_totp_reset(user_id: int):
 
 @bp.route("/settings", methods=["POST"])
 @requires("admin")
-def settings_update():
+def settings_update() -> ResponseReturnValue:
     form = SettingsForm()
     if form.validate_on_submit():
         try:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
 
-from flask import abort, current_app, jsonify, render_template, request
+from flask import Response, abort, current_app, jsonify, render_template, request
+from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -34,7 +36,13 @@ from app.dsr.states import DENIAL_LABELS, STATUS_LABELS, Jurisdiction, RequestSt
 from app.extensions import db
 from app.mail.models import OutgoingMail
 from app.models_base import utcnow
-from app.sources.resolve import resolve_subject
+from app.sources.resolve import Resolution, resolve_subject
+
+if TYPE_CHECKING:
+    from markupsafe import Markup
+    from werkzeug.datastructures import MultiDict
+
+    from app.sources.base import Subject
 
 S = RequestStatus
 REFERENCE_RE = re.compile(r"^DSR-[0-9A-Z]{1,8}-[0-9A-Z]{1,8}$")
@@ -90,20 +98,20 @@ def event_label_filter(value: str) -> str:
 
 
 @bp.app_template_filter("event_detail")
-def event_detail_filter(event) -> str:
+def event_detail_filter(event: AuditEvent) -> str:
     from app.audit.labels import event_detail
 
     return event_detail(event.event, event.data, status_label)
 
 
 @bp.app_template_filter("linkify")
-def linkify(text: str | None):
+def linkify(text: str | None) -> Markup:
     """Escaped text whose http(s) links are clickable (redacted links stay plain text)."""
     import re
 
     from markupsafe import Markup, escape
 
-    def link(match) -> str:
+    def link(match: re.Match[str]) -> str:
         url = match.group(0)
         return url if "[redacted]" in url else f'<a href="{url}" rel="noopener noreferrer">{url}</a>'
 
@@ -126,18 +134,18 @@ def status_badge(value: str) -> str:
 
 
 @bp.app_template_filter("when")
-def when(value) -> str:
+def when(value: datetime | None) -> str:
     return f"{value:%Y-%m-%d %H:%M} UTC" if value else "-"
 
 
 @bp.app_template_filter("day")
-def day(value) -> str:
+def day(value: date | None) -> str:
     return f"{value:%Y-%m-%d}" if value else "-"
 
 
 @bp.route("/")
 @requires("auditor")
-def dashboard():
+def dashboard() -> str:
     now = utcnow()
     weeks, series = charts.requests_per_week(now)
     ot_weeks, done, ok = charts.on_time_per_week(now)
@@ -153,7 +161,7 @@ def dashboard():
 
 @bp.route("/requests")
 @requires("auditor")
-def queue():
+def queue() -> str:
     now = utcnow()
     filters = QueueFilters.parse(request.args, me_id=current_user.id)
     rows, total = queue_page(filters, now)
@@ -185,7 +193,7 @@ def queue():
 
 @bp.route("/requests/views", methods=["POST"])
 @requires("auditor")
-def save_view():
+def save_view() -> ResponseReturnValue:
     """Save the queue's current filters under a name, for this staff member only."""
     from flask import flash, redirect, url_for
 
@@ -203,12 +211,12 @@ def save_view():
         store(current_user.id, name, QueueFilters.parse(_query_args(query), me_id=current_user.id).as_args())
         db.session.commit()
         flash(f"View {name!r} saved.", "success")
-    return redirect(
-        url_for("admin.queue", **QueueFilters.parse(_query_args(query), me_id=current_user.id).as_args()), code=303
-    )
+    # Typed as url_for's ``**values`` (mypy would match a str-valued dict against its ``_external: bool``).
+    args: dict[str, Any] = QueueFilters.parse(_query_args(query), me_id=current_user.id).as_args()
+    return redirect(url_for("admin.queue", **args), code=303)
 
 
-def _query_args(query: str):
+def _query_args(query: str) -> MultiDict[str, str]:
     from urllib.parse import parse_qsl
 
     from werkzeug.datastructures import MultiDict
@@ -216,7 +224,7 @@ def _query_args(query: str):
     return MultiDict(parse_qsl(query.lstrip("?"), keep_blank_values=False))
 
 
-def _subject_summary(subject) -> dict | None:
+def _subject_summary(subject: Subject) -> dict[str, Any] | None:
     from app.sources import subject_summary
 
     try:
@@ -227,7 +235,7 @@ def _subject_summary(subject) -> dict | None:
         return None
 
 
-def erasure_plan_for(subject) -> list | None:
+def erasure_plan_for(subject: Subject) -> list[dict[str, Any]] | None:
     from app.sources import erasure_plan
 
     try:
@@ -240,7 +248,7 @@ def erasure_plan_for(subject) -> list | None:
 
 @bp.route("/requests/<reference>")
 @requires("auditor")
-def request_detail(reference: str):
+def request_detail(reference: str) -> str:
     dsr = get_request_or_404(reference)
     now = utcnow()
     # Opening a request shows a person's data: who looked, and when, is part of the record.
@@ -300,7 +308,7 @@ def request_detail(reference: str):
     )
 
 
-def _current_values(dsr: DsrRequest, resolution) -> dict[int, str | None]:
+def _current_values(dsr: DsrRequest, resolution: Resolution | None) -> dict[int, str | None]:
     """What the platform holds now for each proposed field, unless the request recorded it already."""
     if dsr.request_type != RequestType.CORRECTION.value or not dsr.corrections:
         return {}
@@ -315,7 +323,7 @@ def _current_values(dsr: DsrRequest, resolution) -> dict[int, str | None]:
 
 @bp.route("/requests/<reference>/messages/<id:message_id>/attachment")
 @requires("auditor")
-def request_attachment(reference: str, message_id: int):
+def request_attachment(reference: str, message_id: int) -> Response:
     """A file the subject attached, to staff only, never inline (it is the subject's, not ours), audited."""
     from app.dsr.attachments import read_attachment
     from app.dsr.models import RequestMessage
@@ -338,7 +346,7 @@ def request_attachment(reference: str, message_id: int):
 
 @bp.route("/requests/<reference>/progress")
 @requires("auditor")
-def request_progress(reference: str):
+def request_progress(reference: str) -> Response:
     dsr = get_request_or_404(reference)
     running = dsr.status in (S.APPROVED.value, S.IN_PROGRESS.value)
     resp = jsonify(

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import has_request_context
 from flask import request as http_request
 
 from app.audit.models import AuditEvent
 from app.extensions import db
+
+if TYPE_CHECKING:
+    from app.dsr.models import DsrRequest
+    from app.staff.models import StaffUser
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,7 @@ class Actor:
         return cls("subject", None, "subject")
 
     @classmethod
-    def staff(cls, user) -> Actor:
+    def staff(cls, user: StaffUser) -> Actor:
         return cls("staff", user.id, user.email)
 
     @classmethod
@@ -55,7 +59,7 @@ def record_event(
     event: str,
     actor: Actor,
     *,
-    dsr=None,
+    dsr: DsrRequest | None = None,
     public: bool = False,
     message: str = "",
     data: dict[str, Any] | None = None,

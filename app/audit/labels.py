@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 EVENT_LABELS = {
@@ -67,7 +68,7 @@ def event_label(event: str) -> str:
     return EVENT_LABELS.get(event, event.rsplit(".", 1)[-1].replace("_", " ").capitalize())
 
 
-def event_detail(event: str, data: dict[str, Any] | None, status_label) -> str:
+def event_detail(event: str, data: dict[str, Any] | None, status_label: Callable[[str], str]) -> str:
     """A short readable line for an event's data (a status change says from what to what)."""
     data = data or {}
     if event == "request.status_changed" and data.get("from"):

@@ -3,14 +3,19 @@ refuses anything not listed), the detail template (which shows only these) and t
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from app.dsr.states import OPEN, RequestStatus
+
+if TYPE_CHECKING:
+    from app.dsr.models import DsrRequest
 
 S = RequestStatus
 REVIEW = frozenset({S.PENDING_REVIEW.value, S.ON_HOLD.value})
 VERIFIED_OPEN = frozenset(s.value for s in OPEN if s is not S.UNVERIFIED)
 
 
-def available_actions(dsr, user) -> frozenset[str]:
+def available_actions(dsr: DsrRequest, user: object) -> frozenset[str]:
     if user is None or not getattr(user, "can_act", False) or dsr.minimised_at is not None:
         return frozenset()
     status = dsr.status
@@ -39,7 +44,7 @@ REFUSALS = {
 }
 
 
-def refusal(dsr, action: str, status_label: str) -> str:
+def refusal(dsr: DsrRequest, action: str, status_label: str) -> str:
     """Why ``action`` is not available for ``dsr`` now, in words an officer can act on."""
     if action == "extend" and dsr.extended_at is not None:
         return REFUSALS["extend"]

@@ -7,9 +7,13 @@ staff gave for a rejection. Nothing here adds a claim the results do not hold.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from app.dsr.law import Law
+
+if TYPE_CHECKING:
+    from app.dsr.models import CorrectionItem
 
 FIELD_LABELS = {"name": "Name", "full_name": "Name", "email": "Email address", "company": "Company"}
 
@@ -41,7 +45,7 @@ def deletion_context(items: list[dict[str, Any]], law: Law) -> dict[str, Any]:
     }
 
 
-def correction_lines(corrections) -> list[str]:
+def correction_lines(corrections: Iterable[CorrectionItem]) -> list[str]:
     lines = []
     for item in corrections:
         label = FIELD_LABELS.get(item.field, item.field)
@@ -55,7 +59,7 @@ def correction_lines(corrections) -> list[str]:
     return lines
 
 
-def correction_context(corrections) -> dict[str, Any]:
+def correction_context(corrections: Iterable[CorrectionItem]) -> dict[str, Any]:
     corrections = list(corrections)
     return {
         "correction_lines": correction_lines(corrections),

@@ -8,6 +8,7 @@ registers follow-up jobs to run after commit. Callers commit.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from flask import current_app
 from rq import Retry
@@ -28,7 +29,7 @@ from app.dsr.states import (
     RequestType,
 )
 from app.extensions import db
-from app.models_base import utcnow
+from app.models_base import table_of, utcnow
 from app.queue import PendingJob, enqueue_after_commit
 
 S = RequestStatus
@@ -317,7 +318,8 @@ def add_note(dsr: DsrRequest, actor: Actor, text: str) -> RequestNote:
 def record_progress(request_id: int, percent: int, rows: int, note: str | None = None) -> None:
     """Mirror a job's progress into the row (own short transaction; not a status change)."""
     db.session.execute(
-        DsrRequest.__table__.update()
+        table_of(DsrRequest)
+        .update()
         .where(DsrRequest.id == request_id)
         .values(
             progress_percent=max(0, min(100, percent)),
@@ -339,7 +341,7 @@ def status_link_lifetime() -> timedelta:
     return timedelta(days=int(current_app.config.get("STATUS_LINK_DAYS") or 30))
 
 
-def notify_subject(dsr: DsrRequest, template: str, subject: str, **context) -> None:
+def notify_subject(dsr: DsrRequest, template: str, subject: str, **context: Any) -> None:
     """Email the subject with a fresh status link (tokens are stored hashed, so a new one is issued)."""
     from app.mail import queue_mail
 

@@ -7,18 +7,23 @@ the mail: a request with ``Host: evil.example`` must not turn an invite into a l
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from flask import current_app
 
 from app.mail import queue_mail
 
+if TYPE_CHECKING:
+    from app.staff.models import StaffUser
 
-def portal_link(endpoint: str, **values) -> str:
+
+def portal_link(endpoint: str, **values: Any) -> str:
     """The absolute URL of ``endpoint`` under ``PORTAL_BASE_URL``."""
     path = current_app.url_map.bind("localhost").build(endpoint, values)
     return current_app.config["PORTAL_BASE_URL"].rstrip("/") + path
 
 
-def send_invite(user, inviter_email: str, enrol_link: str | None = None) -> None:
+def send_invite(user: StaffUser, inviter_email: str, enrol_link: str | None = None) -> None:
     """The 'your account exists' mail: where to sign in, and the second-factor enrolment link if one is due."""
     queue_mail(
         user.email,
@@ -36,7 +41,7 @@ def enrolment_link(raw_token: str) -> str:
     return portal_link("admin.enrol", token=raw_token)
 
 
-def send_enrolment(user, raw_token: str, reason: str) -> None:
+def send_enrolment(user: StaffUser, raw_token: str, reason: str) -> None:
     """The second-factor enrolment link, mailed to the account's own address (which is the point)."""
     queue_mail(
         user.email,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -47,7 +48,11 @@ class StaffUser(Model):
     # Set (not stored) by app.staff.sessions for the session this request runs in: Flask-Login keeps
     # ``get_id()`` in the cookie, and that must be the session id, so that ending the session record
     # ends the cookie too (Flask-Login's "alternative tokens").
-    session_token = None  # str | None; not annotated: the ORM would try to map it
+    # Annotated for the type checker only: the ORM would try to map an annotation it sees at run time.
+    if TYPE_CHECKING:
+        session_token: str | None
+    else:
+        session_token = None
 
     # Flask-Login's user protocol (not UserMixin: its __eq__ compares get_id(), a per-session value).
     is_anonymous = False

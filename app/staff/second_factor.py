@@ -26,7 +26,7 @@ from sqlalchemy import delete, func, select, update
 
 from app.audit import Actor, record_event
 from app.extensions import db
-from app.models_base import utcnow
+from app.models_base import rows_changed, utcnow
 from app.staff import sessions
 from app.staff.models import RecoveryCode, StaffToken, StaffUser
 
@@ -138,14 +138,18 @@ def use_recovery_code(user: StaffUser, code: str) -> bool:
     code = _normalise(code)
     if len(code) != RECOVERY_LENGTH or set(code) - set(RECOVERY_ALPHABET) or not user.totp_enabled:
         return False
-    used = db.session.execute(
-        update(RecoveryCode)
-        .where(
-            RecoveryCode.staff_id == user.id, RecoveryCode.code_hash == _sha256(code), RecoveryCode.used_at.is_(None)
+    used = rows_changed(
+        db.session.execute(
+            update(RecoveryCode)
+            .where(
+                RecoveryCode.staff_id == user.id,
+                RecoveryCode.code_hash == _sha256(code),
+                RecoveryCode.used_at.is_(None),
+            )
+            .values(used_at=utcnow())
+            .execution_options(synchronize_session=False)
         )
-        .values(used_at=utcnow())
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    )
     if used != 1:
         return False
     record_event("staff.recovery_code_used", Actor.staff(user), data={"left": recovery_codes_left(user)})
@@ -198,11 +202,13 @@ def enrolment_token(raw: str | None) -> StaffToken | None:
 def spend_enrolment(token: StaffToken) -> bool:
     """Mark the token used (atomically: a link works once even when opened twice at the same moment)."""
     return (
-        db.session.execute(
-            update(StaffToken)
-            .where(StaffToken.id == token.id, StaffToken.used_at.is_(None))
-            .values(used_at=utcnow())
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        rows_changed(
+            db.session.execute(
+                update(StaffToken)
+                .where(StaffToken.id == token.id, StaffToken.used_at.is_(None))
+                .values(used_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
+        )
         == 1
     )

@@ -23,7 +23,7 @@ from flask import current_app, g
 from sqlalchemy import select, update
 
 from app.extensions import db
-from app.models_base import utcnow
+from app.models_base import rows_changed, utcnow
 from app.staff.models import StaffSession, StaffUser
 
 # Writing last_seen_at on every request would make every page a write; a minute is precise enough
@@ -121,7 +121,7 @@ def end_all(user: StaffUser, reason: str, keep: StaffSession | None = None) -> i
     )
     if keep is not None and keep.id is not None:
         stmt = stmt.where(StaffSession.id != keep.id)
-    ended = db.session.execute(stmt).rowcount
+    ended = rows_changed(db.session.execute(stmt))
     for record in db.session.identity_map.values():
         if isinstance(record, StaffSession) and record.staff_id == user.id and record is not keep:
             db.session.expire(record, ["ended_at", "end_reason"])

@@ -68,7 +68,7 @@ def check_password(email: str, password: str, ip: str | None) -> Outcome:
     if wait:
         return Outcome("wait", wait=wait)
     ok = verify_password(user.password_hash if user else None, password)
-    if not ok or not user.active:
+    if not ok or user is None or not user.active:  # ``ok`` is False without a user
         return _failure(user, email, key, "inactive" if ok else "password")
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)

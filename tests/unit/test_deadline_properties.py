@@ -60,6 +60,8 @@ def test_due_date_never_exceeds_the_legal_maximum(jurisdiction, received, steps)
     assert deadlines.lawful_due(jurisdiction, received, req.paused, req.extended_at) == req.due
 
 
+# No per-example deadline: the first call loads the holiday calendar, slow on a loaded machine.
+@settings(deadline=None)
 @given(RECEIVED)
 def test_confirmation_is_ten_business_days_later(received):
     confirmed = deadlines.confirmation_due_date("ccpa", received)

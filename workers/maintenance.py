@@ -123,7 +123,7 @@ def retention_sweep(now=None) -> dict[str, Any]:
 
     now = now or utcnow()
     cfg = current_app.config
-    usage_cutoff = now - timedelta(days=cfg["USAGE_RETENTION_DAYS"])
+    usage_cutoff = UsageSource().retention_cutoff(now)  # the cutoff the export filters by, too
     usage = UsageSource().sweep(usage_cutoff, DELETE_BATCH)
     closed_cutoff = now - timedelta(days=cfg["CLOSED_ACCOUNT_DAYS"])
     closed = db.session.execute(

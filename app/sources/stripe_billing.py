@@ -1,15 +1,14 @@
 """Billing held by Stripe, through the official SDK (auto-paginated).
 
-Exported: the customer (with its addresses), card payment methods (billing details, brand, last four
-digits and expiry; no fingerprint or other secret), subscriptions, invoices with their lines, and charges,
-with amounts in currency units and times in UTC. Erasure acts on the ids recorded before it starts (so a
-re-run after a crash finishes the same work): it cancels each live subscription explicitly, detaches each payment method and
-deletes each customer, and reads every step back from Stripe; a step Stripe does not confirm fails the
-job rather than being reported as done. Invoices and charges are kept for tax law and listed as kept,
-with what they contain, the obligation and the period from the inventory (``Category.retained``).
-Only Stripe's own errors are caught, and classified: ``BillingTransient`` (connection, rate limit, 5xx:
-retry later) or ``BillingPermanent`` (a refused request: show it to staff); anything else is a bug and
-surfaces at once.
+Exported: the customer (with its addresses), card payment methods (billing details, brand, last four digits
+and expiry; no fingerprint or other secret), subscriptions, invoices with their lines, and charges, with
+amounts in currency units and times in UTC. Erasure acts on the ids recorded before it starts (so a re-run
+after a crash finishes the same work): it cancels each live subscription explicitly, detaches each payment
+method and deletes each customer, and reads every step back from Stripe; a step Stripe does not confirm fails
+the job rather than being reported as done. Invoices and charges are kept for tax law and listed as kept, with
+what they contain, the obligation and the period from the inventory (``Category.retained``). Only Stripe's own
+errors are caught, and classified: ``BillingTransient`` (connection, rate limit, 5xx: retry later) or
+``BillingPermanent`` (a refused request: show it to staff); anything else is a bug and surfaces at once.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from app.admin.queries import (
 )
 from app.audit import Actor, record_event
 from app.audit.models import AuditEvent
-from app.dsr import deadlines
+from app.dsr import deadlines, packages
 from app.dsr.actions import available_actions
 from app.dsr.identifiers import KINDS as IDENTIFIER_KINDS
 from app.dsr.intake import CHANNELS
@@ -42,7 +42,7 @@ REFERENCE_RE = re.compile(r"^DSR-[0-9A-Z]{1,8}-[0-9A-Z]{1,8}$")
 
 def register(app) -> None:
     # Importing the modules attaches their routes to ``bp`` before it is registered.
-    from app.admin import account, actions, auth, intake, manage, outbox, reports, staff  # noqa: F401
+    from app.admin import account, actions, auth, intake, manage, outbox, packages, reports, staff  # noqa: F401
 
     login_manager.login_view = "admin.login"
     login_manager.login_message = "Sign in to continue."
@@ -277,6 +277,7 @@ def request_detail(reference: str):
             plan = dsr.plan.get("items") if isinstance(dsr.plan, dict) else dsr.plan
     badge = deadline_badge(dsr, now)
     current_values = _current_values(dsr, resolution)
+    withheld = packages.withheld_for_review(dsr) if dsr.request_type == RequestType.ACCESS.value else []
     return render_template(
         "admin/detail.html",
         dsr=dsr,
@@ -294,6 +295,8 @@ def request_detail(reference: str):
         tokens=tokens,
         plan=plan,
         live_plan=live_plan,
+        withheld=withheld,
+        held_export=packages.held_export(dsr),
         staff=staff_choices(),
         denial_labels=DENIAL_LABELS,
         can_act=current_user.can_act,

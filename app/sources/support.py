@@ -76,6 +76,13 @@ class SupportSource(TableSource):
         )
         return list(db.session.execute(stmt).scalars())
 
+    def sweep(self, older_than, batch: int | None = None) -> int:
+        """Retention: delete every support message sent before ``older_than``."""
+        kwargs = {"batch": batch} if batch else {}
+        return delete_in_batches(
+            SupportMessage.__table__, SupportMessage.id, SupportMessage.sent_at < older_than, **kwargs
+        )
+
     def erase(self, subject: Subject, progress: Progress | None = None) -> list[dict[str, Any]]:
         n = delete_in_batches(SupportMessage.__table__, SupportMessage.id, self._where(subject))
         return [self.result("deleted" if n else "not_found", n)]

@@ -193,7 +193,7 @@ def _export(dsr: DsrRequest, progress: Progress) -> str:
     export.sha256 = result.sha256
     export.manifest = result.manifest
     if packages.review_required():
-        packages.hold_for_review(dsr, export, WORKER, result.rows)
+        packages.hold_for_review(dsr, export, WORKER, result.rows, staff_recipients(), withheld=len(result.withheld))
         db.session.commit()
         return f"export {export.id}: {result.rows} rows, {result.size} bytes, held for an officer's release"
     packages.deliver(dsr, export, WORKER, result.rows)

@@ -40,13 +40,25 @@ def held_export(dsr: DsrRequest) -> Export | None:
     ).scalar_one_or_none()
 
 
-def hold_for_review(dsr: DsrRequest, export: Export, actor: Actor, rows: int) -> DsrRequest:
-    """The package is built: keep it for an officer instead of sending the link. The caller commits."""
+def hold_for_review(
+    dsr: DsrRequest, export: Export, actor: Actor, rows: int, staff: list[str], withheld: int = 0
+) -> DsrRequest:
+    """The package is built: keep it for an officer instead of sending the link, and tell ``staff``.
+    The caller commits."""
     export.status = "review"
     export.completed_at = utcnow()
     dsr.progress_rows = rows
     locked = services.transition(dsr, S.AWAITING_RELEASE, actor, data={"export_id": export.id, "rows": rows})
     locked.progress_note = "waiting for an officer to release the package"
+    for to in staff:
+        queue_mail(
+            to,
+            "fulfil_staff_review",
+            f"Access package to release: {locked.reference}",
+            dsr=locked,
+            rows=rows,
+            withheld=withheld,
+        )
     return locked
 
 

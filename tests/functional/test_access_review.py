@@ -41,6 +41,7 @@ def test_review_before_release_holds_the_link_until_an_officer_releases_records_
 
     assert db.session.get(DsrRequest, dsr_id).status == RequestStatus.AWAITING_RELEASE.value
     assert "fulfil_export_ready" not in mails()
+    assert "fulfil_staff_review" in mails()  # staff are told a package waits for them
     assert b"SECRET-3P" not in export_zip(app, dsr_id).read("support_messages.json")
 
     officer = make_staff("officer", email="reviewer@staff.test")

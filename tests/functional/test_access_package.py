@@ -173,3 +173,11 @@ def test_zip_entries_are_dated_at_generation_time_and_history_is_a_category(app,
     assert earlier_ref in {r["reference"] for r in history}
     assert {"requests.json", "requests.csv"} <= set(z.namelist())
     assert "Your requests to us" in z.read("README.html").decode()
+
+
+def test_readme_other_law_request_cites_neither_law(app, redis_conn):
+    make_subject_data(usage=3)
+    readme = fulfil(app, redis_conn, "other").read("README.html").decode()
+    assert 'id="law"' in readme and "What you are entitled to know" in readme
+    assert "Art. 15" not in readme and "Article 15" not in readme and "CCPA" not in readme
+    assert "Transfers outside the European Economic Area" in readme and "Stripe, Inc." in readme

@@ -71,3 +71,21 @@ def test_review_before_release_holds_the_link_until_an_officer_releases_records_
     dsr = db.session.get(DsrRequest, dsr_id)
     assert dsr.status == RequestStatus.COMPLETED.value
     assert mails().count("fulfil_export_ready") == 1
+
+
+def test_release_record_refuses_a_record_that_is_not_withheld(app, redis_conn):
+    from app.audit import Actor
+    from app.dsr import packages
+    from app.dsr.services import ActionError
+
+    acct = make_subject_data(usage=1)
+    own = db.session.execute(select(SupportMessage.id).where(SupportMessage.account_id == acct.id)).scalars().first()
+    dsr = make_request(RequestStatus.PENDING_REVIEW, "access", email="ada@example.com")
+    officer = Actor.staff(make_staff("officer"))
+    with pytest.raises(ActionError, match="not withheld"):
+        packages.release_record(dsr, officer, "support_messages", own)
+    with pytest.raises(ActionError, match="not withheld"):
+        packages.release_record(dsr, officer, "account", 1)
+    deletion = make_request(RequestStatus.PENDING_REVIEW, "deletion", email="ada@example.com")
+    with pytest.raises(ActionError, match="only before"):
+        packages.release_record(deletion, officer, "support_messages", own)

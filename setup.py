@@ -19,5 +19,9 @@ setup(
     py_modules=["wsgi"],
     packages=[*find_packages(include=["app*", "workers*"]), "app._templates", "app._migrations"],
     package_dir={"app._templates": "templates", "app._migrations": "migrations"},
-    package_data={"app": ["static/**/*"], "app._templates": tree("templates"), "app._migrations": tree("migrations")},
+    package_data={
+        "app": ["static/**/*", "sources/*.toml"],
+        "app._templates": tree("templates"),
+        "app._migrations": tree("migrations"),
+    },
 )

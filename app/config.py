@@ -238,6 +238,8 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "DUPLICATE_SUBMIT_SECONDS": int(os.environ.get("DUPLICATE_SUBMIT_SECONDS") or 5),
         # A deletion needs the approval of two different officers.
         "DELETION_REQUIRES_SECOND_APPROVER": _bool(os.environ.get("DELETION_REQUIRES_SECOND_APPROVER")),
+        # An officer previews (README and file list) and releases each access package before its link goes out.
+        "ACCESS_REVIEW_BEFORE_RELEASE": _bool(os.environ.get("ACCESS_REVIEW_BEFORE_RELEASE")),
         # Requests due within this many days count as "due soon" (dashboard, queue, reminders).
         "DUE_SOON_DAYS": int(os.environ.get("DUE_SOON_DAYS") or 7),
         # A request waiting this many days for the subject's answer gets a reminder to them and to staff.

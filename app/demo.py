@@ -124,10 +124,10 @@ def _key_prefixes(account_id: int) -> list[str]:
 def usage_rows(
     account_id: int, prefixes: list[str], count: int, rng: random.Random, now: datetime, start_index: int = 0
 ) -> Iterator[dict[str, Any]]:
-    """Yield ``count`` usage rows spread over the last 18 months, oldest first, as a usage log fills
-    up: ids and timestamps rise together (which is what the retention sweep and a batched deletion
-    meet in production)."""
-    span = 548 * 86400
+    """Yield ``count`` usage rows spread over the last 360 days, oldest first, as a usage log fills
+    up: ids and timestamps rise together (which is what a batched deletion meets in production). The
+    12-month retention (sweep and export filter) leaves every one of them in place."""
+    span = 360 * 86400
     slot = span / max(count, 1)
     start = now - timedelta(seconds=span)
     for i in range(count):

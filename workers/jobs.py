@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 import redis
@@ -25,7 +24,7 @@ from sqlalchemy.orm.attributes import flag_modified
 
 from app.admin.models import Role, StaffUser
 from app.audit import Actor, record_event
-from app.dsr import services
+from app.dsr import packages, services
 from app.dsr.law import law_for
 from app.dsr.models import DsrRequest, Export
 from app.dsr.notices import correction_context, deletion_context
@@ -188,33 +187,16 @@ def _export(dsr: DsrRequest, progress: Progress) -> str:
         expected_rows=expected,
         jurisdiction=dsr.jurisdiction,
     )
-    now = utcnow()
     dsr = services.lock_request(dsr.id)
     export = db.session.get(Export, export.id)
-    export.status = "ready"
     export.size_bytes = result.size
     export.sha256 = result.sha256
     export.manifest = result.manifest
-    export.completed_at = now
-    export.expires_at = now + timedelta(days=cfg["DOWNLOAD_DAYS"])
-    raw = services.issue_token(
-        dsr,
-        "download",
-        lifetime=timedelta(days=cfg["DOWNLOAD_DAYS"]),
-        max_uses=cfg["DOWNLOAD_MAX"],
-        export_id=export.id,
-    )
-    queue_mail(
-        dsr.email,
-        "fulfil_export_ready",
-        f"Your data is ready to download ({dsr.reference})",
-        dsr=dsr,
-        download_url=f"{cfg['PORTAL_BASE_URL']}/download/{raw}",
-        expires_at=export.expires_at,
-        max_uses=cfg["DOWNLOAD_MAX"],
-    )
-    dsr.progress_rows = result.rows
-    services.transition(dsr, S.COMPLETED, WORKER, data={"export_id": export.id, "rows": result.rows})
+    if packages.review_required():
+        packages.hold_for_review(dsr, export, WORKER, result.rows, staff_recipients(), withheld=len(result.withheld))
+        db.session.commit()
+        return f"export {export.id}: {result.rows} rows, {result.size} bytes, held for an officer's release"
+    packages.deliver(dsr, export, WORKER, result.rows)
     db.session.commit()
     return f"export {export.id}: {result.rows} rows, {result.size} bytes"
 

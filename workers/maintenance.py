@@ -114,17 +114,21 @@ def retention_sweep_job() -> dict[str, int]:
 
 
 def retention_sweep(now=None) -> dict[str, Any]:
-    """Usage logs past 12 months; accounts closed more than 30 days ago, erased like a deletion."""
+    """Usage logs and support messages past their inventory period (the export filters by the same
+    cutoffs); accounts closed more than 30 days ago, erased like a deletion."""
     from app.platform.models import Account
     from app.sources.base import DELETE_BATCH
     from app.sources.erasure import erase_everything
     from app.sources.stripe_billing import BillingError
+    from app.sources.support import SupportSource
     from app.sources.usage import UsageSource
 
     now = now or utcnow()
     cfg = current_app.config
-    usage_cutoff = now - timedelta(days=cfg["USAGE_RETENTION_DAYS"])
+    usage_cutoff = UsageSource().retention_cutoff(now)  # the cutoff the export filters by, too
     usage = UsageSource().sweep(usage_cutoff, DELETE_BATCH)
+    support_cutoff = SupportSource().retention_cutoff(now)  # the inventory's period (support_messages)
+    support = SupportSource().sweep(support_cutoff, DELETE_BATCH) if support_cutoff else 0
     closed_cutoff = now - timedelta(days=cfg["CLOSED_ACCOUNT_DAYS"])
     closed = db.session.execute(
         select(Account.id, Account.email).where(Account.status == "closed", Account.closed_at < closed_cutoff)
@@ -142,10 +146,20 @@ def retention_sweep(now=None) -> dict[str, Any]:
     record_event(
         "retention.swept",
         SYSTEM,
-        data={"usage_rows_deleted": usage, "accounts_erased": erased, "errors": errors},
+        data={
+            "usage_rows_deleted": usage,
+            "support_messages_deleted": support,
+            "accounts_erased": erased,
+            "errors": errors,
+        },
     )
     db.session.commit()
-    return {"usage_rows_deleted": usage, "accounts_erased": erased, "errors": errors}
+    return {
+        "usage_rows_deleted": usage,
+        "support_messages_deleted": support,
+        "accounts_erased": erased,
+        "errors": errors,
+    }
 
 
 @job

@@ -19,7 +19,7 @@ from app.admin.guard import bp, requires
 from app.admin.limits import MAX_BULK, MAX_TEXT
 from app.admin.views import erasure_plan_for, get_request_or_404, staff_choices, status_label
 from app.audit import Actor
-from app.dsr import identifiers, services
+from app.dsr import identifiers, packages, services
 from app.dsr.actions import available_actions, refusal
 from app.dsr.models import DsrRequest
 from app.dsr.services import ActionError, TransitionError
@@ -152,6 +152,21 @@ def _decide_item(dsr: DsrRequest, actor: Actor, form: Form) -> str:
     return f"Proposed change {decision}."
 
 
+def _release_package(dsr: DsrRequest, actor: Actor, form: Form) -> str:
+    packages.release_package(dsr, actor)
+    return "Released: the subject was emailed the download link."
+
+
+def _release_record(dsr: DsrRequest, actor: Actor, form: Form) -> str:
+    category, raw = _text(form, "category"), _text(form, "record_id")
+    if not raw.isdecimal() or len(raw) > 18:
+        raise ActionError("That record is not withheld from this request's package.")
+    locked = packages.release_record(dsr, actor, category, int(raw))
+    if locked.status == "approved":
+        return "Released: the package is being built again with this record; it waits for your release again."
+    return "Released: the package will include this record."
+
+
 ACTIONS: dict[str, Callable[[DsrRequest, Actor, Form], str]] = {
     "approve": _approve,
     "deny": _deny,
@@ -167,6 +182,8 @@ ACTIONS: dict[str, Callable[[DsrRequest, Actor, Form], str]] = {
     "decide_item": _decide_item,
     "add_identifier": _add_identifier,
     "remove_identifier": _remove_identifier,
+    "release_package": _release_package,
+    "release_record": _release_record,
 }
 
 

@@ -123,12 +123,16 @@ def _like_prefix(value: str) -> str:
     return escaped + "%"
 
 
+# Approved and not yet answered: being built, or built and waiting for an officer's release.
+FULFILMENT = (S.APPROVED.value, S.IN_PROGRESS.value, S.AWAITING_RELEASE.value)
+
+
 def queue_statement(f: QueueFilters, now: datetime, prefix: bool = False) -> Select[DsrRequest]:
     stmt = select(DsrRequest)
     if f.status == "open":
         stmt = stmt.where(DsrRequest.status.in_(OPEN_REVIEWED))
     elif f.status == "fulfilment":
-        stmt = stmt.where(DsrRequest.status.in_([S.APPROVED.value, S.IN_PROGRESS.value]))
+        stmt = stmt.where(DsrRequest.status.in_(FULFILMENT))
     elif f.status != "all":
         stmt = stmt.where(DsrRequest.status == f.status)
     if f.type:
@@ -230,7 +234,7 @@ def dashboard_counts(now: datetime) -> dict[str, int]:
                 "due_soon"
             ),
             count_if(and_(running, DsrRequest.due_at < now)).label("overdue"),
-            count_if(DsrRequest.status.in_([S.APPROVED.value, S.IN_PROGRESS.value])).label("in_progress"),
+            count_if(DsrRequest.status.in_(FULFILMENT)).label("in_progress"),
             count_if(DsrRequest.status == S.FAILED.value).label("failed"),
             count_if(DsrRequest.status == S.ON_HOLD.value).label("on_hold"),
         )

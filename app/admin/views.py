@@ -27,7 +27,7 @@ from app.admin.queries import (
 )
 from app.audit import Actor, record_event
 from app.audit.models import AuditEvent
-from app.dsr import deadlines
+from app.dsr import deadlines, packages
 from app.dsr.actions import available_actions
 from app.dsr.identifiers import KINDS as IDENTIFIER_KINDS
 from app.dsr.intake import CHANNELS
@@ -275,6 +275,7 @@ def request_detail(reference: str) -> str:
             plan = dsr.plan.get("items") if isinstance(dsr.plan, dict) else dsr.plan
     badge = deadline_badge(dsr, now)
     current_values = _current_values(dsr, resolution)
+    withheld = packages.withheld_for_review(dsr) if dsr.request_type == RequestType.ACCESS.value else []
     return render_template(
         "admin/detail.html",
         dsr=dsr,
@@ -292,6 +293,8 @@ def request_detail(reference: str) -> str:
         tokens=tokens,
         plan=plan,
         live_plan=live_plan,
+        withheld=withheld,
+        held_export=packages.held_export(dsr),
         staff=staff_choices(),
         denial_labels=DENIAL_LABELS,
         can_act=current_user.can_act,

@@ -30,6 +30,10 @@ def available_actions(dsr: DsrRequest, user: object) -> frozenset[str]:
         actions.add("retry")
     if status in REVIEW | {S.FAILED.value}:
         actions.add("cancel")
+    if dsr.request_type == "access" and status in REVIEW | {S.AWAITING_RELEASE.value}:
+        actions.add("release_record")  # a withheld record (another person's data), before the link goes out
+    if status == S.AWAITING_RELEASE.value:
+        actions.add("release_package")
     if status in VERIFIED_OPEN:
         actions.add("message")
         if dsr.extended_at is None and dsr.due_at is not None:

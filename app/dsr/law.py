@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from flask import current_app
 
 from app.dsr.states import Jurisdiction
+from app.sources.inventory import AUTHORITIES
 
 
 @dataclass(frozen=True)
@@ -43,30 +44,10 @@ class Law:
     written_statement: str | None = None
 
 
+# The defaults come from the data inventory (app/sources/inventory.toml), which names the authorities.
 DEFAULT_AUTHORITIES = {
-    Jurisdiction.GDPR: (
-        Authority(
-            "the data protection supervisory authority of the EU or EEA country where you live, work or where "
-            "the problem happened (the European Data Protection Board lists them all)",
-            "https://edpb.europa.eu/about-edpb/about-edpb/members_en",
-        ),
-        Authority(
-            "in the United Kingdom, the Information Commissioner's Office (ICO)", "https://ico.org.uk/make-a-complaint/"
-        ),
-    ),
-    Jurisdiction.CCPA: (
-        Authority("the California Privacy Protection Agency (CPPA)", "https://cppa.ca.gov/webapplications/complaint"),
-        Authority(
-            "the California Attorney General",
-            "https://oag.ca.gov/contact/consumer-complaint-against-business-or-company",
-        ),
-    ),
-    Jurisdiction.OTHER: (
-        Authority(
-            "the data protection or consumer protection authority where you live",
-            "https://edpb.europa.eu/about-edpb/about-edpb/members_en",
-        ),
-    ),
+    j: tuple(Authority(name, url) for name, url in AUTHORITIES[j.value])
+    for j in (Jurisdiction.GDPR, Jurisdiction.CCPA, Jurisdiction.OTHER)
 }
 
 LAWS: dict[Jurisdiction, Law] = {

@@ -6,11 +6,11 @@ import hashlib
 import secrets
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.dsr.states import RequestStatus
-from app.models_base import Model, UTCDateTime, utcnow
+from app.models_base import BigId, Model, UTCDateTime, utcnow
 
 # Crockford's base32 without I, L, O, U: easy to read aloud and to type from a letter.
 REFERENCE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -275,3 +275,18 @@ class AppSetting(Model):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(String(254))
+
+
+class ReleasedRecord(Model):
+    """A record withheld from access packages by default (another person's data, GDPR Art. 15(4)) that an
+    officer reviewed and released for this request: the next package built for it includes the record."""
+
+    __tablename__ = "released_record"
+    __table_args__ = (UniqueConstraint("request_id", "category", "record_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("dsr_request.id", ondelete="CASCADE"), index=True)
+    category: Mapped[str] = mapped_column(String(32))
+    record_id: Mapped[int] = mapped_column(BigId)
+    released_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
+    released_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -60,6 +60,7 @@ PUBLIC_MESSAGES = {
     S.ON_HOLD: "Your request is on hold.",
     S.APPROVED: "Your request was approved and will be carried out shortly.",
     S.IN_PROGRESS: "We are carrying out your request.",
+    S.AWAITING_RELEASE: "Your data is ready; a privacy officer is checking it before we send you the download link.",
     S.COMPLETED: "Your request is complete.",
     S.DENIED: "Your request was denied.",
     S.CANCELLED: "Your request was cancelled.",
@@ -101,7 +102,7 @@ def transition(
         locked.started_at = now
         locked.heartbeat_at = now
         locked.attempts = (locked.attempts or 0) + 1
-    elif to is S.APPROVED and current is S.FAILED:
+    elif to is S.APPROVED and current in (S.FAILED, S.AWAITING_RELEASE):
         locked.last_error = None
         locked.progress_percent = 0
         locked.progress_rows = 0

@@ -14,6 +14,9 @@ class RequestStatus(StrEnum):
     ON_HOLD = "on_hold"
     APPROVED = "approved"
     IN_PROGRESS = "in_progress"
+    # An access package built and held for an officer to preview before its link goes out
+    # (``ACCESS_REVIEW_BEFORE_RELEASE``).
+    AWAITING_RELEASE = "awaiting_release"
     COMPLETED = "completed"
     DENIED = "denied"
     CANCELLED = "cancelled"
@@ -100,7 +103,9 @@ ALLOWED: dict[RequestStatus, frozenset[RequestStatus]] = {
     S.PENDING_REVIEW: frozenset({S.APPROVED, S.DENIED, S.ON_HOLD, S.CANCELLED}),
     S.ON_HOLD: frozenset({S.PENDING_REVIEW, S.APPROVED, S.DENIED, S.CANCELLED}),
     S.APPROVED: frozenset({S.IN_PROGRESS, S.FAILED}),
-    S.IN_PROGRESS: frozenset({S.COMPLETED, S.FAILED}),
+    S.IN_PROGRESS: frozenset({S.COMPLETED, S.FAILED, S.AWAITING_RELEASE}),
+    # Released (link sent), or built again after an officer released a withheld record.
+    S.AWAITING_RELEASE: frozenset({S.COMPLETED, S.APPROVED}),
     S.FAILED: frozenset({S.APPROVED, S.CANCELLED}),
     S.COMPLETED: frozenset(),
     S.DENIED: frozenset(),
@@ -108,14 +113,14 @@ ALLOWED: dict[RequestStatus, frozenset[RequestStatus]] = {
     S.EXPIRED: frozenset(),
 }
 
-OPEN = frozenset({S.UNVERIFIED, S.PENDING_REVIEW, S.ON_HOLD, S.APPROVED, S.IN_PROGRESS, S.FAILED})
+OPEN = frozenset({S.UNVERIFIED, S.PENDING_REVIEW, S.ON_HOLD, S.APPROVED, S.IN_PROGRESS, S.AWAITING_RELEASE, S.FAILED})
 CLOSED = frozenset(set(RequestStatus) - OPEN)
 # What the subject may cancel from their status page.
 SUBJECT_CANCELLABLE = frozenset({S.UNVERIFIED, S.PENDING_REVIEW, S.ON_HOLD})
 # Statuses whose deadline clock is running (used by overdue / due-soon counts and reminders). A request
 # on hold still goes overdue: only a lawful pause (``hold_pauses_clock``, GDPR identity) stops its clock,
 # and the queries leave those out while the pause lasts.
-CLOCK_RUNNING = frozenset({S.PENDING_REVIEW, S.ON_HOLD, S.APPROVED, S.IN_PROGRESS, S.FAILED})
+CLOCK_RUNNING = frozenset({S.PENDING_REVIEW, S.ON_HOLD, S.APPROVED, S.IN_PROGRESS, S.AWAITING_RELEASE, S.FAILED})
 
 
 STATUS_LABELS = {
@@ -124,6 +129,7 @@ STATUS_LABELS = {
     S.ON_HOLD: "On hold",
     S.APPROVED: "Approved",
     S.IN_PROGRESS: "Being carried out",
+    S.AWAITING_RELEASE: "Package awaiting release",
     S.COMPLETED: "Completed",
     S.DENIED: "Denied",
     S.CANCELLED: "Cancelled",

@@ -100,6 +100,7 @@ def samples() -> dict[str, dict[str, Any]]:
             "error": "BillingTransient: Stripe unreachable",
             "link": base + "/admin/requests/DSR-SAMP-LE01",
         },  # fmt: skip
+        "fulfil_staff_review": {"rows": 1234, "withheld": 1, "link": base + "/admin/requests/DSR-SAMP-LE01"},
         "fulfil_staff_reminder": {
             "today": utcnow(),
             "overdue": [],

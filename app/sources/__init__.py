@@ -1,6 +1,6 @@
 """The platform's data sources and the questions the rest of the portal asks them.
 
-``SOURCES`` lists one connector per inventory category, in erasure order (the account goes last:
+``SOURCES`` lists one connector per erasable inventory category, in erasure order (the account goes last:
 it is what leads to everything else). ``subject_summary`` and ``erasure_plan`` are read-only and
 quick (counts in SQL); Stripe trouble is reported in the result, never raised.
 """
@@ -13,6 +13,7 @@ from app.sources.account import AccountSource, CorrectionRefused
 from app.sources.api_keys import ApiKeySource
 from app.sources.base import Source, Subject, find_subject, normalise_email
 from app.sources.inventory import BY_NAME, EXPORTED, INVENTORY, Category
+from app.sources.requests import RequestHistorySource
 from app.sources.stripe_billing import BillingError, StripeSource
 from app.sources.stripe_billing import configured as stripe_configured
 from app.sources.support import SupportSource
@@ -22,12 +23,16 @@ from app.sources.usage import UsageSource
 SOURCES: tuple[Source, ...] = (UsageSource(), ApiKeySource(), SupportSource(), StripeSource(), AccountSource())
 BY_CATEGORY: dict[str, Source] = {s.category.name: s for s in SOURCES}
 BY_KEY: dict[str, Source] = {s.key: s for s in SOURCES}
+# What the access package reads: every source, and the person's own requests to us (export only: the
+# records of requests are kept and minimised by their own rules, never erased by a deletion).
+EXPORTERS: dict[str, Source] = {**BY_CATEGORY, "requests": RequestHistorySource()}
 
 __all__ = [
     "BY_CATEGORY",
     "BY_KEY",
     "BY_NAME",
     "EXPORTED",
+    "EXPORTERS",
     "INVENTORY",
     "SOURCES",
     "BillingError",

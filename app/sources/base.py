@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import DateTime, Select, delete, func, select, type_coerce
+from sqlalchemy import true as sa_true
 
 from app.extensions import db
-from app.models_base import UTCDateTime
+from app.models_base import UTCDateTime, utcnow
 from app.platform.models import Account
 from app.sources.inventory import Category
 
@@ -44,6 +46,9 @@ class Subject:
     stripe_customer_id: str | None = None
     extra_emails: set[str] = field(default_factory=set)
     stripe_customer_ids: set[str] = field(default_factory=set)
+    # Records withheld by default (third parties' data, Art. 15(4) GDPR) that an officer released for this
+    # request, by category name.
+    released: dict[str, set[int]] = field(default_factory=dict)
 
     @property
     def emails(self) -> set[str]:
@@ -236,6 +241,29 @@ class Source:
         """Allowlist: only the inventory's fields leave."""
         return {f: row.get(f) for f in self.category.fields}
 
+    def withheld(self, subject: Subject) -> list[dict[str, Any]]:
+        """Records found for the subject but left out of the package (another person's data), each with
+        ``id``, the fields that say what it is without its content, and ``reason``; none by default."""
+        return []
+
+    # Retention at export: rows older than the inventory's period never leave, whether or not the sweep
+    # has run. ``retention_config`` names a config value that overrides the inventory's days (the sweep
+    # reads the same method, so both agree).
+    retention_config: str = ""
+
+    def retention_days(self) -> int | None:
+        from flask import current_app
+
+        configured = current_app.config.get(self.retention_config) if self.retention_config else None
+        return int(configured) if configured else self.category.retention_days
+
+    def retention_cutoff(self, now: datetime | None = None) -> datetime | None:
+        """The oldest row time still within the retention period (None: the period is not per row)."""
+        days = self.retention_days()
+        if not (self.category.retention_field and days):
+            return None
+        return (now or utcnow()) - timedelta(days=days)
+
 
 class TableSource(Source):
     """A source that is one platform table whose columns include the inventory's fields.
@@ -253,7 +281,17 @@ class TableSource(Source):
     def _select(self, subject: Subject) -> Select:
         return select(*[getattr(self.model, f) for f in self.category.fields]).where(self._where(subject))
 
+    def _retained_now(self):
+        """The export's retention filter on this table (true where the period is not per row)."""
+        cutoff = self.retention_cutoff()
+        if cutoff is None:
+            return sa_true()
+        return getattr(self.model, self.category.retention_field) >= cutoff
+
+    def _export_select(self, subject: Subject) -> Select:
+        return self._select(subject).where(self._retained_now())
+
     def batches(self, subject: Subject) -> Iterator[Sequence[Sequence[Any]]]:
         if self.by_account and subject.account_id is None:
             return
-        yield from stream_batches(self._select(subject), self.model.id)
+        yield from stream_batches(self._export_select(subject), self.model.id)

@@ -1,17 +1,20 @@
-"""The data inventory: what the platform holds about a person, written from the privacy policy.
+"""The data inventory, loaded from ``inventory.toml`` (configuration, not prose in code).
 
-One entry per category. It drives the access package's README (what, why, legal basis, recipients,
-retention, source), the deletion plan (the erasure rule and its reason) and the retention sweep
-(``retention_days``). Adding a data source is one connector module plus one entry here.
-Policy references are to ``privacy-policy.txt`` (effective 5 May 2025).
+One entry per category: what it holds (fields with labels, meanings and units), where it comes from, why,
+on what legal basis, who receives it (named recipients, with the transfer safeguard of each one outside the
+EEA), how long it is kept, its CCPA categories, and the erasure rule. It drives the access package's README,
+the deletion plan and the retention sweep and export filter. ``validate`` lists what an entry lacks; the
+unit tests fail on any gap, and loading refuses an inventory that names an unknown recipient.
 """
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-GA_OPT_OUT_URL = "https://tools.google.com/dlpage/gaoptout"
-COMPLAINT_URL = "https://edpb.europa.eu/about-edpb/about-edpb/members_en"
+INVENTORY_PATH = Path(__file__).with_name("inventory.toml")
 PRIVACY_CONTACT = "privacy@chatgpttech.mobi"
 
 
@@ -29,15 +32,40 @@ class Retained:
 
 
 @dataclass(frozen=True)
+class Recipient:
+    """A processor or other recipient, named (Art. 15(1)(c) GDPR, CJEU C-154/21)."""
+
+    key: str
+    name: str
+    service: str
+    role: str
+    country: str
+    eea: bool
+    transfer: str = ""  # safeguard for a transfer outside the EEA (Art. 15(2), 46 GDPR)
+    uk_transfer: str = ""
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    label: str
+    meaning: str
+    unit: str = ""
+    kind: str = "text"  # text, datetime, int, bool, money
+    total: bool = False  # README.html shows the sum over every row
+    tally: bool = False  # README.html shows how many rows have each value
+
+
+@dataclass(frozen=True)
 class Category:
     name: str  # file stem in the access package, e.g. ``usage_logs`` -> usage_logs.json / .csv
     title: str
-    source: str  # connector key in app.sources.SOURCES; "" when we hold nothing identifiable
+    source: str  # connector key in app.sources; "" when we hold nothing identifiable
     location: str
     fields: tuple[str, ...]  # exported fields, in order (an allowlist: nothing else leaves)
     purpose: str
     legal_basis: str
-    recipients: str
+    recipients: tuple[Recipient, ...]
     retention: str
     erasure: str  # delete / anonymise / keep / none
     erasure_reason: str
@@ -45,144 +73,126 @@ class Category:
     exported: bool = True
     policy_ref: str = ""
     retained: tuple[Retained, ...] = ()
+    summary: str = ""
+    origin: str = ""  # where the data comes from (Art. 15(1)(g) GDPR; CCPA categories of sources)
+    retention_from: str = ""
+    retention_field: str = ""  # row timestamp the export filters by retention_days
+    ccpa_categories: tuple[str, ...] = ()
+    ccpa_business_purpose: str = ""
+    field_info: tuple[Field, ...] = ()
+    withhold_reason: str = ""
+
+    @property
+    def dictionary(self) -> dict[str, Field]:
+        return {f.name: f for f in self.field_info}
 
 
-INVENTORY: tuple[Category, ...] = (
-    Category(
-        name="account",
-        title="Account",
-        source="account",
-        location="ChatGPTTech platform database",
-        fields=("id", "email", "name", "company", "created_at", "status", "closed_at", "analytics_opt_out"),
-        purpose="Providing and operating your API account; contacting you about service and security.",
-        legal_basis="Contract (GDPR Art. 6(1)(b)).",
-        recipients="Cloud infrastructure providers (hosting and storage).",
-        retention="For as long as the account is active; deleted or anonymised within 30 days of closure.",
-        erasure="delete",
-        erasure_reason="Deleted on request and 30 days after the account is closed (policy section 6).",
-        policy_ref="2.2, 6",
-    ),
-    Category(
-        name="api_keys",
-        title="API keys",
-        source="api_keys",
-        location="ChatGPTTech platform database",
-        fields=("id", "name", "prefix", "created_at", "last_used_at", "revoked_at"),
-        purpose="Authenticating your API requests. Keys are stored only as hashes; the hash is never exported.",
-        legal_basis="Contract (GDPR Art. 6(1)(b)).",
-        recipients="Cloud infrastructure providers (hosting and storage).",
-        retention="For as long as the account is active.",
-        erasure="delete",
-        erasure_reason="Revoked first so they stop working at once, then deleted.",
-        policy_ref="2.2, 8",
-    ),
-    Category(
-        name="usage_logs",
-        title="API usage logs",
-        source="usage",
-        location="ChatGPTTech platform database",
-        fields=("id", "created_at", "model", "prompt_tokens", "completion_tokens", "request_id", "key_prefix"),
-        purpose="Billing, debugging and abuse prevention.",
-        legal_basis="Contract (GDPR Art. 6(1)(b)) and legitimate interest in preventing abuse (Art. 6(1)(f)).",
-        recipients="Cloud infrastructure providers (hosting and storage).",
-        retention="12 months, then deleted automatically.",
-        erasure="delete",
-        erasure_reason="Deleted in batches.",
-        retention_days=365,
-        policy_ref="2.2, 6",
-    ),
-    Category(
-        name="support_messages",
-        title="Support correspondence",
-        source="support",
-        location="ChatGPTTech platform database",
-        fields=("id", "sent_at", "direction", "email", "subject", "body"),
-        purpose="Answering your questions and improving our support.",
-        legal_basis="Legitimate interest in answering and keeping a record of correspondence (GDPR Art. 6(1)(f)).",
-        recipients="Cloud infrastructure providers (hosting and storage).",
-        retention="For as long as needed to handle your inquiry; deleted on request.",
-        erasure="delete",
-        erasure_reason="Deleted, whether or not the messages are linked to an account.",
-        policy_ref="2.3",
-    ),
-    Category(
-        name="billing",
-        title="Billing (Stripe)",
-        source="stripe",
-        location="Stripe, Inc. (our payment processor)",
-        fields=(
-            "record_type",
-            "id",
-            "created",
-            "name",
-            "email",
-            "status",
-            "amount",
-            "currency",
-            "description",
-            "brand",
-            "last4",
-            "exp_month",
-            "exp_year",
-            "number",
-            "plan",
-        ),
-        purpose="Calculating and processing payment for API usage. We never store full card numbers.",
-        legal_basis="Contract (GDPR Art. 6(1)(b)); invoices and charges: legal obligation (Art. 6(1)(c)).",
-        recipients="Stripe, Inc. (payment processing and billing).",
-        retention=(
-            "Customer record and payment methods: while the account is active. "
-            "Invoices and charges: as long as tax and accounting law requires (up to 10 years)."
-        ),
-        erasure="delete",
-        erasure_reason=(
-            "Subscriptions are cancelled, payment methods removed and the Stripe customer deleted; invoices "
-            "and charges are kept because tax and accounting law requires us to keep them."
-        ),
-        policy_ref="2.2, 5",
-        retained=(
-            Retained(
-                kind="Invoices",
-                contains="your name, email and billing address as they were on the invoice, the services and "
-                "amounts billed, dates and tax",
-                obligation="tax and accounting law requires businesses to keep their invoices",
-                period="10 years from the end of the year they were issued in",
-            ),
-            Retained(
-                kind="Charges",
-                contains="the amount, currency and date of each payment, and the card's brand and last four digits",
-                obligation="accounting law requires businesses to keep the records of payments they received",
-                period="10 years from the end of the year of the payment",
-            ),
-        ),
-    ),
-    Category(
-        name="analytics",
-        title="Website analytics (Google Analytics)",
-        source="",
-        location="Google LLC (Google Analytics via Google Tag Manager)",
-        fields=(),
-        purpose=(
-            "Understanding how visitors use our website: anonymised IP address, browser and device, pages "
-            "visited, referral source, country or city. We do not use it to identify you and cannot link "
-            "it to your email address, so it is not part of this package."
-        ),
-        legal_basis="Consent to analytics cookies (GDPR Art. 6(1)(a)).",
-        recipients="Google LLC.",
-        retention="Google Analytics' default retention settings.",
-        erasure="none",
-        erasure_reason=(
-            "Not identifiable by us, so we cannot find or delete it. You can block it with your browser's "
-            f"cookie controls or the Google Analytics opt-out add-on: {GA_OPT_OUT_URL}"
-        ),
-        exported=False,
-        policy_ref="2.1, 4, 7",
-    ),
-)
+@dataclass(frozen=True)
+class Inventory:
+    controller: dict[str, Any]
+    recipients: dict[str, Recipient]
+    authorities: dict[str, tuple[tuple[str, str], ...]]
+    categories: tuple[Category, ...]
 
+
+def _category(raw: dict[str, Any], recipients: dict[str, Recipient]) -> Category:
+    unknown = [k for k in raw.get("recipients", ()) if k not in recipients]
+    if unknown:
+        raise ValueError(f"inventory category {raw.get('name')!r} names unknown recipients {unknown}")
+    fields = tuple(Field(**f) for f in raw.get("fields", ()))
+    return Category(
+        name=raw["name"],
+        title=raw["title"],
+        source=raw.get("source", ""),
+        location=raw.get("location", ""),
+        fields=tuple(f.name for f in fields),
+        purpose=raw.get("purpose", ""),
+        legal_basis=raw.get("legal_basis", ""),
+        recipients=tuple(recipients[k] for k in raw.get("recipients", ())),
+        retention=raw.get("retention", ""),
+        erasure=raw.get("erasure", ""),
+        erasure_reason=raw.get("erasure_reason", ""),
+        retention_days=raw.get("retention_days"),
+        exported=raw.get("exported", True),
+        policy_ref=raw.get("policy_ref", ""),
+        retained=tuple(Retained(**r) for r in raw.get("retained", ())),
+        summary=raw.get("summary", ""),
+        origin=raw.get("origin", ""),
+        retention_from=raw.get("retention_from", ""),
+        retention_field=raw.get("retention_field", ""),
+        ccpa_categories=tuple(raw.get("ccpa_categories", ())),
+        ccpa_business_purpose=raw.get("ccpa_business_purpose", ""),
+        field_info=fields,
+        withhold_reason=raw.get("withhold_reason", ""),
+    )
+
+
+def load(path: Path = INVENTORY_PATH) -> Inventory:
+    with open(path, "rb") as fh:
+        raw = tomllib.load(fh)
+    recipients = {r["key"]: Recipient(**r) for r in raw.get("recipient", ())}
+    authorities = {
+        law: tuple((a["name"], a["url"]) for a in entries) for law, entries in raw.get("authority", {}).items()
+    }
+    return Inventory(
+        controller=raw.get("controller", {}),
+        recipients=recipients,
+        authorities=authorities,
+        categories=tuple(_category(c, recipients) for c in raw.get("category", ())),
+    )
+
+
+def validate(inv: Inventory) -> list[str]:
+    """Every gap that would leave a question of Art. 15 or the CCPA unanswered, one line each."""
+    gaps: list[str] = []
+    for r in inv.recipients.values():
+        if not (r.name and r.service and r.country):
+            gaps.append(f"recipient {r.key}: name, service and country are required")
+        if not r.eea and not r.transfer:
+            gaps.append(f"recipient {r.key}: outside the EEA without a transfer mechanism")
+    for law in ("gdpr", "ccpa", "other"):
+        if not inv.authorities.get(law):
+            gaps.append(f"authorities: none for {law}")
+    for c in inv.categories:
+        for attr in ("title", "summary", "origin", "purpose", "legal_basis", "retention", "erasure_reason"):
+            if not getattr(c, attr):
+                gaps.append(f"category {c.name}: no {attr}")
+        if not c.recipients:
+            gaps.append(f"category {c.name}: no recipients or processors")
+        if not c.retention_days:
+            gaps.append(f"category {c.name}: no retention period in days (retention_days)")
+        if not c.ccpa_categories:
+            gaps.append(f"category {c.name}: no CCPA category")
+        if c.exported and not c.source:
+            gaps.append(f"category {c.name}: exported without a source connector")
+        if c.exported and not c.field_info:
+            gaps.append(f"category {c.name}: exported without fields")
+        for f in c.field_info:
+            if not (f.label and f.meaning):
+                gaps.append(f"category {c.name}: field {f.name} needs a label and a meaning")
+        if c.retention_field and c.retention_field not in c.fields:
+            gaps.append(f"category {c.name}: retention_field {c.retention_field} is not one of its fields")
+    return gaps
+
+
+_INV = load()
+CONTROLLER = _INV.controller
+RECIPIENTS = _INV.recipients
+AUTHORITIES = _INV.authorities
+INVENTORY: tuple[Category, ...] = _INV.categories
+GA_OPT_OUT_URL = CONTROLLER.get("ga_opt_out_url", "https://tools.google.com/dlpage/gaoptout")
 BY_NAME = {c.name: c for c in INVENTORY}
 EXPORTED = tuple(c for c in INVENTORY if c.exported)
 
 
 def category(name: str) -> Category:
     return BY_NAME[name]
+
+
+def recipients_of(categories) -> list[Recipient]:
+    """Every recipient of the given categories, once each, in inventory order."""
+    seen: dict[str, Recipient] = {}
+    for c in categories:
+        for r in c.recipients:
+            seen.setdefault(r.key, r)
+    return [r for k, r in RECIPIENTS.items() if k in seen]

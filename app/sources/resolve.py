@@ -115,6 +115,21 @@ def _history(email: str, accounts: set[int]) -> list[dict[str, Any]]:
     return found
 
 
+def released_records(dsr) -> dict[str, set[int]]:
+    """Withheld records an officer released for this request, by category."""
+    from app.dsr.models import ReleasedRecord
+
+    found: dict[str, set[int]] = {}
+    if dsr.id is None:
+        return found
+    rows = db.session.execute(
+        select(ReleasedRecord.category, ReleasedRecord.record_id).where(ReleasedRecord.request_id == dsr.id)
+    )
+    for cat, record_id in rows:
+        found.setdefault(cat, set()).add(record_id)
+    return found
+
+
 def resolve_subject(dsr) -> Resolution:
     """The subject of ``dsr`` as the platform knows them, from verified identifiers only."""
     ids = verified_identifiers(dsr)
@@ -146,6 +161,7 @@ def resolve_subject(dsr) -> Resolution:
         stripe_customer_id=acct.stripe_customer_id if acct else None,
         extra_emails=set(ids.emails[1:]),
         stripe_customer_ids=set(ids.stripe_customer_ids),
+        released=released_records(dsr),
     )
     if acct is not None and acct.stripe_customer_id:
         matches.append(

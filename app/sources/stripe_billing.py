@@ -1,19 +1,21 @@
 """Billing held by Stripe, through the official SDK (auto-paginated).
 
-Exported: the customer, card payment methods (brand, last four digits, expiry only), invoices,
-charges and subscriptions. Erasure acts on the ids recorded before it starts (so a re-run after a crash
-finishes the same work): it cancels each live subscription explicitly, detaches each payment method and
-deletes each customer, and reads every step back from Stripe; a step Stripe does not confirm fails the
-job rather than being reported as done. Invoices and charges are kept for tax law and listed as kept,
-with what they contain, the obligation and the period from the inventory (``Category.retained``).
-Only Stripe's own errors are caught, and classified: ``BillingTransient`` (connection, rate limit, 5xx:
-retry later) or ``BillingPermanent`` (a refused request: show it to staff); anything else is a bug and
-surfaces at once.
+Exported: the customer (with its addresses), card payment methods (billing details, brand, last four digits
+and expiry; no fingerprint or other secret), subscriptions, invoices with their lines, and charges, with
+amounts in currency units and times in UTC. Erasure acts on the ids recorded before it starts (so a re-run
+after a crash finishes the same work): it cancels each live subscription explicitly, detaches each payment
+method and deletes each customer, and reads every step back from Stripe; a step Stripe does not confirm fails
+the job rather than being reported as done. Invoices and charges are kept for tax law and listed as kept, with
+what they contain, the obligation and the period from the inventory (``Category.retained``). Only Stripe's own
+errors are caught, and classified: ``BillingTransient`` (connection, rate limit, 5xx: retry later) or
+``BillingPermanent`` (a refused request: show it to staff); anything else is a bug and surfaces at once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import stripe
@@ -103,6 +105,42 @@ def _held_by_other_accounts(customer_ids: list[str], account_id: int | None) -> 
 def retained_summary() -> str:
     """What the kept billing records contain, why and for how long, from the inventory."""
     return " ".join(r.sentence() for r in category("billing").retained)
+
+
+# Currencies whose amounts Stripe gives in whole units (no minor unit): stripe.com/docs/currencies.
+ZERO_DECIMAL = frozenset(
+    "bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split()  # noqa: SIM905 - a list to read
+)
+THREE_DECIMAL = frozenset({"bhd", "jod", "kwd", "omr", "tnd"})
+
+
+def money(minor: int | None, currency: str | None) -> Decimal | None:
+    """Stripe's amount in the currency's smallest unit as an amount in its units (2000 usd: 20.00)."""
+    if minor is None:
+        return None
+    cur = (currency or "").lower()
+    places = 0 if cur in ZERO_DECIMAL else 3 if cur in THREE_DECIMAL else 2
+    return (Decimal(int(minor)) / (10**places)).quantize(Decimal(1).scaleb(-places))
+
+
+def currency_code(currency: str | None) -> str | None:
+    return currency.upper() if currency else None
+
+
+def when(epoch: int | None) -> datetime | None:
+    """A Stripe time (Unix seconds) as an aware UTC datetime."""
+    return datetime.fromtimestamp(int(epoch), UTC) if epoch else None
+
+
+def address_line(address) -> str | None:
+    """A Stripe address as one line: street, postcode and city, state, country."""
+    if not address:
+        return None
+    parts = [_get(address, k) for k in ("line1", "line2")]
+    parts.append(" ".join(p for p in (_get(address, "postal_code"), _get(address, "city")) if p))
+    parts += [_get(address, "state"), _get(address, "country")]
+    line = ", ".join(p for p in parts if p)
+    return line or None
 
 
 def _get(obj, key, default=None):
@@ -203,23 +241,43 @@ class StripeSource(Source):
                 yield from self._customer_records(cid, cust)
 
     def _customer_records(self, cid: str, cust) -> Iterator[dict[str, Any]]:
+        """Every record Stripe holds about the person that is theirs to see, with amounts in currency units
+        and times as UTC datetimes; payment methods carry no secret (no fingerprint, no full number)."""
         yield self.export_row(
             {
                 "record_type": "customer",
                 "id": cust.id,
-                "created": _get(cust, "created"),
+                "created": when(_get(cust, "created")),
                 "name": _get(cust, "name"),
                 "email": _get(cust, "email"),
+                "phone": _get(cust, "phone"),
+                "address": address_line(_get(cust, "address")),
                 "description": _get(cust, "description"),
             }
         )
+        shipping = _get(cust, "shipping")
+        if shipping:
+            yield self.export_row(
+                {
+                    "record_type": "shipping_address",
+                    "id": cust.id,
+                    "name": _get(shipping, "name"),
+                    "phone": _get(shipping, "phone"),
+                    "address": address_line(_get(shipping, "address")),
+                }
+            )
         for pm in self._list(stripe.PaymentMethod, customer=cid, type="card"):
             card = _get(pm, "card", {})
+            billing = _get(pm, "billing_details", {})
             yield self.export_row(
                 {
                     "record_type": "payment_method",
                     "id": pm.id,
-                    "created": _get(pm, "created"),
+                    "created": when(_get(pm, "created")),
+                    "name": _get(billing, "name"),
+                    "email": _get(billing, "email"),
+                    "phone": _get(billing, "phone"),
+                    "address": address_line(_get(billing, "address")),
                     "brand": _get(card, "brand"),
                     "last4": _get(card, "last4"),
                     "exp_month": _get(card, "exp_month"),
@@ -233,38 +291,88 @@ class StripeSource(Source):
                 {
                     "record_type": "subscription",
                     "id": sub.id,
-                    "created": _get(sub, "created"),
+                    "created": when(_get(sub, "created")),
                     "status": _get(sub, "status"),
-                    "plan": _get(plan, "id") if plan else None,
-                    "amount": _get(plan, "amount") if plan else None,
-                    "currency": _get(plan, "currency") if plan else None,
+                    "plan": (_get(plan, "nickname") or _get(plan, "id")) if plan else None,
+                    "amount": money(_get(plan, "amount"), _get(plan, "currency")) if plan else None,
+                    "currency": currency_code(_get(plan, "currency")) if plan else None,
+                    "quantity": _get(items[0], "quantity") if items else None,
+                    "period_start": when(_get(sub, "current_period_start")),
+                    "period_end": when(_get(sub, "current_period_end")),
                 }
             )
         for inv in self._list(stripe.Invoice, customer=cid):
+            cur = _get(inv, "currency")
             yield self.export_row(
                 {
                     "record_type": "invoice",
                     "id": inv.id,
-                    "created": _get(inv, "created"),
+                    "created": when(_get(inv, "created")),
+                    "name": _get(inv, "customer_name"),
+                    "email": _get(inv, "customer_email"),
+                    "phone": _get(inv, "customer_phone"),
+                    "address": address_line(_get(inv, "customer_address")),
                     "status": _get(inv, "status"),
-                    "amount": _get(inv, "total", _get(inv, "amount_due")),
-                    "currency": _get(inv, "currency"),
+                    "amount": money(_get(inv, "total", _get(inv, "amount_due")), cur),
+                    "currency": currency_code(cur),
                     "number": _get(inv, "number"),
                     "description": _get(inv, "description"),
+                    "period_start": when(_get(inv, "period_start")),
+                    "period_end": when(_get(inv, "period_end")),
                 }
             )
+            for line in self._invoice_lines(inv):
+                period = _get(line, "period", {})
+                price = _get(line, "price") or _get(line, "plan")
+                lcur = _get(line, "currency", cur)
+                yield self.export_row(
+                    {
+                        "record_type": "invoice_line",
+                        "id": _get(line, "id"),
+                        "parent": inv.id,
+                        "description": _get(line, "description"),
+                        "amount": money(_get(line, "amount"), lcur),
+                        "currency": currency_code(lcur),
+                        "quantity": _get(line, "quantity"),
+                        "plan": (_get(price, "nickname") or _get(price, "id")) if price else None,
+                        "period_start": when(_get(period, "start")),
+                        "period_end": when(_get(period, "end")),
+                    }
+                )
         for ch in self._list(stripe.Charge, customer=cid):
+            billing = _get(ch, "billing_details", {})
+            card = _get(_get(ch, "payment_method_details", {}), "card", {})
             yield self.export_row(
                 {
                     "record_type": "charge",
                     "id": ch.id,
-                    "created": _get(ch, "created"),
+                    "created": when(_get(ch, "created")),
+                    "name": _get(billing, "name"),
+                    "email": _get(billing, "email") or _get(ch, "receipt_email"),
+                    "phone": _get(billing, "phone"),
+                    "address": address_line(_get(billing, "address")),
                     "status": _get(ch, "status"),
-                    "amount": _get(ch, "amount"),
-                    "currency": _get(ch, "currency"),
+                    "amount": money(_get(ch, "amount"), _get(ch, "currency")),
+                    "currency": currency_code(_get(ch, "currency")),
                     "description": _get(ch, "description"),
+                    "brand": _get(card, "brand"),
+                    "last4": _get(card, "last4"),
+                    "exp_month": _get(card, "exp_month"),
+                    "exp_year": _get(card, "exp_year"),
+                    "parent": _get(ch, "invoice"),
                 }
             )
+
+    def _invoice_lines(self, inv) -> list:
+        """An invoice's lines: those it came with, then the rest of the list from Stripe when it has more."""
+        lines = _get(inv, "lines", {})
+        data = list(_get(lines, "data", []) or [])
+        if _get(lines, "has_more", False):
+            try:
+                data = list(stripe.Invoice.list_lines(inv.id, limit=100).auto_paging_iter())
+            except stripe.StripeError as exc:
+                raise classify(exc) from exc
+        return data
 
     # --- erasure ----------------------------------------------------------------------------------
     def plan(self, subject: Subject) -> list[dict[str, Any]]:

@@ -1,13 +1,20 @@
-"""Support correspondence: messages by the subject's email address, with or without an account."""
+"""Support correspondence: messages by the subject's email address, with or without an account.
+
+A message on the subject's account whose correspondent is not one of the request's verified addresses was
+written by (or to) someone else: it is withheld from the package by default and listed there as withheld
+with the reason (GDPR Art. 15(4): the copy must not adversely affect the rights of others). An officer
+reviews it on the request's page and may release it (``Subject.released``); the next package includes it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, not_, or_, select
 
 from app.platform.models import SupportMessage
-from app.sources.base import Progress, Subject, TableSource, count_rows, delete_in_batches
+from app.sources.base import Progress, Subject, TableSource, count_rows, delete_in_batches, stream_batches
 from app.sources.inventory import category
 
 
@@ -28,8 +35,53 @@ class SupportSource(TableSource):
             clauses.append(SupportMessage.account_id == subject.account_id)
         return or_(*clauses)
 
+    def _own(self, subject: Subject):
+        """The subject's own correspondence, or a third party's message an officer released."""
+        own = func.lower(SupportMessage.email).in_(sorted(subject.emails))
+        released = sorted(subject.released.get(self.category.name, ()))
+        return or_(own, SupportMessage.id.in_(released)) if released else own
+
     def count(self, subject: Subject) -> int:
         return count_rows(select(SupportMessage.id).where(self._where(subject)))
+
+    def batches(self, subject: Subject) -> Iterator[Sequence[Sequence[Any]]]:
+        yield from stream_batches(self._export_select(subject).where(self._own(subject)), SupportMessage.id)
+
+    def withheld(self, subject: Subject) -> list[dict[str, Any]]:
+        stmt = select(SupportMessage.id, SupportMessage.sent_at, SupportMessage.direction).where(
+            self._where(subject), self._retained_now(), not_(self._own(subject))
+        )
+        out = []
+        for batch in stream_batches(stmt, SupportMessage.id):
+            for mid, sent_at, direction in batch:
+                out.append(
+                    {
+                        "category": self.category.name,
+                        "id": mid,
+                        "sent_at": sent_at,
+                        "direction": direction,
+                        "reason": self.category.withhold_reason,
+                    }
+                )
+        return out
+
+    def withheld_messages(self, subject: Subject) -> list[SupportMessage]:
+        """The withheld messages in full, for the officer who reviews them (never for the package)."""
+        from app.extensions import db
+
+        stmt = (
+            select(SupportMessage)
+            .where(self._where(subject), self._retained_now(), not_(self._own(subject)))
+            .order_by(SupportMessage.id)
+        )
+        return list(db.session.execute(stmt).scalars())
+
+    def sweep(self, older_than, batch: int | None = None) -> int:
+        """Retention: delete every support message sent before ``older_than``."""
+        kwargs = {"batch": batch} if batch else {}
+        return delete_in_batches(
+            SupportMessage.__table__, SupportMessage.id, SupportMessage.sent_at < older_than, **kwargs
+        )
 
     def erase(self, subject: Subject, progress: Progress | None = None) -> list[dict[str, Any]]:
         n = delete_in_batches(SupportMessage.__table__, SupportMessage.id, self._where(subject))

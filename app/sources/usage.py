@@ -23,6 +23,7 @@ class UsageSource(TableSource):
     key = "usage"
     category = category("usage_logs")
     model = UsageRecord
+    retention_config = "USAGE_RETENTION_DAYS"
 
     def _where(self, subject: Subject):
         return UsageRecord.account_id == (subject.account_id if subject.account_id is not None else -1)

@@ -25,6 +25,7 @@ MATRIX = [
     ("GET", "/admin/requests/{ref}", "auditor"),
     ("GET", "/admin/requests/{ref}/progress", "auditor"),
     ("GET", "/admin/requests/{ref}/messages/{msg}/attachment", "auditor"),
+    ("GET", "/admin/requests/{ref}/package/readme", "auditor"),
     ("POST", "/admin/requests/{ref}/action", "officer"),
     ("POST", "/admin/requests/bulk", "officer"),
     ("POST", "/admin/requests/views", "auditor"),
@@ -88,6 +89,17 @@ def world(app):
         attachment_size=5,
     )
     db.session.add(message)
+    # A package held for an officer's release (ACCESS_REVIEW_BEFORE_RELEASE), for its README preview.
+    import zipfile
+
+    from app.dsr.models import Export
+    from app.exports import store
+
+    held = Export(request_id=dsr.id, status="review", filename=f"{dsr.reference}-held.zip")
+    db.session.add(held)
+    store.export_dir().mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(store.path_of(held.filename), "w") as zf:
+        zf.writestr("README.html", "<p>held</p>")
     db.session.commit()
     return {"ref": dsr.reference, "sid": other.id, "mid": mail.id, "msg": message.id, "tpl": "verify"}
 

@@ -63,3 +63,28 @@ def test_retention_sweep_removes_exactly_rows_past_their_period(app):
     # idempotent
     again = retention_sweep()
     assert again["usage_rows_deleted"] == 0 and again["accounts_erased"] == 0
+
+
+def test_retention_sweep_deletes_support_messages_past_the_inventory_period(app):
+    from app.platform.models import SupportMessage
+    from app.sources.inventory import category
+
+    days = category("support_messages").retention_days
+    acct = make_subject_data(usage=0, messages=0)
+    now = utcnow()
+    for age, subject in ((days + 1, "old"), (days - 1, "recent")):
+        db.session.add(
+            SupportMessage(
+                email=acct.email,
+                account_id=acct.id,
+                direction="inbound",
+                subject=subject,
+                body="b",
+                sent_at=now - timedelta(days=age),
+            )
+        )
+    db.session.commit()
+    result = retention_sweep()
+    assert result["support_messages_deleted"] == 1
+    left = set(db.session.execute(select(SupportMessage.subject)).scalars())
+    assert "old" not in left and "recent" in left

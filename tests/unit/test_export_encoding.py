@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from sqlalchemy.dialects import sqlite
 
 from app.csvsafe import DANGEROUS_PREFIXES, _isoformats, safe_row, safe_rows
-from app.exports.writer import _json_default, _json_lines
+from app.exports.members import json_default as _json_default
+from app.exports.members import json_lines as _json_lines
 from app.models_base import UTCDateTime
 
 texts = st.one_of(

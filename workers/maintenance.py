@@ -15,6 +15,7 @@ from app.dsr.models import (
     CorrectionItem,
     DsrRequest,
     Export,
+    ReleasedRecord,
     RequestIdentifier,
     RequestMessage,
     RequestNote,
@@ -255,7 +256,9 @@ def purge_records(now=None) -> int:
     db.session.execute(delete(Token).where(Token.request_id.in_(ids)))
     db.session.execute(delete(Export).where(Export.request_id.in_(ids)))
     db.session.execute(delete(CorrectionItem).where(CorrectionItem.request_id.in_(ids)))
-    for model in (RequestIdentifier, RequestNote, RequestMessage):
+    # Explicitly, as for every child table: SQLite enforces no foreign keys here, so ON DELETE CASCADE alone
+    # would leave orphans (released_record, migration 0008).
+    for model in (RequestIdentifier, RequestNote, RequestMessage, ReleasedRecord):
         db.session.execute(delete(model).where(model.request_id.in_(ids)))
     db.session.execute(delete(OutgoingMail).where(OutgoingMail.request_id.in_(ids)))
     db.session.execute(update(DsrRequest).where(DsrRequest.duplicate_of_id.in_(ids)).values(duplicate_of_id=None))

@@ -153,7 +153,8 @@ def _decide_item(dsr: DsrRequest, actor: Actor, form: Form) -> str:
 
 
 def _release_package(dsr: DsrRequest, actor: Actor, form: Form) -> str:
-    packages.release_package(dsr, actor)
+    if packages.release_package(dsr, actor).status == "approved":
+        return "The package file was missing: it is being built again; it waits for your release again."
     return "Released: the subject was emailed the download link."
 
 

@@ -92,13 +92,17 @@ def deliver(dsr: DsrRequest, export: Export, actor: Actor, rows: int) -> DsrRequ
 
 
 def release_package(dsr: DsrRequest, actor: Actor) -> DsrRequest:
-    """An officer released the held package: the subject gets the link."""
+    """An officer released the held package: the subject gets the link. A held package whose file is gone
+    (purged by the subject's erasure, lost from disk) is built again instead: ``awaiting_release`` has no
+    retry, so refusing here would leave the request open, and overdue, for good."""
     if dsr.status != S.AWAITING_RELEASE.value:
         raise ActionError("Only a package waiting for release can be released.")
     export = held_export(dsr)
     path = store.path_of(export.filename) if export is not None else None
     if export is None or path is None or not path.is_file():
-        raise ActionError("The package file is missing; retry the request to build it again.")
+        if export is not None:
+            export.status = "superseded"
+        return services.transition(dsr, S.APPROVED, actor, reason_code="rebuild_missing_package")
     record_event("export.released", actor, dsr=dsr, data={"export_id": export.id})
     return deliver(dsr, export, actor, dsr.progress_rows or 0)
 

@@ -111,6 +111,10 @@ def _announce(app: Flask) -> None:
         f"base_url={cfg['PORTAL_BASE_URL']}",
         f"trusted_proxies={cfg.get('TRUSTED_PROXIES', 0)}",
     ]
+    from app.sources.inventory import unconfirmed_recipients
+
+    if unconfirmed := unconfirmed_recipients():
+        parts.append(f"inventory_unconfirmed={','.join(unconfirmed)}")
     print("dsr-portal: " + " ".join(parts), file=sys.stderr, flush=True)
 
 

@@ -166,7 +166,7 @@ def _export(dsr: DsrRequest, progress: Progress) -> str:
     subject = resolve_subject(dsr).subject
     expected = sum(s.count(subject) for s in SOURCES if s.key != "stripe")
     if expected == 0 and not _billing_held(subject):
-        return _no_data(dsr, "fulfil_no_data", f"We hold no personal data linked to your address ({dsr.reference})")
+        return _no_data(dsr, "fulfil_no_data", f"We found no personal data linked to your address ({dsr.reference})")
     export = db.session.execute(
         select(Export).where(Export.request_id == dsr.id, Export.status == "building").order_by(Export.id).limit(1)
     ).scalar_one_or_none()
@@ -192,7 +192,9 @@ def _export(dsr: DsrRequest, progress: Progress) -> str:
     export.size_bytes = result.size
     export.sha256 = result.sha256
     export.manifest = result.manifest
-    if packages.review_required():
+    # A package that withholds another person's data (Art. 15(4)) always waits for an officer, who weighs
+    # each record and may release it before the link goes out, as the package's README says.
+    if packages.review_required() or result.withheld:
         packages.hold_for_review(dsr, export, WORKER, result.rows, staff_recipients(), withheld=len(result.withheld))
         db.session.commit()
         return f"export {export.id}: {result.rows} rows, {result.size} bytes, held for an officer's release"

@@ -9,12 +9,14 @@ unit tests fail on any gap, and loading refuses an inventory that names an unkno
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-INVENTORY_PATH = Path(__file__).with_name("inventory.toml")
+# The operator's own inventory (a copy of this one with its real processors confirmed), or the shipped one.
+INVENTORY_PATH = Path(os.environ.get("INVENTORY_FILE") or Path(__file__).with_name("inventory.toml"))
 PRIVACY_CONTACT = "privacy@chatgpttech.mobi"
 
 
@@ -43,6 +45,9 @@ class Recipient:
     eea: bool
     transfer: str = ""  # safeguard for a transfer outside the EEA (Art. 15(2), 46 GDPR)
     uk_transfer: str = ""
+    # False for an example shipped with the software that this installation's operator has not confirmed
+    # against its processing agreements: the README says so instead of presenting it as fact.
+    confirmed: bool = True
 
 
 @dataclass(frozen=True)
@@ -183,6 +188,11 @@ INVENTORY: tuple[Category, ...] = _INV.categories
 GA_OPT_OUT_URL = CONTROLLER.get("ga_opt_out_url", "https://tools.google.com/dlpage/gaoptout")
 BY_NAME = {c.name: c for c in INVENTORY}
 EXPORTED = tuple(c for c in INVENTORY if c.exported)
+
+
+def unconfirmed_recipients() -> list[str]:
+    """Keys of recipients the operator has not confirmed (named on the start-up line)."""
+    return [r.key for r in RECIPIENTS.values() if not r.confirmed]
 
 
 def category(name: str) -> Category:

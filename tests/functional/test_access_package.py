@@ -41,13 +41,19 @@ def export_zip(app, dsr_id: int) -> zipfile.ZipFile:
     return zipfile.ZipFile(Path(app.config["EXPORT_DIR"]) / export.filename)
 
 
-def fulfil(app, redis_conn, jurisdiction: str = "gdpr", email: str = "ada@example.com") -> zipfile.ZipFile:
+def fulfil(
+    app,
+    redis_conn,
+    jurisdiction: str = "gdpr",
+    email: str = "ada@example.com",
+    expect: RequestStatus = RequestStatus.COMPLETED,
+) -> zipfile.ZipFile:
     dsr = make_request(RequestStatus.PENDING_REVIEW, "access", email=email, jurisdiction=jurisdiction)
     approve(dsr)
     dsr_id = dsr.id
     run_jobs(redis_conn)
     dsr = db.session.get(DsrRequest, dsr_id)
-    assert dsr.status == RequestStatus.COMPLETED.value, dsr.last_error
+    assert dsr.status == expect.value, dsr.last_error
     return export_zip(app, dsr_id)
 
 
@@ -122,7 +128,13 @@ def test_third_party_support_message_is_withheld_and_listed_not_exported(app, re
     db.session.commit()
     third = db.session.execute(select(SupportMessage.id).where(SupportMessage.email == "neighbour@example.org"))
     third_id = third.scalar_one()
-    z = fulfil(app, redis_conn)
+    # Something is withheld: the package waits for an officer who weighs it (even without
+    # ACCESS_REVIEW_BEFORE_RELEASE), and no download link has gone out yet.
+    z = fulfil(app, redis_conn, expect=RequestStatus.AWAITING_RELEASE)
+    from app.mail.models import OutgoingMail
+
+    templates = set(db.session.execute(select(OutgoingMail.template)).scalars())
+    assert "fulfil_export_ready" not in templates and "fulfil_staff_review" in templates
     blob = b"".join(z.read(n) for n in z.namelist())
     assert b"7700 900123" not in blob and b"neighbour@example.org" not in blob
     support = json.loads(z.read("support_messages.json"))
@@ -181,3 +193,15 @@ def test_readme_other_law_request_cites_neither_law(app, redis_conn):
     assert 'id="law"' in readme and "What you are entitled to know" in readme
     assert "Art. 15" not in readme and "Article 15" not in readme and "CCPA" not in readme
     assert "Transfers outside the European Economic Area" in readme and "Stripe, Inc." in readme
+
+
+def test_an_example_processor_the_operator_has_not_confirmed_is_never_presented_as_fact(app, redis_conn):
+    from app.sources.inventory import RECIPIENTS, unconfirmed_recipients
+
+    make_subject_data(usage=2)
+    readme = fulfil(app, redis_conn).read("README.html").decode()
+    marker = "[example provider, not yet confirmed by this installation's operator]"
+    assert set(unconfirmed_recipients()) == {"hosting", "storage", "mail"}
+    for key in unconfirmed_recipients():
+        assert f"{RECIPIENTS[key].name}{marker}" in readme.replace(" [", "[")
+    assert f"Stripe, Inc.{marker}" not in readme.replace(" [", "[") and "Stripe, Inc." in readme

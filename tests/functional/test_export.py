@@ -144,6 +144,7 @@ def test_access_for_someone_we_hold_nothing_about_is_its_own_outcome(app, redis_
     assert "fulfil_export_ready" not in templates and "fulfil_no_data" in templates
     [mail] = db.session.execute(select(OutgoingMail).where(OutgoingMail.template == "fulfil_no_data")).scalars()
     assert "We hold no personal data linked to this address" in mail.body_text
+    assert "record of your requests to us" in mail.body_text  # the one thing kept, said truthfully
 
 
 def test_export_memory_does_not_grow_with_rows(app, tmp_path):

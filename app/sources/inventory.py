@@ -10,6 +10,7 @@ unit tests fail on any gap, and loading refuses an inventory that names an unkno
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -189,7 +190,7 @@ def category(name: str) -> Category:
     return BY_NAME[name]
 
 
-def recipients_of(categories) -> list[Recipient]:
+def recipients_of(categories: Iterable[Category]) -> list[Recipient]:
     """Every recipient of the given categories, once each, in inventory order."""
     seen: dict[str, Recipient] = {}
     for c in categories:

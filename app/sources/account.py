@@ -79,7 +79,7 @@ class AccountSource(TableSource):
             value = conn.execute(select(Account.analytics_opt_out).where(Account.id == subject.account_id)).scalar()
         return bool(value)
 
-    def correct(self, subject: Subject, field: str, value: str) -> str:
+    def correct(self, subject: Subject, field: str, value: str | None) -> str:
         """Apply one approved field (own transaction); returns a short result, raises ``CorrectionRefused``."""
         column = CORRECTABLE.get(field)
         if column is None:

@@ -72,7 +72,7 @@ class ResultItem(TypedDict):
     retained: NotRequired[bool]
 
 
-def normalise_email(email: str) -> str:
+def normalise_email(email: str | None) -> str:
     return (email or "").strip().lower()
 
 
@@ -105,7 +105,7 @@ class Subject:
         return found + sorted(c for c in self.stripe_customer_ids if c and c not in found)
 
 
-def find_subject(email: str, account_id: int | None = None) -> Subject:
+def find_subject(email: str | None, account_id: int | None = None) -> Subject:
     """Find the account by an email (case-insensitive), or by a remembered account id. Requests go
     through ``app.sources.resolve.resolve_subject`` (verified identifiers only); this is for the
     retention sweep, which starts from the account itself."""

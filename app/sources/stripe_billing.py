@@ -515,9 +515,10 @@ class StripeSource(BaseSource):
             )
         return items
 
-    def correct(self, subject: Subject, field: str, value: str) -> str | None:
-        """Update the customer's name or email; None when there is nothing to update."""
-        if field not in {"name", "full_name", "email"} or not configured():
+    def correct(self, subject: Subject, field: str, value: str | None) -> str | None:
+        """Update the customer's name or email; None when there is nothing to update (no value: the
+        account refuses an empty name or email before this is asked)."""
+        if field not in {"name", "full_name", "email"} or value is None or not configured():
             return None
         cid = self.customer_id(subject)
         if not cid or self._customer(cid) is None:

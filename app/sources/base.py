@@ -221,7 +221,7 @@ def delete_in_batches(
 @runtime_checkable
 class Source(Protocol):
     """A data source: find, summarise, stream, plan, erase. Every connector in ``app.sources`` satisfies
-    this (most through ``BaseSource``); the portal reaches platform data only through it."""
+    this (most through ``BaseSource``; ``tests/unit/test_source_protocol.py`` checks each one)."""
 
     key: str  # the connector's key (``Category.source`` in the inventory)
     category: Category  # the inventory category it holds

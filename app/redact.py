@@ -11,18 +11,27 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Any, overload
 
 TOKEN = re.compile(r"(?<=[/=])[A-Za-z0-9_-]{32,}")
 EMAIL = re.compile(r"[A-Za-z0-9._+-]+(?:@|%40)[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+", re.IGNORECASE)
 REDACTED = "[redacted]"
 
 
+@overload
+def redact_tokens(text: str) -> str: ...
+@overload
+def redact_tokens(text: str | None) -> str | None: ...
 def redact_tokens(text: str | None) -> str | None:
     if not text:
         return text
     return TOKEN.sub(REDACTED, text)
 
 
+@overload
+def redact_all(text: str) -> str: ...
+@overload
+def redact_all(text: str | None) -> str | None: ...
 def redact_all(text: str | None) -> str | None:
     """Tokens and email addresses (for error texts and log lines)."""
     if not text:
@@ -55,7 +64,7 @@ def install_record_factory() -> None:
         return
     previous = logging.getLogRecordFactory()
 
-    def factory(*args, **kwargs) -> logging.LogRecord:
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = previous(*args, **kwargs)
         try:
             message = record.getMessage()

@@ -19,17 +19,18 @@ record cannot be one atomic step); the fixed Message-ID lets the receiving side 
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from flask import current_app
-from sqlalchemy import and_, case, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, or_, select, update
 from sqlalchemy.exc import DBAPIError
 
 from app.extensions import db
 from app.mail import mail_job_timeout
 from app.mail.backends import PermanentMailError, TransientMailError, deliver
 from app.mail.models import OutgoingMail
-from app.models_base import utcnow
+from app.models_base import rows_changed, utcnow
 from app.redact import redact_all, redact_tokens
 from workers.context import job
 
@@ -49,18 +50,18 @@ def send_lease() -> timedelta:
     return max(configured, floor)
 
 
-def dead_claim(now=None):
+def dead_claim(now: datetime | None = None) -> ColumnElement[bool]:
     """Rows claimed by a send attempt that has outlived the lease: it died holding the claim."""
     now = now or utcnow()
     return and_(OutgoingMail.status == "sending", OutgoingMail.send_started_at < now - send_lease())
 
 
-def claimable(now=None):
+def claimable(now: datetime | None = None) -> ColumnElement[bool]:
     """Rows a job may claim: queued, or claimed by a dead attempt."""
     return or_(OutgoingMail.status == "queued", dead_claim(now))
 
 
-def _settle(mail_id: int, attempt: int, **values) -> None:
+def _settle(mail_id: int, attempt: int, **values: Any) -> None:
     """Record an attempt's outcome, unless a later attempt has taken the message over."""
     done = db.session.execute(
         update(OutgoingMail)
@@ -69,13 +70,13 @@ def _settle(mail_id: int, attempt: int, **values) -> None:
         .execution_options(synchronize_session=False)
     )
     db.session.commit()
-    if done.rowcount != 1:
+    if rows_changed(done) != 1:
         current_app.logger.warning(
             "mail %s: attempt %s was taken over; its outcome %s not recorded", mail_id, attempt, values.get("status")
         )
 
 
-def _settle_persistently(mail_id: int, attempt: int, **values) -> None:
+def _settle_persistently(mail_id: int, attempt: int, **values: Any) -> None:
     """``_settle`` that rides out a short database outage: after the server has accepted a message,
     failing to record it means sending it again once the lease has passed."""
     for pause in SETTLE_TRIES:
@@ -104,10 +105,11 @@ def send_mail(mail_id: int) -> str:
         .execution_options(synchronize_session=False)
     )
     db.session.commit()
-    if claimed.rowcount != 1:
+    if rows_changed(claimed) != 1:
         status = db.session.execute(select(OutgoingMail.status).where(OutgoingMail.id == mail_id)).scalar()
         return {None: "gone", "sent": "already sent", "failed": "failed"}.get(status, "in flight elsewhere")
     mail = db.session.get(OutgoingMail, mail_id)
+    assert mail is not None  # this job has just claimed the row
     attempt = mail.attempts
     # Once sent, the stored copy loses its link tokens: only the development outbox (which is the mail
     # server when MAIL_SERVER is unset) keeps a clickable copy.
@@ -129,7 +131,7 @@ def send_mail(mail_id: int) -> str:
         raise TransientMailError(redact_all(str(exc))) from None  # rq retries; reconcile re-queues after the last
 
 
-def _redacted(mail: OutgoingMail) -> dict:
+def _redacted(mail: OutgoingMail) -> dict[str, Any]:
     return {
         "body_text": redact_tokens(mail.body_text),
         "body_html": redact_tokens(mail.body_html),

@@ -12,6 +12,7 @@ import csv
 import tempfile
 import zipfile
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from operator import itemgetter
@@ -38,7 +39,7 @@ class Digest:
     totals: dict[str, int] = field(default_factory=dict)
     tallies: dict[str, Counter] = field(default_factory=dict)
 
-    def add(self, cat: Category, batch) -> None:
+    def add(self, cat: Category, batch: Sequence[Sequence[Any]]) -> None:
         if len(self.sample) < SAMPLE_ROWS:
             self.sample.extend(tuple(r) for r in batch[: SAMPLE_ROWS - len(self.sample)])
         self.last = tuple(batch[-1])
@@ -70,7 +71,7 @@ def write_category(
     spool_dir: Path,
     generated_at: datetime,
     files: list[dict[str, Any]],
-    on_rows=None,
+    on_rows: Callable[[int], None] | None = None,
 ) -> Digest:
     """Stream the category into its two members (listed in ``files``); returns its digest."""
     digest = Digest()

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import zipfile
+from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from itertools import repeat
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
@@ -33,7 +34,7 @@ def entry(name: str, generated_at: datetime) -> zipfile.ZipInfo:
 class HashingMember:
     """Wraps a zip member: hashes exactly the bytes stored for it."""
 
-    def __init__(self, member):
+    def __init__(self, member: IO[bytes]) -> None:
         self.member = member
         self.digest = hashlib.sha256()
 
@@ -59,7 +60,7 @@ def json_default(value: Any) -> Any:
     return str(value)
 
 
-def json_lines(rows, fields: tuple[str, ...]) -> bytes:
+def json_lines(rows: Sequence[Sequence[Any]], fields: tuple[str, ...]) -> bytes:
     """A batch of rows as JSON objects joined by ``,\\n  `` (one object per line inside the array).
 
     orjson: the same JSON as the standard library (datetimes as RFC 3339), several times faster, and

@@ -8,6 +8,8 @@ untouched correction rows is still valid.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
@@ -16,6 +18,7 @@ from flask_wtf.file import FileField
 from wtforms import (
     BooleanField,
     EmailField,
+    Field,
     FieldList,
     Form,
     FormField,
@@ -26,6 +29,9 @@ from wtforms import (
 )
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, ValidationError
+
+if TYPE_CHECKING:
+    from werkzeug.datastructures import FileStorage
 
 REQUEST_TYPES = [
     ("access", "Get a copy of my data (access)"),
@@ -53,16 +59,16 @@ CORRECTION_ROWS = 3
 _BAD_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff\u202a-\u202e\u2066-\u2069]")
 
 
-def select_choices(pairs) -> list[SelectChoice]:
+def select_choices(pairs: Iterable[tuple[str, str]]) -> list[SelectChoice]:
     return [SelectChoice(value, label) for value, label in pairs]
 
 
-def clean_text(form, field) -> None:
+def clean_text(form: Form, field: Field) -> None:
     if field.data and _BAD_CHARS.search(field.data):
         raise ValidationError("Remove the invisible control characters from this field.")
 
 
-def single_line(form, field) -> None:
+def single_line(form: Form, field: Field) -> None:
     if field.data and ("\n" in field.data or "\r" in field.data or "\t" in field.data):
         raise ValidationError("Use a single line.")
 
@@ -75,7 +81,7 @@ def check_email(value: str) -> str:
     return result.normalized.lower()
 
 
-def strip_filter(value):
+def strip_filter(value: object) -> object:
     return value.strip() if isinstance(value, str) else value
 
 
@@ -94,7 +100,7 @@ class CorrectionEntry(Form):
 class EmailChecked:
     """Forms with an ``email`` field: syntax checked and normalised by email-validator (no network)."""
 
-    def validate_email(self, field) -> None:
+    def validate_email(self, field: Field) -> None:
         if not field.data or len(field.data) > 254:
             return
         try:
@@ -155,11 +161,11 @@ class IntakeForm(EmailChecked, FlaskForm):
         "records are kept for as long as the law requires."
     )
 
-    def validate_requester(self, field) -> None:
+    def validate_requester(self, field: Field) -> None:
         if field.data not in dict(REQUESTERS):
             field.data = "self"
 
-    def validate_agent_email(self, field) -> None:
+    def validate_agent_email(self, field: Field) -> None:
         if self.requester.data != "agent":
             return
         if not field.data:
@@ -169,18 +175,18 @@ class IntakeForm(EmailChecked, FlaskForm):
         except EmailNotValidError as exc:
             raise ValidationError(f"Enter a valid email address: {exc}") from None
 
-    def validate_permission(self, field) -> None:
+    def validate_permission(self, field: Field) -> None:
         if self.requester.data == "agent" and not getattr(field.data, "filename", ""):
             raise ValidationError("Attach the person's signed permission for you to make this request.")
 
     def permission_file(self) -> tuple[str, str, bytes] | None:
         return _upload(self.permission.data)
 
-    def validate_confirm_deletion(self, field) -> None:
+    def validate_confirm_deletion(self, field: Field) -> None:
         if self.request_type.data == "deletion" and not field.data:
             raise ValidationError("Tick the box to confirm you understand what deletion means.")
 
-    def validate_correction(self, field) -> None:
+    def validate_correction(self, field: FieldList) -> None:
         if self.request_type.data != "correction":
             return
         valid = dict(CORRECTABLE_FIELDS)
@@ -250,7 +256,7 @@ class ReplyForm(FlaskForm):
     )
     attachment = FileField("Attach a file (optional: PDF, PNG, JPEG or text, at most 2 MB)")
 
-    def validate_message(self, field) -> None:
+    def validate_message(self, field: Field) -> None:
         if not (field.data or "").strip() and not self.attachment.data:
             raise ValidationError("Write your answer, or attach a file.")
 
@@ -258,16 +264,17 @@ class ReplyForm(FlaskForm):
         return _upload(self.attachment.data)
 
 
-def _upload(upload) -> tuple[str, str, bytes] | None:
+def _upload(upload: FileStorage | None) -> tuple[str, str, bytes] | None:
     """(file name, content type, bytes) of an uploaded file; ``app.dsr.attachments`` checks size and type."""
     from werkzeug.utils import secure_filename
 
-    if not upload or not getattr(upload, "filename", ""):
+    filename = getattr(upload, "filename", "")
+    if not upload or not filename:
         return None
     data = upload.read()
     if not data:
         return None
-    return secure_filename(upload.filename) or "attachment", (upload.mimetype or "").lower(), data
+    return secure_filename(filename) or "attachment", (upload.mimetype or "").lower(), data
 
 
 class ConfirmForm(FlaskForm):

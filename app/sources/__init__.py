@@ -3,15 +3,19 @@
 ``SOURCES`` lists one connector per erasable inventory category, in erasure order (the account goes last:
 it is what leads to everything else). ``subject_summary`` and ``erasure_plan`` are read-only and
 quick (counts in SQL); Stripe trouble is reported in the result, never raised.
+
+Every connector satisfies ``Source``. ``BY_KEY`` is typed per key (``Connectors``), so what only one
+connector does (Stripe's customer lookups and resumable erasure, the account's corrections and opt-out)
+is called on its own class: ``BY_KEY["stripe"].customer_ids(subject)``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 from app.sources.account import AccountSource, CorrectionRefused
 from app.sources.api_keys import ApiKeySource
-from app.sources.base import Source, Subject, find_subject, normalise_email
+from app.sources.base import PlanItem, ResultItem, Source, Subject, find_subject, normalise_email
 from app.sources.inventory import BY_NAME, EXPORTED, INVENTORY, Category
 from app.sources.requests import RequestHistorySource
 from app.sources.stripe_billing import BillingError, StripeSource
@@ -19,10 +23,33 @@ from app.sources.stripe_billing import configured as stripe_configured
 from app.sources.support import SupportSource
 from app.sources.usage import UsageSource
 
+
+class Connectors(TypedDict):
+    """``BY_KEY``: each connector by its key, as its own class."""
+
+    usage: UsageSource
+    api_keys: ApiKeySource
+    support: SupportSource
+    stripe: StripeSource
+    account: AccountSource
+
+
+BY_KEY: Connectors = {
+    "usage": UsageSource(),
+    "api_keys": ApiKeySource(),
+    "support": SupportSource(),
+    "stripe": StripeSource(),
+    "account": AccountSource(),
+}
 # Erasure order: dependants first, the account last.
-SOURCES: tuple[Source, ...] = (UsageSource(), ApiKeySource(), SupportSource(), StripeSource(), AccountSource())
+SOURCES: tuple[Source, ...] = (
+    BY_KEY["usage"],
+    BY_KEY["api_keys"],
+    BY_KEY["support"],
+    BY_KEY["stripe"],
+    BY_KEY["account"],
+)
 BY_CATEGORY: dict[str, Source] = {s.category.name: s for s in SOURCES}
-BY_KEY: dict[str, Source] = {s.key: s for s in SOURCES}
 # What the access package reads: every source, and the person's own requests to us (export only: the
 # records of requests are kept and minimised by their own rules, never erased by a deletion).
 EXPORTERS: dict[str, Source] = {**BY_CATEGORY, "requests": RequestHistorySource()}
@@ -37,7 +64,10 @@ __all__ = [
     "SOURCES",
     "BillingError",
     "Category",
+    "Connectors",
     "CorrectionRefused",
+    "PlanItem",
+    "ResultItem",
     "Source",
     "Subject",
     "erasure_plan",
@@ -88,10 +118,10 @@ def account_fields(subject: Subject) -> dict[str, Any]:
     return {field: getattr(acct, column) for field, column in CORRECTABLE.items()}
 
 
-def erasure_plan(target: Subject | str) -> list[dict[str, Any]]:
+def erasure_plan(target: Subject | str) -> list[PlanItem]:
     """The dry run staff see before approving a deletion: per category, delete / anonymise / keep."""
     subject = find_subject(target) if isinstance(target, str) else target
-    plan: list[dict[str, Any]] = []
+    plan: list[PlanItem] = []
     for source in SOURCES:
         try:
             plan.extend(source.plan(subject))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from sqlalchemy import ColumnElement, func, select, update
 
-from sqlalchemy import func, select, update
-
+from app.models_base import table_of
 from app.platform.models import Account
 from app.sources.base import (
+    DELETE_BATCH,
     Progress,
+    ResultItem,
     Subject,
     TableSource,
     count_rows,
@@ -30,13 +31,15 @@ class AccountSource(TableSource):
     category = category("account")
     model = Account
 
-    def _where(self, subject: Subject):
+    def _where(self, subject: Subject) -> ColumnElement[bool]:
         return Account.id == (subject.account_id if subject.account_id is not None else -1)
 
     def count(self, subject: Subject) -> int:
         return 0 if subject.account_id is None else count_rows(self._select(subject))
 
-    def erase(self, subject: Subject, progress: Progress | None = None) -> list[dict[str, Any]]:
+    def erase(
+        self, subject: Subject, progress: Progress | None = None, *, batch: int = DELETE_BATCH
+    ) -> list[ResultItem]:
         """Delete the account; anonymise it instead if the approved plan kept rows that need it."""
         from app.platform.models import ApiKey, SupportMessage
 
@@ -45,14 +48,14 @@ class AccountSource(TableSource):
         with platform_engine().begin() as conn:
             # Messages kept by the plan stay, no longer linked to an account.
             conn.execute(
-                update(SupportMessage.__table__)
+                update(table_of(SupportMessage))
                 .where(SupportMessage.account_id == subject.account_id)
                 .values(account_id=None)
             )
             keys_left = conn.execute(select(ApiKey.id).where(ApiKey.account_id == subject.account_id).limit(1)).first()
             if keys_left:
                 n = conn.execute(
-                    update(Account.__table__)
+                    update(table_of(Account))
                     .where(Account.id == subject.account_id)
                     .values(
                         email=f"erased-{subject.account_id}@invalid",
@@ -64,19 +67,19 @@ class AccountSource(TableSource):
                 ).rowcount
                 why = "Anonymised, not deleted: the approved plan keeps its API keys."
                 return [self.result("anonymised", n, why)]
-        n = delete_in_batches(Account.__table__, Account.id, Account.id == subject.account_id)
+        n = delete_in_batches(table_of(Account), Account.id, Account.id == subject.account_id, batch)
         return [self.result("deleted" if n else "not_found", n, None if n else "We found no account for this address.")]
 
     def set_opt_out(self, subject: Subject) -> bool:
         """Opt the account out of analytics (and of any sale or sharing); True once read back as set."""
         with platform_engine().begin() as conn:
             conn.execute(
-                update(Account.__table__).where(Account.id == subject.account_id).values(analytics_opt_out=True)
+                update(table_of(Account)).where(Account.id == subject.account_id).values(analytics_opt_out=True)
             )
             value = conn.execute(select(Account.analytics_opt_out).where(Account.id == subject.account_id)).scalar()
         return bool(value)
 
-    def correct(self, subject: Subject, field: str, value: str) -> str:
+    def correct(self, subject: Subject, field: str, value: str | None) -> str:
         """Apply one approved field (own transaction); returns a short result, raises ``CorrectionRefused``."""
         column = CORRECTABLE.get(field)
         if column is None:
@@ -100,7 +103,7 @@ class AccountSource(TableSource):
                 if clash:
                     raise CorrectionRefused("Not applied: that email address is already used by another account.")
             conn.execute(
-                update(Account.__table__).where(Account.id == subject.account_id).values({column: value or None})
+                update(table_of(Account)).where(Account.id == subject.account_id).values({column: value or None})
             )
         if column == "email":
             subject.account_email = value

@@ -4,6 +4,12 @@ Reads for the access package go through ``stream_batches``: one streamed cursor 
 (server-side on PostgreSQL), so the job can commit progress meanwhile and memory stays flat whatever
 the row count. Rows travel as tuples in the inventory's field order, a batch at a time (``Source.batches``):
 building a dict per row cost more than reading it.
+
+``Source`` is the interface every connector satisfies (a ``typing.Protocol``: the unit tests check each
+one); ``BaseSource`` and ``TableSource`` are the shared implementations the connectors build on. What a
+connector has beyond it (Stripe's customer lookups and resumable erasure, the account's corrections) is
+reached through its own class, ``app.sources.BY_KEY`` being typed per key. Plan and report items are
+``TypedDict``s: they are stored as JSON in the request's ``plan`` and ``report`` exactly as built here.
 """
 
 from __future__ import annotations
@@ -11,10 +17,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NotRequired, Protocol, TypedDict, runtime_checkable
 
-from sqlalchemy import DateTime, Select, delete, func, select, type_coerce
+from sqlalchemy import ColumnElement, DateTime, Engine, Select, Table, delete, func, select, type_coerce
 from sqlalchemy import true as sa_true
+from sqlalchemy.orm import QueryableAttribute
 
 from app.extensions import db
 from app.models_base import UTCDateTime, utcnow
@@ -30,7 +37,42 @@ Progress = Callable[[int], None]
 NOT_FOUND = "We found none linked to the identifiers of this request."
 
 
-def normalise_email(email: str) -> str:
+class StripeStep(TypedDict):
+    """One erasure step at Stripe and whether Stripe confirmed it for every id (``StripeSource._verify``)."""
+
+    step: str  # subscriptions_cancelled / payment_methods_detached / customer_deleted
+    count: int
+    verified: bool
+
+
+class PlanItem(TypedDict):
+    """One line of the deletion plan (the dry run staff approve; stored in ``DsrRequest.plan["items"]``)."""
+
+    category: str
+    source: str  # the connector's key, "none" for a category we hold nothing identifiable in
+    action: str  # delete / anonymise / keep
+    count: int
+    reason: str
+    unchecked: NotRequired[bool]  # Stripe could not be reached: not a decision, the job checks again
+
+
+class ResultItem(TypedDict):
+    """What a source found and did in an erasure (``Source.result``; kept in the job's resumable state).
+
+    ``action``: deleted, anonymised, kept, not_found, not_checked. Stripe's deletion carries the
+    confirmed ``steps``; its kept records their ``ids`` and ``retained``."""
+
+    category: str
+    source: str
+    action: str
+    count: int | None
+    reason: str
+    steps: NotRequired[list[StripeStep]]
+    ids: NotRequired[list[str]]
+    retained: NotRequired[bool]
+
+
+def normalise_email(email: str | None) -> str:
     return (email or "").strip().lower()
 
 
@@ -63,7 +105,7 @@ class Subject:
         return found + sorted(c for c in self.stripe_customer_ids if c and c not in found)
 
 
-def find_subject(email: str, account_id: int | None = None) -> Subject:
+def find_subject(email: str | None, account_id: int | None = None) -> Subject:
     """Find the account by an email (case-insensitive), or by a remembered account id. Requests go
     through ``app.sources.resolve.resolve_subject`` (verified identifiers only); this is for the
     retention sweep, which starts from the account itself."""
@@ -85,11 +127,13 @@ def find_subject(email: str, account_id: int | None = None) -> Subject:
     )
 
 
-def platform_engine():
+def platform_engine() -> Engine:
     return db.engines["platform"]
 
 
-def stream_batches(stmt: Select, key, chunk: int = CHUNK) -> Iterator[Sequence[Sequence[Any]]]:
+def stream_batches(
+    stmt: Select[*tuple[Any, ...]], key: QueryableAttribute[Any], chunk: int = CHUNK
+) -> Iterator[Sequence[Sequence[Any]]]:
     """Yield the rows of ``stmt``, ordered by ``key``, as lists of at most ``chunk`` tuple-like rows.
 
     One streamed cursor on its own connection (a server-side cursor on PostgreSQL; SQLite steps its
@@ -113,12 +157,18 @@ def stream_batches(stmt: Select, key, chunk: int = CHUNK) -> Iterator[Sequence[S
         yield from result.partitions()
 
 
-def count_rows(stmt: Select) -> int:
+def count_rows(stmt: Select[*tuple[Any, ...]]) -> int:
     with platform_engine().connect() as conn:
         return int(conn.execute(select(func.count()).select_from(stmt.subquery())).scalar_one())
 
 
-def delete_in_batches(table, id_col, where, batch: int = DELETE_BATCH, on_batch: Progress | None = None) -> int:
+def delete_in_batches(
+    table: Table,
+    id_col: QueryableAttribute[int],
+    where: ColumnElement[bool],
+    batch: int = DELETE_BATCH,
+    on_batch: Progress | None = None,
+) -> int:
     """Delete matching rows at most ``batch`` per transaction; returns how many this call deleted.
 
     Each batch is one DELETE of an id range, walked upwards from the lowest matching id (PostgreSQL keeps
@@ -168,8 +218,62 @@ def delete_in_batches(table, id_col, where, batch: int = DELETE_BATCH, on_batch:
     return total
 
 
-class Source:
-    """A data source: find, summarise, stream, plan, erase (and maybe correct)."""
+@runtime_checkable
+class Source(Protocol):
+    """A data source: find, summarise, stream, plan, erase. Every connector in ``app.sources`` satisfies
+    this (most through ``BaseSource``; ``tests/unit/test_source_protocol.py`` checks each one)."""
+
+    key: str  # the connector's key (``Category.source`` in the inventory)
+    category: Category  # the inventory category it holds
+
+    def configured(self) -> bool:
+        """Whether this installation can reach the source at all (Stripe needs a key)."""
+        ...
+
+    def count(self, subject: Subject) -> int:
+        """How many of the subject's records it holds (quick: a count in SQL)."""
+        ...
+
+    def records(self, subject: Subject, progress: Progress | None = None) -> Iterator[dict[str, Any]]:
+        """The subject's records as dicts of the inventory's fields."""
+        ...
+
+    def batches(self, subject: Subject) -> Iterator[Sequence[Sequence[Any]]]:
+        """The subject's records for the access package: lists of tuples in ``category.fields`` order."""
+        ...
+
+    def plan(self, subject: Subject) -> list[PlanItem]:
+        """The deletion plan's lines for this source (read-only)."""
+        ...
+
+    def plan_item(self, action: str, count: int, reason: str, *, unchecked: bool | None = None) -> PlanItem: ...
+
+    def erase(
+        self, subject: Subject, progress: Progress | None = None, *, batch: int = DELETE_BATCH
+    ) -> list[ResultItem]:
+        """Erase the subject's records; returns what was found and done (``result``). ``batch``: rows per
+        deletion transaction, for the sources that delete in batches."""
+        ...
+
+    def result(self, action: str, count: int | None, reason: str | None = None) -> ResultItem:
+        """One report item of this source (``reason`` defaults from the action and the inventory)."""
+        ...
+
+    def withheld(self, subject: Subject) -> list[dict[str, Any]]:
+        """Records found for the subject but left out of the package (another person's data): each with
+        ``category``, ``id``, ``reason`` and the fields that say what it is without its content."""
+        ...
+
+    def retention_days(self) -> int | None: ...
+
+    def retention_cutoff(self, now: datetime | None = None) -> datetime | None:
+        """The oldest row time still within the retention period (None: the period is not per row)."""
+        ...
+
+
+class BaseSource:
+    """What the connectors share: the defaults of ``Source`` (a connector overrides ``count``, ``erase``
+    and one of ``records`` or ``batches``)."""
 
     key: str = ""
     category: Category
@@ -193,7 +297,7 @@ class Source:
         A source overrides this or ``records`` (this default batches ``records``; the default
         ``records`` reads this). Table sources stream their select, whose columns are the fields.
         """
-        if type(self).records is Source.records:
+        if type(self).records is BaseSource.records:
             raise NotImplementedError(f"{type(self).__name__} implements neither records() nor batches()")
         fields = self.category.fields
         batch: list[tuple[Any, ...]] = []
@@ -205,37 +309,57 @@ class Source:
         if batch:
             yield batch
 
-    def plan(self, subject: Subject) -> list[dict[str, Any]]:
+    def plan(self, subject: Subject) -> list[PlanItem]:
         n = self.count(subject)
         return [self.plan_item(self.category.erasure if n else "delete", n, self.category.erasure_reason)]
 
-    def plan_item(self, action: str, count: int, reason: str, **extra) -> dict[str, Any]:
-        return {
+    def plan_item(self, action: str, count: int, reason: str, *, unchecked: bool | None = None) -> PlanItem:
+        item: PlanItem = {
             "category": self.category.name,
             "source": self.key,
             "action": action,
             "count": count,
             "reason": reason,
-            **extra,
         }
+        if unchecked is not None:
+            item["unchecked"] = unchecked
+        return item
 
-    def erase(self, subject: Subject, progress: Progress | None = None) -> list[dict[str, Any]]:
+    def erase(
+        self, subject: Subject, progress: Progress | None = None, *, batch: int = DELETE_BATCH
+    ) -> list[ResultItem]:
         """Erase the subject's rows; returns what was found and done, as report items (``result``)."""
         raise NotImplementedError
 
-    def result(self, action: str, count: int | None, reason: str | None = None, **extra) -> dict[str, Any]:
+    def result(
+        self,
+        action: str,
+        count: int | None,
+        reason: str | None = None,
+        *,
+        steps: list[StripeStep] | None = None,
+        ids: list[str] | None = None,
+        retained: bool | None = None,
+    ) -> ResultItem:
         """One report item: ``action`` is what happened (deleted, anonymised, kept, not_found,
-        not_checked); the report a subject reads is rendered from these items alone."""
+        not_checked); the report a subject reads is rendered from these items alone. The optional keys
+        are present only when given."""
         if reason is None:
             reason = NOT_FOUND if action == "not_found" else self.category.erasure_reason
-        return {
+        item: ResultItem = {
             "category": self.category.name,
             "source": self.key,
             "action": action,
             "count": count,
             "reason": reason,
-            **extra,
         }
+        if steps is not None:
+            item["steps"] = steps
+        if ids is not None:
+            item["ids"] = ids
+        if retained is not None:
+            item["retained"] = retained
+        return item
 
     def export_row(self, row: dict[str, Any]) -> dict[str, Any]:
         """Allowlist: only the inventory's fields leave."""
@@ -265,7 +389,7 @@ class Source:
         return (now or utcnow()) - timedelta(days=days)
 
 
-class TableSource(Source):
+class TableSource(BaseSource):
     """A source that is one platform table whose columns include the inventory's fields.
 
     Only those fields are selected (so, for one, an API key's hash never leaves the platform), and
@@ -275,20 +399,20 @@ class TableSource(Source):
     model: Any
     by_account = True
 
-    def _where(self, subject: Subject):
+    def _where(self, subject: Subject) -> ColumnElement[bool]:
         raise NotImplementedError
 
-    def _select(self, subject: Subject) -> Select:
+    def _select(self, subject: Subject) -> Select[*tuple[Any, ...]]:
         return select(*[getattr(self.model, f) for f in self.category.fields]).where(self._where(subject))
 
-    def _retained_now(self):
+    def _retained_now(self) -> ColumnElement[bool]:
         """The export's retention filter on this table (true where the period is not per row)."""
         cutoff = self.retention_cutoff()
         if cutoff is None:
             return sa_true()
         return getattr(self.model, self.category.retention_field) >= cutoff
 
-    def _export_select(self, subject: Subject) -> Select:
+    def _export_select(self, subject: Subject) -> Select[*tuple[Any, ...]]:
         return self._select(subject).where(self._retained_now())
 
     def batches(self, subject: Subject) -> Iterator[Sequence[Sequence[Any]]]:

@@ -15,17 +15,32 @@ these items alone.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from app.models_base import utcnow
 from app.sources import BY_KEY, INVENTORY, SOURCES, Subject, find_subject
-from app.sources.base import DELETE_BATCH
+from app.sources.base import DELETE_BATCH, ResultItem, Source, StripeStep
 from app.sources.inventory import BY_NAME
 from app.sources.stripe_billing import configured as stripe_configured
 
 Checkpoint = Callable[[dict[str, Any]], None]
 # Actions after which something about the person is gone or still held (not "we found nothing").
 ACTED = frozenset({"deleted", "anonymised", "kept"})
+
+
+class ReportItem(TypedDict):
+    """One item of the completion report (``DsrRequest.report["items"]``), per category: what was found
+    and done (``action``: deleted, anonymised, kept, not_found, not_checked, not_held). Billing's items
+    carry Stripe's confirmed ``steps``, or the kept records' ``ids`` with ``retained``."""
+
+    category: str
+    title: str
+    action: str
+    count: int | None
+    reason: str
+    steps: NotRequired[list[StripeStep]]
+    ids: NotRequired[list[str]]
+    retained: NotRequired[bool]
 
 
 def plan_actions(plan: Any) -> dict[str, set[str]]:
@@ -58,7 +73,7 @@ def drift(plan: Any, before: dict[str, int]) -> dict[str, list[int]]:
     }
 
 
-def outcome_of(items: list[dict[str, Any]]) -> str:
+def outcome_of(items: list[ReportItem]) -> str:
     """``no_data`` when nothing was found anywhere, else ``completed``."""
     return "completed" if any(i.get("action") in ACTED for i in items) else "no_data"
 
@@ -95,7 +110,7 @@ def erase_everything(
     actions = plan_actions(plan)
     total = sum(state["before"].values()) or 1
     done_rows = sum(state["before"].get(c, 0) for c in state["done"])
-    items: list[dict[str, Any]] = []
+    items: list[ReportItem] = []
 
     for source in SOURCES:
         name = source.category.name
@@ -120,6 +135,8 @@ def erase_everything(
                 if progress:
                     progress(base + n, total, f"deleting {name}")
 
+            # The job's batch size is for the usage logs (possibly millions of rows); the other
+            # sources delete theirs in DELETE_BATCH rows per transaction.
             if source.key == "usage":
                 result = source.erase(subject, tick, batch=batch)
             else:
@@ -137,7 +154,7 @@ def erase_everything(
     return {"completed_at": utcnow().isoformat(), "items": items, "state": state, "outcome": outcome_of(items)}
 
 
-def _settle(source, result: list[dict[str, Any]], before: int) -> list[dict[str, Any]]:
+def _settle(source: Source, result: list[ResultItem], before: int) -> list[ResultItem]:
     """A re-run after a crash deletes only what was left: report what there was at the start."""
     settled = []
     for item in result:
@@ -147,7 +164,7 @@ def _settle(source, result: list[dict[str, Any]], before: int) -> list[dict[str,
     return settled
 
 
-def _stripe(subject: Subject, state: dict[str, Any], save: Checkpoint) -> list[dict[str, Any]]:
+def _stripe(subject: Subject, state: dict[str, Any], save: Checkpoint) -> list[ReportItem]:
     source = BY_KEY["stripe"]
     if "stripe_targets" not in state:
         state["stripe_targets"] = source.targets(subject)
@@ -159,18 +176,43 @@ def _stripe(subject: Subject, state: dict[str, Any], save: Checkpoint) -> list[d
         save(state)
     items = []
     for item in source.report_items(targets, state.get("stripe_steps", [])):
-        extra = {k: v for k, v in item.items() if k in ("steps", "ids", "retained")}
-        items.append(_item("billing", item["action"], item.get("count"), item["reason"], **extra))
+        items.append(
+            _item(
+                "billing",
+                item["action"],
+                item.get("count"),
+                item["reason"],
+                steps=item.get("steps"),
+                ids=item.get("ids"),
+                retained=item.get("retained"),
+            )
+        )
     return items
 
 
-def _item(category: str, action: str, count: int | None, reason: str, **extra) -> dict[str, Any]:
+def _item(
+    category: str,
+    action: str,
+    count: int | None,
+    reason: str,
+    *,
+    steps: list[StripeStep] | None = None,
+    ids: list[str] | None = None,
+    retained: bool | None = None,
+) -> ReportItem:
+    """One report item; the optional keys are present only when given (in this order)."""
     cat = BY_NAME.get(category)
-    return {
+    item: ReportItem = {
         "category": category,
         "title": cat.title if cat else category,
         "action": action,
         "count": count,
         "reason": reason,
-        **extra,
     }
+    if steps is not None:
+        item["steps"] = steps
+    if ids is not None:
+        item["ids"] = ids
+    if retained is not None:
+        item["retained"] = retained
+    return item

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -199,7 +200,7 @@ def category(name: str) -> Category:
     return BY_NAME[name]
 
 
-def recipients_of(categories) -> list[Recipient]:
+def recipients_of(categories: Iterable[Category]) -> list[Recipient]:
     """Every recipient of the given categories, once each, in inventory order."""
     seen: dict[str, Recipient] = {}
     for c in categories:

@@ -11,18 +11,18 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Select, func, or_, select
 
 from app.extensions import db
-from app.sources.base import CHUNK, Source, Subject
+from app.sources.base import CHUNK, DELETE_BATCH, BaseSource, Progress, ResultItem, Subject
 from app.sources.inventory import category
 
 
-class RequestHistorySource(Source):
+class RequestHistorySource(BaseSource):
     key = "requests"
     category = category("requests")
 
-    def _select(self, subject: Subject):
+    def _select(self, subject: Subject) -> Select[*tuple[Any, ...]]:
         from app.dsr.models import DsrRequest
         from app.hashing import email_hash
 
@@ -44,5 +44,7 @@ class RequestHistorySource(Source):
         for start in range(0, len(rows), CHUNK):
             yield rows[start : start + CHUNK]
 
-    def erase(self, subject: Subject, progress=None) -> list[dict[str, Any]]:
+    def erase(
+        self, subject: Subject, progress: Progress | None = None, *, batch: int = DELETE_BATCH
+    ) -> list[ResultItem]:
         return [self.result("kept", self.count(subject))]

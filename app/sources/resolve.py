@@ -13,13 +13,16 @@ The deletion plan, the erasure job, the access package and the correction job al
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
 from app.extensions import db
 from app.platform.models import Account, SupportMessage
 from app.sources.base import Subject, normalise_email
+
+if TYPE_CHECKING:
+    from app.dsr.models import DsrRequest
 
 
 @dataclass
@@ -41,7 +44,7 @@ class Resolution:
     conflict: list[int] = field(default_factory=list)
 
 
-def verified_identifiers(dsr) -> Identifiers:
+def verified_identifiers(dsr: DsrRequest) -> Identifiers:
     ids = Identifiers()
     if dsr.email and dsr.verified_at is not None:
         ids.emails.append(normalise_email(dsr.email))
@@ -115,7 +118,7 @@ def _history(email: str, accounts: set[int]) -> list[dict[str, Any]]:
     return found
 
 
-def released_records(dsr) -> dict[str, set[int]]:
+def released_records(dsr: DsrRequest) -> dict[str, set[int]]:
     """Withheld records an officer released for this request, by category."""
     from app.dsr.models import ReleasedRecord
 
@@ -130,7 +133,7 @@ def released_records(dsr) -> dict[str, set[int]]:
     return found
 
 
-def resolve_subject(dsr) -> Resolution:
+def resolve_subject(dsr: DsrRequest) -> Resolution:
     """The subject of ``dsr`` as the platform knows them, from verified identifiers only."""
     ids = verified_identifiers(dsr)
     matches: list[dict[str, Any]] = []

@@ -13,15 +13,15 @@ errors are caught, and classified: ``BillingTransient`` (connection, rate limit,
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypedDict
 
 import stripe
 from flask import current_app
 
-from app.sources.base import Progress, Source, Subject
+from app.sources.base import DELETE_BATCH, BaseSource, PlanItem, Progress, ResultItem, StripeStep, Subject
 from app.sources.inventory import category
 
 TIMEOUT_SECONDS = 20
@@ -44,6 +44,22 @@ class BillingPermanent(BillingError):
 
 class BillingNotConfigured(BillingError):
     pass
+
+
+class StripeTargets(TypedDict):
+    """The Stripe ids an erasure acts on (customers, live subscriptions, payment methods) and keeps
+    (invoices, charges), recorded before it starts (``StripeSource.targets``; kept in the job's state)."""
+
+    customers: list[str]
+    subscriptions: list[str]
+    payment_methods: list[str]
+    invoices: list[str]
+    charges: list[str]
+
+
+# A Stripe object as the SDK returns it (a dict-like ``StripeObject``), or a plain dict inside one: read
+# with ``_get``, which tolerates a missing key, None and either kind.
+StripeObj = Any
 
 
 def configured() -> bool:
@@ -76,15 +92,15 @@ def _is_missing(exc: stripe.StripeError) -> bool:
     return isinstance(exc, stripe.InvalidRequestError) and (getattr(exc, "http_status", 0) == 404)
 
 
-def _cancelled(sub) -> bool:
+def _cancelled(sub: StripeObj) -> bool:
     return sub is None or _get(sub, "status") in ENDED
 
 
-def _detached(pm) -> bool:
+def _detached(pm: StripeObj) -> bool:
     return pm is None or not _get(pm, "customer")
 
 
-def _deleted(cust) -> bool:
+def _deleted(cust: StripeObj) -> bool:
     return cust is None or bool(_get(cust, "deleted"))
 
 
@@ -99,7 +115,7 @@ def _held_by_other_accounts(customer_ids: list[str], account_id: int | None) -> 
     stmt = select(Account.stripe_customer_id).where(Account.stripe_customer_id.in_(customer_ids))
     if account_id is not None:
         stmt = stmt.where(Account.id != account_id)
-    return set(db.session.execute(stmt).scalars())
+    return {cid for cid in db.session.execute(stmt).scalars() if cid is not None}  # in_() matches no NULL
 
 
 def retained_summary() -> str:
@@ -132,7 +148,7 @@ def when(epoch: int | None) -> datetime | None:
     return datetime.fromtimestamp(int(epoch), UTC) if epoch else None
 
 
-def address_line(address) -> str | None:
+def address_line(address: StripeObj) -> str | None:
     """A Stripe address as one line: street, postcode and city, state, country."""
     if not address:
         return None
@@ -143,7 +159,7 @@ def address_line(address) -> str | None:
     return line or None
 
 
-def _get(obj, key, default=None):
+def _get(obj: StripeObj, key: str, default: Any = None) -> Any:
     try:
         value = obj[key]
     except (KeyError, TypeError):
@@ -151,7 +167,7 @@ def _get(obj, key, default=None):
     return default if value is None else value
 
 
-class StripeSource(Source):
+class StripeSource(BaseSource):
     key = "stripe"
     category = category("billing")
 
@@ -190,7 +206,7 @@ class StripeSource(Source):
         ids = self.customer_ids(subject)
         return ids[0] if ids else None
 
-    def _customer(self, cid: str):
+    def _customer(self, cid: str) -> StripeObj | None:
         try:
             cust = stripe.Customer.retrieve(cid)
         except stripe.StripeError as exc:
@@ -201,7 +217,7 @@ class StripeSource(Source):
             return None
         return cust
 
-    def _list(self, resource, **params) -> list:
+    def _list(self, resource: Any, **params: Any) -> list[StripeObj]:
         try:
             return list(resource.list(limit=100, **params).auto_paging_iter())
         except stripe.StripeError as exc:
@@ -240,7 +256,7 @@ class StripeSource(Source):
             if cust is not None:
                 yield from self._customer_records(cid, cust)
 
-    def _customer_records(self, cid: str, cust) -> Iterator[dict[str, Any]]:
+    def _customer_records(self, cid: str, cust: StripeObj) -> Iterator[dict[str, Any]]:
         """Every record Stripe holds about the person that is theirs to see, with amounts in currency units
         and times as UTC datetimes; payment methods carry no secret (no fingerprint, no full number)."""
         yield self.export_row(
@@ -363,7 +379,7 @@ class StripeSource(Source):
                 }
             )
 
-    def _invoice_lines(self, inv) -> list:
+    def _invoice_lines(self, inv: StripeObj) -> list[StripeObj]:
         """An invoice's lines: those it came with, then the rest of the list from Stripe when it has more."""
         lines = _get(inv, "lines", {})
         data = list(_get(lines, "data", []) or [])
@@ -375,7 +391,7 @@ class StripeSource(Source):
         return data
 
     # --- erasure ----------------------------------------------------------------------------------
-    def plan(self, subject: Subject) -> list[dict[str, Any]]:
+    def plan(self, subject: Subject) -> list[PlanItem]:
         if not configured():
             return [self.plan_item("keep", 0, "Stripe is not configured here, so billing data cannot be checked.")]
         c = self.counts(subject)
@@ -396,10 +412,10 @@ class StripeSource(Source):
             ),
         ]
 
-    def targets(self, subject: Subject) -> dict[str, list[str]]:
+    def targets(self, subject: Subject) -> StripeTargets:
         """Everything erasure will act on and keep, by id; recorded before it starts (the customer's
         lists vanish once it is deleted)."""
-        out: dict[str, list[str]] = {
+        out: StripeTargets = {
             "customers": [],
             "subscriptions": [],
             "payment_methods": [],
@@ -422,7 +438,7 @@ class StripeSource(Source):
         t = self.targets(subject)
         return {"invoices": t["invoices"], "charges": t["charges"]}
 
-    def _call(self, fn, *args, **kwargs):
+    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except stripe.StripeError as exc:
@@ -430,7 +446,7 @@ class StripeSource(Source):
                 return None
             raise classify(exc) from exc
 
-    def erase_targets(self, targets: dict[str, list[str]]) -> list[dict[str, Any]]:
+    def erase_targets(self, targets: StripeTargets) -> list[StripeStep]:
         """Cancel, detach, delete, each by id and idempotently, then read every step back. Returns the
         steps with what Stripe confirmed; raises ``BillingPermanent`` when Stripe does not confirm one."""
         setup()  # a resumed run comes here with the recorded ids, without looking the customer up again
@@ -455,21 +471,23 @@ class StripeSource(Source):
             raise BillingPermanent(f"Stripe did not confirm: {', '.join(unconfirmed)}; nothing is reported as done.")
         return steps
 
-    def _verify(self, step: str, ids: list[str], resource, done) -> dict[str, Any]:
+    def _verify(self, step: str, ids: list[str], resource: Any, done: Callable[[StripeObj], bool]) -> StripeStep:
         confirmed = 0
         for oid in ids:
             obj = self._call(resource.retrieve, oid)
             confirmed += bool(done(obj))
         return {"step": step, "count": len(ids), "verified": confirmed == len(ids)}
 
-    def erase(self, subject: Subject, progress: Progress | None = None) -> list[dict[str, Any]]:
+    def erase(
+        self, subject: Subject, progress: Progress | None = None, *, batch: int = DELETE_BATCH
+    ) -> list[ResultItem]:
         targets = self.targets(subject)
         if not targets["customers"]:
             return [self.result("not_found", 0, "We found no billing customer at Stripe for this person.")]
         steps = self.erase_targets(targets)
         return self.report_items(targets, steps)
 
-    def report_items(self, targets: dict[str, list[str]], steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def report_items(self, targets: StripeTargets, steps: list[StripeStep]) -> list[ResultItem]:
         if not targets["customers"]:
             return [self.result("not_found", 0, "We found no billing customer at Stripe for this person.")]
         by = {s["step"]: s["count"] for s in steps}
@@ -497,16 +515,20 @@ class StripeSource(Source):
             )
         return items
 
-    def correct(self, subject: Subject, field: str, value: str) -> str | None:
-        """Update the customer's name or email; None when there is nothing to update."""
-        if field not in {"name", "full_name", "email"} or not configured():
+    def correct(self, subject: Subject, field: str, value: str | None) -> str | None:
+        """Update the customer's name or email; None when there is nothing to update (no value: the
+        account refuses an empty name or email before this is asked)."""
+        if field not in {"name", "full_name", "email"} or value is None or not configured():
             return None
         cid = self.customer_id(subject)
         if not cid or self._customer(cid) is None:
             return None
         key = "email" if field == "email" else "name"
         try:
-            stripe.Customer.modify(cid, **{key: value.strip().lower() if key == "email" else value.strip()})
+            if key == "email":
+                stripe.Customer.modify(cid, email=value.strip().lower())
+            else:
+                stripe.Customer.modify(cid, name=value.strip())
         except stripe.StripeError as exc:
             raise classify(exc) from exc
         return f"Stripe customer {key} updated."

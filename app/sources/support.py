@@ -9,12 +9,23 @@ reviews it on the request's page and may release it (``Subject.released``); the 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, not_, or_, select
+from sqlalchemy import ColumnElement, and_, func, not_, or_, select
 
+from app.models_base import table_of
 from app.platform.models import SupportMessage
-from app.sources.base import Progress, Subject, TableSource, count_rows, delete_in_batches, stream_batches
+from app.sources.base import (
+    DELETE_BATCH,
+    Progress,
+    ResultItem,
+    Subject,
+    TableSource,
+    count_rows,
+    delete_in_batches,
+    stream_batches,
+)
 from app.sources.inventory import category
 
 
@@ -24,10 +35,10 @@ class SupportSource(TableSource):
     model = SupportMessage
     by_account = False  # found by email too
 
-    def _where(self, subject: Subject):
+    def _where(self, subject: Subject) -> ColumnElement[bool]:
         # Messages from the subject's addresses, unless they belong to another account (an address that
         # account once had, say): those are shown to staff as history, not taken (app.sources.resolve).
-        mine = SupportMessage.account_id.is_(None)
+        mine: ColumnElement[bool] = SupportMessage.account_id.is_(None)
         if subject.account_id is not None:
             mine = or_(mine, SupportMessage.account_id == subject.account_id)
         clauses = [and_(func.lower(SupportMessage.email).in_(sorted(subject.emails)), mine)]
@@ -35,7 +46,7 @@ class SupportSource(TableSource):
             clauses.append(SupportMessage.account_id == subject.account_id)
         return or_(*clauses)
 
-    def _own(self, subject: Subject):
+    def _own(self, subject: Subject) -> ColumnElement[bool]:
         """The subject's own correspondence, or a third party's message an officer released."""
         own = func.lower(SupportMessage.email).in_(sorted(subject.emails))
         released = sorted(subject.released.get(self.category.name, ()))
@@ -51,7 +62,7 @@ class SupportSource(TableSource):
         stmt = select(SupportMessage.id, SupportMessage.sent_at, SupportMessage.direction).where(
             self._where(subject), self._retained_now(), not_(self._own(subject))
         )
-        out = []
+        out: list[dict[str, Any]] = []
         for batch in stream_batches(stmt, SupportMessage.id):
             for mid, sent_at, direction in batch:
                 out.append(
@@ -76,13 +87,15 @@ class SupportSource(TableSource):
         )
         return list(db.session.execute(stmt).scalars())
 
-    def sweep(self, older_than, batch: int | None = None) -> int:
-        """Retention: delete every support message sent before ``older_than``."""
-        kwargs = {"batch": batch} if batch else {}
+    def sweep(self, older_than: datetime, batch: int | None = None) -> int:
+        """Retention: delete every support message sent before ``older_than`` (``batch`` rows per
+        transaction; ``DELETE_BATCH`` when not given)."""
         return delete_in_batches(
-            SupportMessage.__table__, SupportMessage.id, SupportMessage.sent_at < older_than, **kwargs
+            table_of(SupportMessage), SupportMessage.id, SupportMessage.sent_at < older_than, batch or DELETE_BATCH
         )
 
-    def erase(self, subject: Subject, progress: Progress | None = None) -> list[dict[str, Any]]:
-        n = delete_in_batches(SupportMessage.__table__, SupportMessage.id, self._where(subject))
+    def erase(
+        self, subject: Subject, progress: Progress | None = None, *, batch: int = DELETE_BATCH
+    ) -> list[ResultItem]:
+        n = delete_in_batches(table_of(SupportMessage), SupportMessage.id, self._where(subject), batch)
         return [self.result("deleted" if n else "not_found", n)]

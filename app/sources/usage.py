@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 
+from app.models_base import table_of
 from app.platform.models import UsageRecord
 from app.sources.base import (
     DELETE_BATCH,
     Progress,
+    ResultItem,
     Subject,
     TableSource,
     count_rows,
@@ -25,20 +26,18 @@ class UsageSource(TableSource):
     model = UsageRecord
     retention_config = "USAGE_RETENTION_DAYS"
 
-    def _where(self, subject: Subject):
+    def _where(self, subject: Subject) -> ColumnElement[bool]:
         return UsageRecord.account_id == (subject.account_id if subject.account_id is not None else -1)
 
     def count(self, subject: Subject) -> int:
         return 0 if subject.account_id is None else count_rows(select(UsageRecord.id).where(self._where(subject)))
 
-    def erase(
-        self, subject: Subject, progress: Progress | None = None, batch: int = DELETE_BATCH
-    ) -> list[dict[str, Any]]:
+    def erase(self, subject: Subject, progress: Progress | None = None, batch: int = DELETE_BATCH) -> list[ResultItem]:
         n = 0
         if subject.account_id is not None:
-            n = delete_in_batches(UsageRecord.__table__, UsageRecord.id, self._where(subject), batch, progress)
+            n = delete_in_batches(table_of(UsageRecord), UsageRecord.id, self._where(subject), batch, progress)
         return [self.result("deleted" if n else "not_found", n)]
 
     def sweep(self, older_than: datetime, batch: int = DELETE_BATCH) -> int:
         """Retention: delete every usage row created before ``older_than``."""
-        return delete_in_batches(UsageRecord.__table__, UsageRecord.id, UsageRecord.created_at < older_than, batch)
+        return delete_in_batches(table_of(UsageRecord), UsageRecord.id, UsageRecord.created_at < older_than, batch)

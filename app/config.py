@@ -157,6 +157,11 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "STRIPE_API_KEY": os.environ.get("STRIPE_API_KEY") or None,
         "STRIPE_API_BASE": os.environ.get("STRIPE_API_BASE") or None,
         "EXPORT_DIR": os.environ.get("EXPORT_DIR") or str(instance_path / "exports"),
+        # Where packages are stored (app.exports.store): a directory, or s3://bucket/prefix (then
+        # EXPORT_DIR is only this machine's scratch space); unset: EXPORT_DIR.
+        "EXPORT_STORAGE_URL": os.environ.get("EXPORT_STORAGE_URL") or None,
+        # An S3-compatible store's address (MinIO, Ceph...); unset: AWS S3 in the AWS_REGION.
+        "S3_ENDPOINT_URL": os.environ.get("S3_ENDPOINT_URL") or None,
         "PORTAL_BASE_URL": (os.environ.get("PORTAL_BASE_URL") or "http://127.0.0.1:5000").rstrip("/"),
         # Proxy hops whose X-Forwarded-For/Proto/Host are trusted (werkzeug's ProxyFix); 0: none are.
         "TRUSTED_PROXIES": int(os.environ.get("TRUSTED_PROXIES") or 0),
@@ -248,6 +253,7 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "SUPERVISORY_AUTHORITIES_OTHER": os.environ.get("SUPERVISORY_AUTHORITIES_OTHER") or None,
     }
     cfg.update(overrides)
+    _check_export_storage(cfg)
     if production:
         _refuse_unsafe_production(cfg, overrides)
     return cfg
@@ -276,3 +282,24 @@ def _refuse_unsafe_production(cfg: dict, overrides: dict) -> None:
     uris = [cfg["SQLALCHEMY_DATABASE_URI"], *cfg.get("SQLALCHEMY_BINDS", {}).values()]
     if any(str(u).startswith("sqlite") for u in uris) and not cfg.get("ALLOW_SQLITE_IN_PRODUCTION"):
         raise ConfigError("APP_ENV=production refuses SQLite; use PostgreSQL, or set ALLOW_SQLITE_IN_PRODUCTION=1")
+
+
+def parse_storage_url(url: str) -> tuple[str, str, str]:
+    """``EXPORT_STORAGE_URL`` as ``("dir", path, "")`` or ``("s3", bucket, prefix)``."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme == "s3":
+        if not parts.netloc:
+            raise ConfigError(f"EXPORT_STORAGE_URL {url!r} names no bucket (s3://bucket/prefix)")
+        return "s3", parts.netloc, parts.path.strip("/")
+    if parts.scheme in ("", "file"):
+        path = parts.path if parts.scheme == "file" else url
+        if not path:
+            raise ConfigError("EXPORT_STORAGE_URL is empty")
+        return "dir", path, ""
+    raise ConfigError(f"EXPORT_STORAGE_URL must be a directory or s3://bucket/prefix, not {parts.scheme}://...")
+
+
+def _check_export_storage(cfg: dict) -> None:
+    parse_storage_url(str(cfg.get("EXPORT_STORAGE_URL") or cfg["EXPORT_DIR"]))

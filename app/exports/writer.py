@@ -4,8 +4,8 @@ Rows come from each source as batches of tuples (``Source.batches``) and go stra
 force_zip64=True)`` members while being hashed, so memory does not grow with the number of rows.
 A category's CSV is spooled to a temporary file on disk while its JSON is written (a zip accepts
 one open member at a time), then copied in. The zip is written under a hidden ``.part`` name in
-``EXPORT_DIR`` and ``os.replace``d to its final name only when complete: a crash never leaves a
-file that could be served.
+the store's local staging directory and handed to the store (``app.exports.store``) only when complete:
+a directory renames it into place, S3 uploads it; a crash never leaves a package that could be served.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import orjson
 
 from app.csvsafe import safe_row, safe_rows
 from app.exports.readme import render_readme
+from app.exports.store import DirectoryStore, ExportStore
 from app.models_base import utcnow
 from app.sources import BY_CATEGORY, EXPORTED, Subject
 
@@ -39,7 +40,7 @@ COMPRESSLEVEL = 1
 
 @dataclass
 class PackageResult:
-    path: Path
+    path: Path | None  # the file, when the store is a directory
     filename: str
     size: int
     sha256: str
@@ -104,16 +105,20 @@ def build_package(
     *,
     reference: str,
     subject: Subject,
-    export_dir: str | os.PathLike,
+    export_dir: str | os.PathLike | None = None,
     filename: str,
     progress: Callable[[int, int], None] | None = None,
     expected_rows: int | None = None,
     jurisdiction: str = "gdpr",
+    store: ExportStore | None = None,
 ) -> PackageResult:
-    """Write the package for ``subject``; ``progress(rows_done, expected)`` is called as rows stream."""
-    directory = Path(export_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    final = directory / filename
+    """Write the package for ``subject`` into ``store`` (or the directory ``export_dir``);
+    ``progress(rows_done, expected)`` is called as rows stream."""
+    if store is None:
+        if export_dir is None:
+            raise TypeError("build_package needs a store or an export_dir")
+        store = DirectoryStore(export_dir)
+    directory = store.staging_dir()
     tmp = directory / f".{filename}.part"
     generated_at = utcnow()
     files: list[dict[str, Any]] = []
@@ -184,11 +189,11 @@ def build_package(
         digest = hashlib.sha256()
         while chunk := fh.read(1 << 20):
             digest.update(chunk)
-    os.replace(tmp, final)
+    size = store.publish(tmp, filename, digest.hexdigest())
     return PackageResult(
-        path=final,
+        path=store.path_of(filename) if isinstance(store, DirectoryStore) else None,
         filename=filename,
-        size=final.stat().st_size,
+        size=size,
         sha256=digest.hexdigest(),
         manifest=manifest,
         rows=done,
@@ -197,6 +202,6 @@ def build_package(
 
 
 def discard_partial(export_dir: str | os.PathLike, filename: str) -> None:
-    """Remove a half-written package left by a killed worker."""
-    for path in (Path(export_dir) / f".{filename}.part",):
-        path.unlink(missing_ok=True)
+    """Remove a half-written package left by a killed worker (``ExportStore.discard_partial`` also
+    clears what a store keeps of an unfinished upload)."""
+    DirectoryStore(export_dir).discard_partial(filename)

@@ -37,6 +37,22 @@ def _positive(name: str, default: int) -> int:
     return value
 
 
+def _choice(name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = (os.environ.get(name) or default).strip().lower()
+    if value not in allowed:
+        raise ConfigError(f"{name} must be {' or '.join(allowed)}, not {value!r}")
+    return value
+
+
+def _header_name(name: str, default: str) -> str:
+    import re
+
+    value = (os.environ.get(name) or default).strip()
+    if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", value):
+        raise ConfigError(f"{name} must be an HTTP header name (letters, digits, hyphens), not {value!r}")
+    return value
+
+
 STAFF_ROLES = ("admin", "officer", "auditor")
 
 
@@ -162,6 +178,10 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "EXPORT_STORAGE_URL": os.environ.get("EXPORT_STORAGE_URL") or None,
         # An S3-compatible store's address (MinIO, Ceph...); unset: AWS S3 in the AWS_REGION.
         "S3_ENDPOINT_URL": os.environ.get("S3_ENDPOINT_URL") or None,
+        # Log lines (app.logs): one JSON object a line for a collector (production's default), or text.
+        "LOG_FORMAT": _choice("LOG_FORMAT", ("text", "json"), "json" if production else "text"),
+        # The incoming header a proxy's request id is read from (else one is made); echoed in responses.
+        "REQUEST_ID_HEADER": _header_name("REQUEST_ID_HEADER", "X-Request-ID"),
         "PORTAL_BASE_URL": (os.environ.get("PORTAL_BASE_URL") or "http://127.0.0.1:5000").rstrip("/"),
         # Proxy hops whose X-Forwarded-For/Proto/Host are trusted (werkzeug's ProxyFix); 0: none are.
         "TRUSTED_PROXIES": int(os.environ.get("TRUSTED_PROXIES") or 0),

@@ -65,13 +65,13 @@ def parse_roles(value: str | None, name: str = "TOTP_REQUIRED_ROLES") -> frozens
     return roles
 
 
-def _intervals(value: str | None) -> list[int] | None:
+def _intervals(value: str | None, name: str = "MAIL_RETRY_INTERVALS") -> list[int] | None:
     if not value or not value.strip():
         return None
     try:
         return [int(v) for v in value.split(",") if v.strip()] or None
     except ValueError as exc:
-        raise ConfigError(f"MAIL_RETRY_INTERVALS must be comma-separated seconds, not {value!r}") from exc
+        raise ConfigError(f"{name} must be comma-separated seconds, not {value!r}") from exc
 
 
 MIN_SECRET_KEY_LENGTH = 32
@@ -195,6 +195,9 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "STAFF_ALERT_EMAIL": os.environ.get("STAFF_ALERT_EMAIL") or None,
         # Mail retry backoff in seconds (comma-separated); unset: the built-in schedule (app.mail.MAIL_RETRY).
         "MAIL_RETRY_INTERVALS": _intervals(os.environ.get("MAIL_RETRY_INTERVALS")),
+        # Fulfilment retry backoff for transient errors (Stripe or the export store unreachable), one
+        # retry per interval; unset: 30 s, 2 min, 10 min, 30 min.
+        "FULFIL_RETRY_INTERVALS": _intervals(os.environ.get("FULFIL_RETRY_INTERVALS"), "FULFIL_RETRY_INTERVALS"),
         # How long a request's heartbeat must be quiet before a job whose worker died is re-run.
         "RECONCILE_HORSE_GRACE_SECONDS": float(os.environ.get("RECONCILE_HORSE_GRACE_SECONDS") or 90),
         # How long a send attempt owns a message; a claim older than this belongs to a dead attempt.

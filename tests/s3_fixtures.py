@@ -57,7 +57,14 @@ def s3_client(endpoint: str):
     import boto3
     from botocore.config import Config
 
-    return boto3.session.Session().client("s3", endpoint_url=endpoint, config=Config(s3={"addressing_style": "path"}))
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=S3_ENV["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=S3_ENV["AWS_SECRET_ACCESS_KEY"],
+        region_name=S3_ENV["AWS_DEFAULT_REGION"],
+        config=Config(s3={"addressing_style": "path"}),
+    )
 
 
 @pytest.fixture
@@ -76,12 +83,15 @@ def objects(client, bucket: str, prefix: str = "") -> dict[str, int]:
 
 class CuttingProxy:
     """A TCP proxy to the S3 server that, while ``cut_after`` is set, drops every connection once the
-    client has sent that many bytes on it: an upload that dies mid-body, as when a store fails."""
+    client has sent that many bytes on it: an upload that dies mid-body, as when a store fails.
+    ``cuts_left`` (None: no limit) stops it by itself after that many cuts."""
 
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
         self.cut_after: int | None = None
+        self.cuts_left: int | None = None
         self.cuts = 0
+        self.lock = threading.Lock()
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -112,10 +122,12 @@ class CuttingProxy:
                 while data := src.recv(65536):
                     if counted and budget[0] is not None:
                         if len(data) >= budget[0]:
-                            dst.sendall(data[: budget[0]])
-                            self.cuts += 1
-                            break
-                        budget[0] -= len(data)
+                            if self._take_cut():
+                                dst.sendall(data[: budget[0]])
+                                break
+                            budget[0] = None  # no cuts left: this connection is healthy again
+                        else:
+                            budget[0] -= len(data)
                     dst.sendall(data)
             for s in (src, dst):
                 with contextlib.suppress(OSError):
@@ -125,6 +137,15 @@ class CuttingProxy:
 
         threading.Thread(target=pump, args=(upstream, conn, False), daemon=True).start()
         pump(conn, upstream, True)
+
+    def _take_cut(self) -> bool:
+        with self.lock:
+            if self.cut_after is None or self.cuts_left == 0:
+                return False
+            if self.cuts_left is not None:
+                self.cuts_left -= 1
+            self.cuts += 1
+            return True
 
     def close(self) -> None:
         self.closed = True

@@ -93,9 +93,12 @@ def test_export_is_uploaded_encrypted_and_nothing_stays_on_the_workers_disk(app,
     assert not [p for p in scratch.rglob("*") if p.is_file()] if scratch.exists() else True
 
 
-def test_download_streams_from_s3_counts_and_audits(app, officer, redis_conn):
+def test_download_streams_from_s3_counts_and_audits(app, officer, redis_conn, s3_bucket):
+    client, bucket = s3_bucket
     dsr = build_access(officer, redis_conn)
     export = db.session.execute(select(Export).where(Export.request_id == dsr.id)).scalar_one()
+    assert objects(client, bucket) == {f"{PREFIX}/{export.filename}": export.size_bytes}
+    assert not list(Path(app.config["EXPORT_DIR"]).glob("*.zip"))  # served from S3, not from a disk
     link = download_link(ready_mail())
     browser = app.test_client()
     hop = browser.get(link)
@@ -146,6 +149,7 @@ def test_expiry_purge_removes_the_object(app, officer, redis_conn, s3_bucket):
     export = db.session.execute(select(Export).where(Export.request_id == dsr.id)).scalar_one()
     export.expires_at = utcnow() - timedelta(minutes=1)
     db.session.commit()
+    assert len(objects(client, bucket)) == 1
     assert maintenance.purge_exports() == 1
     assert objects(client, bucket) == {}
     assert db.session.get(Export, export.id).status == "purged"
@@ -170,6 +174,7 @@ def test_record_purge_removes_the_object(app, officer, redis_conn, s3_bucket):
     dsr = build_access(officer, redis_conn)
     dsr.closed_at = utcnow() - timedelta(days=app.config["RECORD_RETENTION_DAYS"] + 1)
     db.session.commit()
+    assert len(objects(client, bucket)) == 1
     assert maintenance.purge_records() >= 1
     assert objects(client, bucket) == {}
 

@@ -162,11 +162,11 @@ class S3Store:
             "ContentType": "application/zip",
             "Metadata": {"sha256": sha256},
         }
+        size = staged.stat().st_size
+        # upload_file returns once S3 has acknowledged the whole object (PutObject, or the completed
+        # multipart upload): from then on every reader sees all of it (S3 reads after writes).
         with _s3_errors("upload"):
             self.client.upload_file(str(staged), self.bucket, self.key(filename), ExtraArgs=extra, Config=config)
-        size = self.size(filename)
-        if size is None:  # S3 said yes but has nothing: never report a package that is not there
-            raise StoreError(f"{filename} is missing from the store right after its upload", transient=True)
         staged.unlink(missing_ok=True)
         return size
 

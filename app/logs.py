@@ -2,9 +2,10 @@
 
 ``LOG_FORMAT=json`` writes every record of the process (the app's, werkzeug's, rq's and gunicorn's error
 and access logs) as one JSON object on one line with ``time``, ``level``, ``logger``, ``message`` and
-``request_id`` (None outside a request; ``exception`` for a traceback, kept on the same line). Only these
-fields are written, never a record's extras, and message and traceback pass through the same redaction
-as every other log line (``app.redact``): no token or address reaches a collector. Production defaults
+``request_id`` (in a job, the id of the request that queued it; ``exception`` for a traceback, on the
+same line). Only these fields are written, never a record's extras, and message and traceback pass
+through the same redaction as every other log line (``app.redact``): no token or address reaches a
+collector. Production defaults
 to JSON (a collector parses it without patterns, and a multi-line traceback stays one record);
 development and tests keep text.
 
@@ -40,16 +41,27 @@ def accept_request_id(value: str | None) -> str:
 
 def current_request_id() -> str | None:
     """The id of the request being handled (made on first use), or None outside a request."""
-    from flask import g, has_request_context, request
+    from flask import current_app, has_request_context, request
 
     if not has_request_context():
         return None
-    rid = g.get("request_id")
+    rid = request.environ.get("dsr.request_id")  # the request's own (``g`` may outlive it in tests)
     if rid is None:
-        from flask import current_app
-
-        rid = g.request_id = accept_request_id(request.headers.get(current_app.config["REQUEST_ID_HEADER"]))
+        rid = accept_request_id(request.headers.get(current_app.config["REQUEST_ID_HEADER"]))
+        request.environ["dsr.request_id"] = rid
     return rid
+
+
+def _job_request_id() -> str | None:
+    """In a job: the id of the web request that queued it (``app.queue.enqueue_now`` keeps it)."""
+    try:
+        from rq import get_current_job
+
+        job = get_current_job()
+    except Exception:  # noqa: BLE001 - outside a worker rq has nothing to say
+        return None
+    meta = getattr(job, "meta", None) or {}
+    return meta.get("request_id") if isinstance(meta, dict) else None
 
 
 _header_atom = "{x-request-id}o"  # gunicorn's access-log atom of our response header
@@ -76,6 +88,8 @@ def install_request_id_factory(header: str | None = None) -> None:
                 rid = current_request_id()
             except RuntimeError:
                 rid = None
+        if rid is None:
+            rid = _job_request_id()
         record.request_id = rid if rid is None else accept_request_id(str(rid))
         return record
 

@@ -18,7 +18,6 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from app import create_app
 from app.logs import JsonFormatter, _JsonHandler, accept_request_id
 from tests.conftest import make_config
 
@@ -44,19 +43,23 @@ def test_request_id_is_kept_only_when_it_looks_like_one():
 
 
 @pytest.fixture
-def json_app(migrated, redis_url, tmp_path, capsys):
+def app_config(migrated, redis_url, tmp_path):
+    return make_config(migrated, redis_url, tmp_path, LOG_FORMAT="json")
+
+
+@pytest.fixture
+def json_app(app):
     root = logging.getLogger()
     level = root.level
-    application = create_app(make_config(migrated, redis_url, tmp_path, LOG_FORMAT="json"))
     secret = secrets.token_urlsafe(32)
 
-    @application.get("/_test/log/<path:rest>")
+    @app.get("/_test/log/<path:rest>")
     def _log(rest):
-        application.logger.warning("GET /verify/%s for ada@example.com", secret)
+        app.logger.warning("GET /verify/%s for ada@example.com", secret)
         raise RuntimeError(f"boom at /download/{secret} for ada@example.com")
 
     try:
-        yield application, secret
+        yield app, secret
     finally:
         for handler in [h for h in root.handlers if isinstance(h, _JsonHandler)]:
             root.removeHandler(handler)
@@ -84,6 +87,31 @@ def test_json_lines_in_process_carry_the_request_id_and_no_secret(json_app, caps
     error = next(e for e in ours if e["level"] == "ERROR")
     assert "RuntimeError" in error["exception"] and "\n" not in json.dumps(error).strip("\n")
     assert secret not in err and "ada@example.com" not in err
+
+
+def test_a_jobs_lines_carry_the_id_of_the_request_that_queued_it(json_app, capsys, tmp_path, redis_conn):
+    from app.audit import Actor
+    from app.dsr import services
+    from app.dsr.states import RequestStatus
+    from app.extensions import db
+    from tests.factories import make_request, make_staff
+    from tests.functional._fulfil import make_subject_data, run_jobs
+
+    application, _secret = json_app
+    make_subject_data(usage=3)
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("x")
+    application.config["EXPORT_DIR"] = str(blocker)  # the export fails for good: the job logs why
+    dsr = make_request(RequestStatus.PENDING_REVIEW, "access", email="ada@example.com")
+    officer = make_staff("officer")
+    with application.test_request_context(headers={"X-Request-ID": "approve-77"}):
+        services.transition(dsr, RequestStatus.APPROVED, Actor.staff(officer))
+        db.session.commit()  # enqueued here, inside the request
+    run_jobs(redis_conn)
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.strip()]
+    failed = [e for e in lines if e["logger"] == "app" and "failed" in e["message"]]
+    assert failed and failed[0]["request_id"] == "approve-77" and failed[0]["exception"]
+    assert all(e["request_id"] is None for e in lines if e["logger"] == "rq.worker")
 
 
 def test_formatter_writes_only_its_fields():

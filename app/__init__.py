@@ -34,8 +34,10 @@ CSP = (
 
 
 def create_app(config: dict | None = None) -> Flask:
+    from app import logs
     from app.redact import install_record_factory
 
+    logs.install_request_id_factory()  # first: the redaction factory below wraps it
     install_record_factory()  # no link token or address reaches a log line of this process
     app = Flask(
         __name__,
@@ -73,6 +75,7 @@ def create_app(config: dict | None = None) -> Flask:
     from app.cli import register_cli
 
     register_cli(app)
+    logs.configure(app)  # request ids; LOG_FORMAT=json lines
     app.before_request(_refuse_nul_bytes)
     app.after_request(_security_headers)
     hops = int(app.config.get("TRUSTED_PROXIES") or 0)
@@ -110,12 +113,34 @@ def _announce(app: Flask) -> None:
         f"stripe={'configured' if cfg.get('STRIPE_API_KEY') else 'not configured'}",
         f"base_url={cfg['PORTAL_BASE_URL']}",
         f"trusted_proxies={cfg.get('TRUSTED_PROXIES', 0)}",
+        f"exports={_export_storage(cfg)}",
+        f"log_format={cfg.get('LOG_FORMAT', 'text')}",
     ]
     from app.sources.inventory import unconfirmed_recipients
 
     if unconfirmed := unconfirmed_recipients():
         parts.append(f"inventory_unconfirmed={','.join(unconfirmed)}")
+    if cfg.get("LOG_FORMAT") == "json":
+        import logging
+
+        logging.getLogger("dsr_portal").info("dsr-portal: %s", " ".join(parts))
+        return
     print("dsr-portal: " + " ".join(parts), file=sys.stderr, flush=True)
+
+
+def _export_storage(cfg) -> str:
+    from app.config import parse_storage_url
+
+    kind, where, prefix = parse_storage_url(str(cfg.get("EXPORT_STORAGE_URL") or cfg["EXPORT_DIR"]))
+    if kind == "s3":
+        endpoint = ""
+        if cfg.get("S3_ENDPOINT_URL"):
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(str(cfg["S3_ENDPOINT_URL"]))  # scheme, host and port: never credentials
+            endpoint = f" at {parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        return f"s3://{where}/{prefix}{endpoint}"
+    return f"directory:{where}"
 
 
 def _refuse_nul_bytes():

@@ -37,6 +37,22 @@ def _positive(name: str, default: int) -> int:
     return value
 
 
+def _choice(name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = (os.environ.get(name) or default).strip().lower()
+    if value not in allowed:
+        raise ConfigError(f"{name} must be {' or '.join(allowed)}, not {value!r}")
+    return value
+
+
+def _header_name(name: str, default: str) -> str:
+    import re
+
+    value = (os.environ.get(name) or default).strip()
+    if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", value):
+        raise ConfigError(f"{name} must be an HTTP header name (letters, digits, hyphens), not {value!r}")
+    return value
+
+
 STAFF_ROLES = ("admin", "officer", "auditor")
 
 
@@ -49,13 +65,13 @@ def parse_roles(value: str | None, name: str = "TOTP_REQUIRED_ROLES") -> frozens
     return roles
 
 
-def _intervals(value: str | None) -> list[int] | None:
+def _intervals(value: str | None, name: str = "MAIL_RETRY_INTERVALS") -> list[int] | None:
     if not value or not value.strip():
         return None
     try:
         return [int(v) for v in value.split(",") if v.strip()] or None
     except ValueError as exc:
-        raise ConfigError(f"MAIL_RETRY_INTERVALS must be comma-separated seconds, not {value!r}") from exc
+        raise ConfigError(f"{name} must be comma-separated seconds, not {value!r}") from exc
 
 
 MIN_SECRET_KEY_LENGTH = 32
@@ -157,6 +173,15 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "STRIPE_API_KEY": os.environ.get("STRIPE_API_KEY") or None,
         "STRIPE_API_BASE": os.environ.get("STRIPE_API_BASE") or None,
         "EXPORT_DIR": os.environ.get("EXPORT_DIR") or str(instance_path / "exports"),
+        # Where packages are stored (app.exports.store): a directory, or s3://bucket/prefix (then
+        # EXPORT_DIR is only this machine's scratch space); unset: EXPORT_DIR.
+        "EXPORT_STORAGE_URL": os.environ.get("EXPORT_STORAGE_URL") or None,
+        # An S3-compatible store's address (MinIO, Ceph...); unset: AWS S3 in the AWS_REGION.
+        "S3_ENDPOINT_URL": os.environ.get("S3_ENDPOINT_URL") or None,
+        # Log lines (app.logs): one JSON object a line for a collector (production's default), or text.
+        "LOG_FORMAT": _choice("LOG_FORMAT", ("text", "json"), "json" if production else "text"),
+        # The incoming header a proxy's request id is read from (else one is made); echoed in responses.
+        "REQUEST_ID_HEADER": _header_name("REQUEST_ID_HEADER", "X-Request-ID"),
         "PORTAL_BASE_URL": (os.environ.get("PORTAL_BASE_URL") or "http://127.0.0.1:5000").rstrip("/"),
         # Proxy hops whose X-Forwarded-For/Proto/Host are trusted (werkzeug's ProxyFix); 0: none are.
         "TRUSTED_PROXIES": int(os.environ.get("TRUSTED_PROXIES") or 0),
@@ -170,6 +195,9 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "STAFF_ALERT_EMAIL": os.environ.get("STAFF_ALERT_EMAIL") or None,
         # Mail retry backoff in seconds (comma-separated); unset: the built-in schedule (app.mail.MAIL_RETRY).
         "MAIL_RETRY_INTERVALS": _intervals(os.environ.get("MAIL_RETRY_INTERVALS")),
+        # Fulfilment retry backoff for transient errors (Stripe or the export store unreachable), one
+        # retry per interval; unset: 30 s, 2 min, 10 min, 30 min.
+        "FULFIL_RETRY_INTERVALS": _intervals(os.environ.get("FULFIL_RETRY_INTERVALS"), "FULFIL_RETRY_INTERVALS"),
         # How long a request's heartbeat must be quiet before a job whose worker died is re-run.
         "RECONCILE_HORSE_GRACE_SECONDS": float(os.environ.get("RECONCILE_HORSE_GRACE_SECONDS") or 90),
         # How long a send attempt owns a message; a claim older than this belongs to a dead attempt.
@@ -250,6 +278,7 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "SUPERVISORY_AUTHORITIES_OTHER": os.environ.get("SUPERVISORY_AUTHORITIES_OTHER") or None,
     }
     cfg.update(overrides)
+    _check_export_storage(cfg)
     if production:
         _refuse_unsafe_production(cfg, overrides)
     return cfg
@@ -278,3 +307,24 @@ def _refuse_unsafe_production(cfg: dict, overrides: dict) -> None:
     uris = [cfg["SQLALCHEMY_DATABASE_URI"], *cfg.get("SQLALCHEMY_BINDS", {}).values()]
     if any(str(u).startswith("sqlite") for u in uris) and not cfg.get("ALLOW_SQLITE_IN_PRODUCTION"):
         raise ConfigError("APP_ENV=production refuses SQLite; use PostgreSQL, or set ALLOW_SQLITE_IN_PRODUCTION=1")
+
+
+def parse_storage_url(url: str) -> tuple[str, str, str]:
+    """``EXPORT_STORAGE_URL`` as ``("dir", path, "")`` or ``("s3", bucket, prefix)``."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme == "s3":
+        if not parts.netloc:
+            raise ConfigError(f"EXPORT_STORAGE_URL {url!r} names no bucket (s3://bucket/prefix)")
+        return "s3", parts.netloc, parts.path.strip("/")
+    if parts.scheme in ("", "file"):
+        path = parts.path if parts.scheme == "file" else url
+        if not path:
+            raise ConfigError("EXPORT_STORAGE_URL is empty")
+        return "dir", path, ""
+    raise ConfigError(f"EXPORT_STORAGE_URL must be a directory or s3://bucket/prefix, not {parts.scheme}://...")
+
+
+def _check_export_storage(cfg: dict) -> None:
+    parse_storage_url(str(cfg.get("EXPORT_STORAGE_URL") or cfg["EXPORT_DIR"]))

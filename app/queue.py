@@ -269,6 +269,11 @@ def enqueue_now(pending: PendingJob, connection: redis.Redis | None = None) -> J
         raise ValueError(f"{pending.func!r} is not on the job allow-list (app.queue.ALLOWED_JOBS)")
     conn = connection or get_redis()
     opts = {**DEFAULTS[pending.queue], **pending.options}
+    from app.logs import current_request_id
+
+    rid = current_request_id()
+    if rid and "meta" not in opts:
+        opts["meta"] = {"request_id": rid}  # the job's log lines carry the id of the request that queued it
     if pending.job_id:
         try:
             existing = fetch_job(pending.job_id, conn)

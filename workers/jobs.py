@@ -4,8 +4,8 @@ Each takes a request id, reloads the request, returns early when there is nothin
 ``approved -> in_progress`` (resuming if it is already in progress: a killed worker's job is re-run
 by the reconciler), does the work, and completes it in one transaction with the mail to the subject.
 Progress goes to the job's meta and to the row (``record_progress``), which doubles as a heartbeat.
-Transient errors (Stripe unreachable, database or Redis hiccups) are re-raised while rq has retries
-left; any other error, or the last retry, moves the request to ``failed`` and alerts staff.
+Transient errors (Stripe or the export store unreachable, database or Redis hiccups) are re-raised
+while rq has retries left; any other error, or the last retry, moves the request to ``failed`` and alerts staff.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from app.dsr.law import law_for
 from app.dsr.models import DsrRequest, Export
 from app.dsr.notices import correction_context, deletion_context
 from app.dsr.states import RequestStatus
-from app.exports.writer import build_package, discard_partial
+from app.exports import store as export_store
+from app.exports.writer import build_package
 from app.extensions import db
 from app.mail import queue_mail
 from app.models_base import utcnow
@@ -47,7 +48,7 @@ TRANSIENT = (OperationalError, redis.ConnectionError, redis.TimeoutError, Connec
 
 
 def is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, BillingError):
+    if isinstance(exc, (BillingError, export_store.StoreError)):
         return exc.transient
     return isinstance(exc, TRANSIENT)
 
@@ -162,7 +163,6 @@ def build_export(request_id: int) -> str:
 
 
 def _export(dsr: DsrRequest, progress: Progress) -> str:
-    cfg = current_app.config
     subject = resolve_subject(dsr).subject
     expected = sum(s.count(subject) for s in SOURCES if s.key != "stripe")
     if expected == 0 and not _billing_held(subject):
@@ -176,12 +176,13 @@ def _export(dsr: DsrRequest, progress: Progress) -> str:
         db.session.flush()
     export.filename = f"{dsr.reference}-{export.id}.zip"
     db.session.commit()
-    discard_partial(cfg["EXPORT_DIR"], export.filename)
+    store = export_store.current()
+    store.discard_partial(export.filename)
     progress(0, expected, "building export", force=True)
     result = build_package(
         reference=dsr.reference,
         subject=subject,
-        export_dir=cfg["EXPORT_DIR"],
+        store=store,
         filename=export.filename,
         progress=lambda rows, total: progress(rows, total, "building export"),
         expected_rows=expected,

@@ -98,8 +98,7 @@ def release_package(dsr: DsrRequest, actor: Actor) -> DsrRequest:
     if dsr.status != S.AWAITING_RELEASE.value:
         raise ActionError("Only a package waiting for release can be released.")
     export = held_export(dsr)
-    path = store.path_of(export.filename) if export is not None else None
-    if export is None or path is None or not path.is_file():
+    if export is None or store.current().size(export.filename) is None:
         if export is not None:
             export.status = "superseded"
         return services.transition(dsr, S.APPROVED, actor, reason_code="rebuild_missing_package")

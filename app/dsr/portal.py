@@ -299,17 +299,38 @@ class DownloadProblem(Exception):
 
 def downloadable(token: Token) -> Export:
     """The export behind a download token, if it can be served now (nothing is counted)."""
-    from app.exports import store
-
     export = db.session.get(Export, token.export_id) if token.export_id else None
     if export is None:
         raise DownloadProblem("invalid", 404)
-    path = store.path_of(export.filename)
-    if export.status != "ready" or path is None or not path.is_file():
-        if export.status == "building":
-            raise DownloadProblem("building", 404)
+    if export.status == "building":
+        raise DownloadProblem("building", 404)
+    if export.status != "ready" or package_size(export) is None:
         raise DownloadProblem("expired", 410)
     return export
+
+
+def package_size(export: Export) -> int | None:
+    """The stored package's size (None: it is gone); 503 while the export store cannot be reached."""
+    from app.exports import store
+
+    try:
+        return store.current().size(export.filename)
+    except store.StoreError as exc:
+        raise DownloadProblem("unavailable", 503) from exc
+
+
+def open_package(export: Export):
+    """The package opened for streaming (``app.exports.store.Package``), before the download is counted:
+    a store that cannot be read costs the subject none of their downloads."""
+    from app.exports import store
+
+    try:
+        package = store.current().open(export.filename)
+    except store.StoreError as exc:
+        raise DownloadProblem("unavailable", 503) from exc
+    if package is None:
+        raise DownloadProblem("expired", 410)
+    return package
 
 
 def count_download(token: Token, export: Export) -> int:

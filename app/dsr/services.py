@@ -163,9 +163,11 @@ def fulfilment_job(dsr: DsrRequest) -> PendingJob:
         RequestType.RESTRICTION.value: "workers.jobs.send_decision",
         RequestType.OBJECTION.value: "workers.jobs.send_decision",
     }[dsr.request_type]
-    # Transient errors (Stripe unreachable, database hiccups) are retried with backoff; the job
-    # itself moves the request to ``failed`` on a permanent error or the last retry.
-    retry = Retry(max=4, interval=[30, 120, 600, 1800])
+    # Transient errors (Stripe or the export store unreachable, database hiccups) are retried with
+    # backoff (FULFIL_RETRY_INTERVALS); the job itself moves the request to ``failed`` on a permanent
+    # error or the last retry.
+    intervals = current_app.config.get("FULFIL_RETRY_INTERVALS") or [30, 120, 600, 1800]
+    retry = Retry(max=len(intervals), interval=list(intervals))
     return PendingJob(queue="fulfilment", func=func, args=(dsr.id,), job_id=f"fulfil-{dsr.id}", retry=retry)
 
 

@@ -1,9 +1,10 @@
 """The access package's zip: each category streamed in (``categories``), then README.html rendered from
 the inventory and the categories' bounded digests (``readme``), then ``manifest.json``.
 
-The zip is written under a hidden ``.part`` name in ``EXPORT_DIR``, created private (0600), and
-``os.replace``d to its final name only when complete: a crash never leaves a file that could be served.
-Every entry is dated at the generation time (``members.entry``).
+The zip is written under a hidden ``.part`` name in the store's local staging directory, created
+private (0600), and handed to the store (``app.exports.store``) only when complete: a directory renames
+it into place, S3 uploads it; a crash never leaves a package that could be served. Every entry is dated
+at the generation time (``members.entry``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 from app.exports.categories import Digest, write_category
 from app.exports.members import COMPRESSLEVEL, entry, write_member
 from app.exports.readme import render_readme
+from app.exports.store import DirectoryStore, ExportStore
 from app.models_base import utcnow
 from app.sources import EXPORTED, EXPORTERS, Subject
 
@@ -28,7 +30,7 @@ SCHEMA_VERSION = 1
 
 @dataclass
 class PackageResult:
-    path: Path
+    path: Path | None  # the file, when the store is a directory
     filename: str
     size: int
     sha256: str
@@ -58,16 +60,20 @@ def build_package(
     *,
     reference: str,
     subject: Subject,
-    export_dir: str | os.PathLike,
+    export_dir: str | os.PathLike | None = None,
     filename: str,
     progress: Callable[[int, int], None] | None = None,
     expected_rows: int | None = None,
     jurisdiction: str = "gdpr",
+    store: ExportStore | None = None,
 ) -> PackageResult:
-    """Write the package for ``subject``; ``progress(rows_done, expected)`` is called as rows stream."""
-    directory = Path(export_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    final = directory / filename
+    """Write the package for ``subject`` into ``store`` (or the directory ``export_dir``);
+    ``progress(rows_done, expected)`` is called as rows stream."""
+    if store is None:
+        if export_dir is None:
+            raise TypeError("build_package needs a store or an export_dir")
+        store = DirectoryStore(export_dir)
+    directory = store.staging_dir()
     tmp = directory / f".{filename}.part"
     generated_at = utcnow()
     files: list[dict[str, Any]] = []
@@ -120,11 +126,11 @@ def build_package(
         with zf.open(entry("manifest.json", generated_at), "w") as member:
             member.write(manifest_bytes)
     sha = _sha256(tmp)
-    os.replace(tmp, final)
+    size = store.publish(tmp, filename, sha)
     return PackageResult(
-        path=final,
+        path=store.path_of(filename) if isinstance(store, DirectoryStore) else None,
         filename=filename,
-        size=final.stat().st_size,
+        size=size,
         sha256=sha,
         manifest=manifest,
         rows=done,
@@ -134,5 +140,6 @@ def build_package(
 
 
 def discard_partial(export_dir: str | os.PathLike, filename: str) -> None:
-    """Remove a half-written package left by a killed worker."""
-    (Path(export_dir) / f".{filename}.part").unlink(missing_ok=True)
+    """Remove a half-written package left by a killed worker (``ExportStore.discard_partial`` also
+    clears what a store keeps of an unfinished upload)."""
+    DirectoryStore(export_dir).discard_partial(filename)

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import hashlib
 
-from flask import Blueprint, abort, current_app, redirect, render_template, request, send_file, url_for
+from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 from limits import parse as parse_limit
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException, TooManyRequests
+from werkzeug.wsgi import wrap_file
 
 from app.audit.models import AuditEvent
 from app.dsr import portal, services
@@ -448,43 +449,40 @@ def download_link(token: str):
 
 @bp.route("/download", methods=["GET", "HEAD"])
 def download():
-    """Serve the package. Only a complete GET counts as one of the five downloads: HEAD answers with the
-    headers and counts nothing, and a Range request (a link scanner's peek, a resume) is refused."""
-    from app.exports import store
-
+    """Stream the package from the export store. Only a complete GET counts as one of the five downloads:
+    HEAD answers with the headers and counts nothing, and a Range request (a link scanner's peek, a
+    resume) is refused. The package is opened before the count, so a store that cannot be read costs
+    nothing."""
     try:
         tok = services.find_token(_from_cookie("download"), "download", lock=request.method == "GET")
         export = portal.downloadable(tok)
+        dsr = tok.dsr
+        headers = {"Cache-Control": "no-store", "Accept-Ranges": "none"}
+        if request.headers.get("Range") or request.method == "HEAD":
+            size = portal.package_size(export)
+            db.session.rollback()
+            if request.method == "GET":
+                return current_app.response_class(status=416, headers={**headers, "Content-Range": f"bytes */{size}"})
+            return current_app.response_class(
+                status=200, headers={**headers, "Content-Type": "application/zip", "Content-Length": str(size)}
+            )
+        package = portal.open_package(export)
     except (services.TokenProblem, portal.DownloadProblem) as problem:
         return _download_refused(problem)
-    dsr = tok.dsr
-    path = store.path_of(export.filename)
-    headers = {"Cache-Control": "no-store", "Accept-Ranges": "none"}
-    if request.headers.get("Range"):
-        db.session.rollback()
-        return current_app.response_class(
-            status=416, headers={**headers, "Content-Range": f"bytes */{path.stat().st_size}"}
-        )
-    if request.method == "HEAD":
-        db.session.rollback()
-        return current_app.response_class(
-            status=200,
-            headers={**headers, "Content-Type": "application/zip", "Content-Length": str(path.stat().st_size)},
-        )
     try:
         portal.count_download(tok, export)
     except portal.DownloadProblem as problem:
+        package.close()
         db.session.rollback()
         return render_template("portal/download_gone.html", kind=problem.kind), problem.status
     db.session.commit()
-    response = send_file(
-        path,
+    response = current_app.response_class(
+        wrap_file(request.environ, package.file, buffer_size=1 << 16),
         mimetype="application/zip",
-        as_attachment=True,
-        download_name=f"{dsr.reference}-data.zip",
-        max_age=0,
-        conditional=False,
+        direct_passthrough=True,
     )
+    response.content_length = package.size
+    response.headers.set("Content-Disposition", "attachment", filename=f"{dsr.reference}-data.zip")
     response.headers.update(headers)
     return response
 

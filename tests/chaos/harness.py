@@ -1,9 +1,11 @@
 """Real processes for the fault-injection run, all on 127.0.0.1.
 
 A ``Stack`` starts a ``redis-server``, an aiosmtpd sink (stoppable and restartable on its port),
-localstripe, gunicorn with two workers and one or more ``flask worker`` trees, on SQLite files in a
-temp dir (or ``CHAOS_DATABASE_URL``), and gives the scenario the levers it pulls: SIGKILL a worker
-tree, ``FLUSHALL``, stop and start SMTP, run ``flask reconcile`` the way cron would.
+localstripe, an S3 store (moto's server, behind a proxy that can cut uploads mid-body), gunicorn with
+two workers and one or more ``flask worker`` trees, on SQLite files in a temp dir (or
+``CHAOS_DATABASE_URL``), and gives the scenario the levers it pulls: SIGKILL a worker tree,
+``FLUSHALL``, stop and start SMTP, fail the export store mid-upload, run ``flask reconcile`` the way
+cron would.
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ def missing_binaries() -> list[str]:
     missing = []
     if redis_binary() is None:
         missing.append("redis-server")
-    for name in ("gunicorn", "flask", "localstripe"):
+    for name in ("gunicorn", "flask", "localstripe", "moto_server"):
         if not (BIN / name).exists():
             missing.append(str(BIN / name))
     return missing
@@ -183,6 +185,12 @@ class Stack:
         # Like the embedded Redis, this one requires a password (a config file keeps it off the command line).
         self.redis_password = secrets.token_urlsafe(24)
         self.stripe_port = free_port()
+        # Exports go to S3 (moto's server) through a proxy the scenario can make cut uploads mid-body.
+        from tests.s3_fixtures import S3_ENV, CuttingProxy
+
+        self.s3_port = free_port()
+        self.store = CuttingProxy(self.s3_port)
+        self.bucket = "chaos-exports"
         self.base = f"http://{LOOPBACK}:{self.web_port}"
         self.log_lines: list[str] = []
         database = os.environ.get("CHAOS_DATABASE_URL")
@@ -207,6 +215,11 @@ class Stack:
             STRIPE_API_KEY="sk_test_chaos",
             STRIPE_API_BASE=f"http://{LOOPBACK}:{self.stripe_port}",
             EXPORT_DIR=str(self.work / "exports"),
+            EXPORT_STORAGE_URL=f"s3://{self.bucket}/chaos",
+            S3_ENDPOINT_URL=self.store.url,
+            **S3_ENV,
+            # A job whose upload failed is retried within seconds (production: 30 s, 2, 10, 30 min).
+            FULFIL_RETRY_INTERVALS="2,3,5,8,13",
             PORTAL_BASE_URL=self.base,
             RATELIMIT_ENABLED="false",
             RECONCILE_HORSE_GRACE_SECONDS=str(horse_grace),
@@ -214,7 +227,19 @@ class Stack:
         )
         self.env = env
 
-    _OWN_PREFIXES = ("DATABASE", "PLATFORM_", "REDIS", "MAIL_", "STRIPE", "TEST_", "RECONCILE_", "EXPORT_DIR")
+    _OWN_PREFIXES = (
+        "DATABASE",
+        "PLATFORM_",
+        "REDIS",
+        "MAIL_",
+        "STRIPE",
+        "TEST_",
+        "RECONCILE_",
+        "EXPORT_",
+        "S3_",
+        "AWS_",
+        "FULFIL_",
+    )
 
     # --- processes ---------------------------------------------------------------------------------
     def log(self, line: str) -> None:
@@ -266,6 +291,7 @@ class Stack:
         self.spawn(
             [str(BIN / "python"), "-c", LOCALSTRIPE, "--port", str(self.stripe_port), "--from-scratch"], "localstripe"
         )
+        self.spawn([str(BIN / "moto_server"), "-H", LOOPBACK, "-p", str(self.s3_port)], "s3")
         self.sink.start()
         self.redis = redis.Redis(host=LOOPBACK, port=self.redis_port, password=self.redis_password, socket_timeout=5)
         end = time.monotonic() + 20
@@ -280,6 +306,9 @@ class Stack:
         # seed-demo creates Stripe customers: localstripe must answer first.
         if not wait_http(f"http://{LOOPBACK}:{self.stripe_port}/v1/customers", 30):
             raise RuntimeError("localstripe did not start")
+        if not wait_http(f"http://{LOOPBACK}:{self.s3_port}/", 30):
+            raise RuntimeError("moto_server (S3) did not start")
+        self.s3().create_bucket(Bucket=self.bucket)
         if self.env["DATABASE_URL"].startswith("postgresql"):
             from tests.dbreset import drop_app_tables
 
@@ -329,7 +358,14 @@ class Stack:
             return False, result.stderr.strip()[-400:].replace("\n", " ")
         return True, result.stdout.strip()
 
+    def s3(self):
+        """A client of the S3 server itself (not through the proxy), to judge what is stored."""
+        from tests.s3_fixtures import s3_client
+
+        return s3_client(f"http://{LOOPBACK}:{self.s3_port}")
+
     def stop(self) -> None:
+        self.store.close()
         for proc in list(self.workers):
             self.kill_worker(proc)
         for proc in self.procs:

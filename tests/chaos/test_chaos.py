@@ -2,12 +2,14 @@
 
 Submits, verifies (through the real emails) and approves a mix of access, deletion and correction
 requests, then, while they run: SIGKILLs worker trees at random moments and restarts them, FLUSHALLs
-Redis once while approved requests are queued, stops the SMTP sink for a while, and runs
-``flask reconcile`` every few seconds as cron would. At the end every request completed exactly once,
-every email went out exactly once (or, where a worker died between the SMTP server's acceptance and
-our record of it, which no client can make atomic, a second time under the same Message-ID with the
-interruption on the row), every export is a valid zip whose manifest matches, and no deletion
-ran twice. Sizes: ``CHAOS_REQUESTS``, ``CHAOS_KILLS``, ``CHAOS_SMTP_DOWN`` (seconds); ``make chaos``
+Redis once while approved requests are queued, stops the SMTP sink for a while, cuts the export
+store's connections mid-upload (S3: moto's server behind a proxy) until a package has failed all of
+its attempts, and runs ``flask reconcile`` every few seconds as cron would. At the end every request
+completed exactly once, every email went out exactly once (or, where a worker died between the SMTP
+server's acceptance and our record of it, which no client can make atomic, a second time under the
+same Message-ID with the interruption on the row), every export is a valid zip whose manifest matches
+and is stored encrypted (and nothing else is stored), and no deletion ran twice. Sizes:
+``CHAOS_REQUESTS``, ``CHAOS_KILLS``, ``CHAOS_SMTP_DOWN`` (seconds), ``CHAOS_STORE_CUTS``; ``make chaos``
 runs the full size, the normal suite a reduced one.
 """
 
@@ -42,6 +44,7 @@ RECONCILE_EVERY = 2.0
 USAGE_ROWS = int(os.environ.get("CHAOS_USAGE_ROWS") or (60_000 if REQUESTS > 10 else 20_000))
 REF = re.compile(r"\bDSR-[A-Z0-9]{3,}(?:-[A-Z0-9]{3,})*\b")
 KINDS = ("access", "deletion", "correction")
+STORE_CUTS = int(os.environ.get("CHAOS_STORE_CUTS") or 4)
 
 
 class Scenario:
@@ -128,6 +131,11 @@ class Scenario:
         smtp_back_at = start + SMTP_DOWN
         self.s.sink.stop()
         self.s.log(f"SMTP sink stopped for {SMTP_DOWN:.0f}s")
+        # The export store fails mid-upload: the next STORE_CUTS connections that carry an upload die
+        # part-way through its body (more than one upload's three attempts: a job fails and is retried).
+        self.s.store.cuts_left = STORE_CUTS
+        self.s.store.cut_after = 2048
+        self.s.log(f"export store: the next {STORE_CUTS} uploads are cut mid-body")
         flushed = False
         next_reconcile = start + RECONCILE_EVERY
         while not self.stop.is_set():
@@ -308,6 +316,7 @@ def judge(scenario: Scenario) -> list[str]:
     if unknown:
         problems.append(f"the sink got {len(unknown)} messages no OutgoingMail row accounts for")
 
+    problems.extend(judge_store(scenario))
     for req in scenario.requests:
         if req["kind"] == "access" and status.get(req["ref"], (None,))[0] == "completed":
             outcome = s.query(s.portal(), "select outcome from dsr_request where reference = :r", r=req["ref"])[0][0]
@@ -332,6 +341,29 @@ def judge(scenario: Scenario) -> list[str]:
             names = s.query(s.platform(), "select name from platform_account where email = :e", e=req["email"])
             if names and names[0][0] != req["new_name"]:
                 problems.append(f"{req['ref']}: account name is {names[0][0]!r}, not {req['new_name']!r}")
+    return problems
+
+
+def judge_store(scenario: Scenario) -> list[str]:
+    """Exactly the ready packages are stored, each complete and encrypted, with no upload left open;
+    and the store really failed mid-upload when there was a package to upload."""
+    s = scenario.s
+    problems: list[str] = []
+    client = s.s3()
+    stored = {o["Key"]: o["Size"] for o in client.list_objects_v2(Bucket=s.bucket).get("Contents", [])}
+    ready = {f"chaos/{name}": size for name, size in s.query(
+        s.portal(), "select filename, size_bytes from export where status = 'ready'")}  # fmt: skip
+    if stored != ready:
+        problems.append(f"the store holds {sorted(stored)}, the ready exports are {sorted(ready)}")
+    for key in stored:
+        if client.head_object(Bucket=s.bucket, Key=key).get("ServerSideEncryption") != "AES256":
+            problems.append(f"{key} is stored without server-side encryption")
+    uploads = client.list_multipart_uploads(Bucket=s.bucket).get("Uploads", [])
+    if uploads:
+        problems.append(f"{len(uploads)} multipart uploads left open")
+    s.log(f"export store: {s.store.cuts} uploads cut mid-body, {len(stored)} packages stored")
+    if ready and s.store.cuts < min(STORE_CUTS, 3):
+        problems.append(f"only {s.store.cuts} uploads were cut (wanted {STORE_CUTS}): the store fault never landed")
     return problems
 
 

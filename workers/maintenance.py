@@ -244,6 +244,14 @@ def purge_records(now=None) -> int:
     for model in (RequestIdentifier, RequestNote, RequestMessage):
         db.session.execute(delete(model).where(model.request_id.in_(ids)))
     db.session.execute(delete(OutgoingMail).where(OutgoingMail.request_id.in_(ids)))
+    # The mailbox's record of a message outlives the request (minimised long before): it is what keeps
+    # the message from being read in again.
+    from app.mailbox.models import InboundMail
+
+    db.session.execute(update(InboundMail).where(InboundMail.request_id.in_(ids)).values(request_id=None))
+    db.session.execute(
+        update(InboundMail).where(InboundMail.related_request_id.in_(ids)).values(related_request_id=None)
+    )
     db.session.execute(update(DsrRequest).where(DsrRequest.duplicate_of_id.in_(ids)).values(duplicate_of_id=None))
     db.session.execute(delete(DsrRequest).where(DsrRequest.id.in_(ids)))
     record_event("retention.records_purged", SYSTEM, data={"count": len(ids), "request_ids": ids[:100]})

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, PasswordField, RadioField, SelectField, StringField, TextAreaField
+from wtforms import (
+    BooleanField,
+    EmailField,
+    HiddenField,
+    PasswordField,
+    RadioField,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.validators import AnyOf, DataRequired, Length, Optional, Regexp
 
 from app.portal.forms import select_choices
@@ -124,6 +133,8 @@ class StaffIntakeForm(FlaskForm):
     )
     verification_method = StringField("How it was verified", validators=[Optional(), Length(max=200)])
     verification_evidence = TextAreaField("Evidence", validators=[Optional(), Length(max=2000)])
+    # The privacy-mailbox intake item this request is made from (its text and files open the thread).
+    inbound_mail_id = HiddenField(validators=[Optional(), Regexp(r"^\d{1,9}$")])
 
     def validate_email(self, field) -> None:
         from email_validator import EmailNotValidError

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from flask import abort, current_app, jsonify, render_template, request
 from flask_login import current_user
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.admin import charts
 from app.admin.guard import bp, requires
@@ -42,7 +42,7 @@ REFERENCE_RE = re.compile(r"^DSR-[0-9A-Z]{1,8}-[0-9A-Z]{1,8}$")
 
 def register(app) -> None:
     # Importing the modules attaches their routes to ``bp`` before it is registered.
-    from app.admin import account, actions, auth, intake, manage, outbox, reports, staff  # noqa: F401
+    from app.admin import account, actions, auth, intake, mailbox, manage, outbox, reports, staff  # noqa: F401
 
     login_manager.login_view = "admin.login"
     login_manager.login_message = "Sign in to continue."
@@ -151,9 +151,16 @@ def dashboard():
     now = utcnow()
     weeks, series = charts.requests_per_week(now)
     ot_weeks, done, ok = charts.on_time_per_week(now)
+    from app.mailbox.models import InboundMail
+
+    new_mail = db.session.execute(
+        select(func.count()).select_from(InboundMail).where(InboundMail.status == "new")
+    ).scalar_one()
     return render_template(
         "admin/dashboard.html",
         counts=dashboard_counts(now),
+        new_mail=new_mail,
+        mailbox_configured=bool(current_app.config.get("MAIL_IMAP_URL")),
         per_week_chart=charts.bar_chart(weeks, series),
         on_time_chart=charts.on_time_chart(ot_weeks, done, ok),
         totals={k: sum(v) for k, v in series.items()},
@@ -290,6 +297,7 @@ def request_detail(reference: str):
         views=sum(1 for e in events if e.event == "request.viewed"),
         notes=list(dsr.notes),
         thread=list(dsr.messages),
+        inbound=_inbound_of(dsr),
         mails=mails,
         tokens=tokens,
         plan=plan,
@@ -307,6 +315,17 @@ def request_detail(reference: str):
         may_pause=deadlines.may_pause(dsr.jurisdiction),
         second_approver=bool(current_app.config.get("DELETION_REQUIRES_SECOND_APPROVER")),
         S=S,
+    )
+
+
+def _inbound_of(dsr: DsrRequest) -> list:
+    """What the privacy mailbox recorded for this request (replies, the mail it was made from)."""
+    from app.mailbox.models import InboundMail
+
+    return list(
+        db.session.execute(
+            select(InboundMail).where(InboundMail.request_id == dsr.id).order_by(InboundMail.received_at)
+        ).scalars()
     )
 
 

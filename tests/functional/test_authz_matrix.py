@@ -28,6 +28,10 @@ MATRIX = [
     ("POST", "/admin/requests/{ref}/action", "officer"),
     ("POST", "/admin/requests/bulk", "officer"),
     ("POST", "/admin/requests/views", "auditor"),
+    ("GET", "/admin/mailbox", "auditor"),
+    ("GET", "/admin/mailbox/{inb}", "auditor"),
+    ("POST", "/admin/mailbox/{inb}/dismiss", "officer"),
+    ("GET", "/admin/mailbox/{inb}/attachments/{n}", "auditor"),
     ("GET", "/admin/reports", "auditor"),
     ("GET", "/admin/reports/register.csv", "auditor"),
     ("GET", "/admin/audit", "auditor"),
@@ -88,8 +92,31 @@ def world(app):
         attachment_size=5,
     )
     db.session.add(message)
+    from app.mailbox.models import InboundMail
+    from app.models_base import utcnow
+
+    inbound = InboundMail(
+        mailbox="test",
+        uid_validity=1,
+        uid=1,
+        message_id_hash="0" * 64,
+        from_addr="writer@example.com",
+        subject="a letter",
+        body_text="hello",
+        attachments=[{"name": "b.txt", "type": "text/plain", "size": 2, "key": save_attachment(b"hi", "text/plain")}],
+        received_at=utcnow(),
+    )
+    db.session.add(inbound)
     db.session.commit()
-    return {"ref": dsr.reference, "sid": other.id, "mid": mail.id, "msg": message.id, "tpl": "verify"}
+    return {
+        "ref": dsr.reference,
+        "sid": other.id,
+        "mid": mail.id,
+        "msg": message.id,
+        "tpl": "verify",
+        "inb": inbound.id,
+        "n": 1,
+    }
 
 
 def expected(role: str, least: str, method: str) -> set[int]:
@@ -137,7 +164,9 @@ def test_authz_url_map_every_admin_view_is_guarded_and_in_the_matrix(app):
         assert rule.endpoint in PUBLIC or rule.endpoint in ENDPOINT_ROLES, f"{rule.endpoint} has no declared role"
         template = rule.rule
         for arg in rule.arguments:
-            placeholder = "{sid}" if "user" in arg else "{msg}" if "message" in arg else "{mid}"
+            placeholder = {"item_id": "{inb}", "index": "{n}"}.get(arg) or (
+                "{sid}" if "user" in arg else "{msg}" if "message" in arg else "{mid}"
+            )
             named = "{tpl}" if arg == "name" else "{ref}"
             template = template.replace(f"<{arg}>", named).replace(f"<id:{arg}>", placeholder)
         for method in rule.methods - {"HEAD", "OPTIONS"}:

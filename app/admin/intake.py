@@ -92,5 +92,5 @@ def prefill(form: StaffIntakeForm, item) -> None:
     form.channel.data = "email"
     form.email.data = item.from_addr or ""
     form.full_name.data = item.from_name or ""
-    form.received_at.data = item.received_at.strftime("%Y-%m-%dT%H:%M")
+    form.received_at.data = item.received_at.strftime("%Y-%m-%dT%H:%M:%S")
     form.details.data = (item.body_text or "")[:5000]

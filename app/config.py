@@ -217,6 +217,8 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "WTF_CSRF_TIME_LIMIT": 8 * 3600,
         # Forms are small; only a subject's attachment (ATTACHMENT_MAX_BYTES) makes a request larger.
         "ATTACHMENT_MAX_BYTES": int(os.environ.get("ATTACHMENT_MAX_BYTES") or 2 * 1024 * 1024),
+        # Where attached files are kept (0600, outside the web root); web and workers must share it.
+        "ATTACHMENT_DIR": os.environ.get("ATTACHMENT_DIR") or None,
         "MAX_CONTENT_LENGTH": int(os.environ.get("ATTACHMENT_MAX_BYTES") or 2 * 1024 * 1024) + 256 * 1024,
         "PREFERRED_URL_SCHEME": "https" if production else "http",
         # Lifetimes of what we send people.

@@ -25,6 +25,7 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(cron_cmd)
     app.cli.add_command(seed_demo_cmd)
     app.cli.add_command(reconcile_cmd)
+    app.cli.add_command(read_mailbox_cmd)
     app.cli.add_command(dev_cmd)
 
 
@@ -157,6 +158,20 @@ def reconcile_cmd() -> None:
 
     summary = reconcile()
     click.echo(", ".join(f"{k}: {v}" for k, v in summary.items()) or "nothing to do")
+
+
+@click.command("read-mailbox", help="Read new mail from MAIL_IMAP_URL now (cron does it every minute).")
+@with_appcontext
+def read_mailbox_cmd() -> None:
+    from app.mailbox.services import MailboxError, read_mailbox
+
+    try:
+        summary = read_mailbox()
+    except MailboxError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not summary.get("configured"):
+        raise click.ClickException("MAIL_IMAP_URL is not set")
+    click.echo(", ".join(f"{k}: {v}" for k, v in summary.items() if k != "configured"))
 
 
 def _free_port() -> int:

@@ -12,7 +12,8 @@ import re
 import secrets
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.dsr.models import DsrRequest
 from app.extensions import db
@@ -43,7 +44,16 @@ def reply_address(dsr: DsrRequest) -> str | None:
     if not local:
         return None
     if not dsr.reply_token:
-        dsr.reply_token = secrets.token_hex(10)
+        # Set once, by the statement that checks it is unset: two mails queued at once for the same
+        # request (two transactions) end with one token, the one both carry.
+        db.session.execute(
+            update(DsrRequest)
+            .where(DsrRequest.id == dsr.id, DsrRequest.reply_token.is_(None))
+            .values(reply_token=secrets.token_hex(10))
+            .execution_options(synchronize_session=False)
+        )
+        token = db.session.execute(select(DsrRequest.reply_token).where(DsrRequest.id == dsr.id)).scalar_one()
+        set_committed_value(dsr, "reply_token", token)
     return f"{local.split('+', 1)[0]}+{dsr.reply_token}@{domain}"
 
 

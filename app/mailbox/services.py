@@ -66,7 +66,7 @@ def record_message(mailbox: str, uid_validity: int, fetched: Fetched) -> Inbound
     """Record and act on one message; the caller commits. None when it was recorded already."""
     now = utcnow()
     raw = fetched.raw if fetched.raw is not None else fetched.header
-    parsed = parse_mail(raw)
+    parsed = parse_mail(raw)  # lenient (email.policy.default): a malformed part is read as far as it goes
     seen = db.session.execute(
         select(InboundMail.id).where(
             (InboundMail.message_id_hash == parsed.message_id_hash)

@@ -360,3 +360,57 @@ def test_erasure_and_minimisation_reach_inbound_mail(app, officer, imap_server):
     # minimised, the records still keep the messages from being read in again
     app.config["MAIL_IMAP_KEEP"] = True
     assert read_mailbox()["new"] == 0
+
+
+def test_automatic_replies_and_other_senders_are_shown_to_staff_and_change_nothing(app, officer, imap_server):
+    client, _ = officer
+    dsr, question = waiting_request(client, email="sam@example.com")
+    imap_server.append(
+        mail(
+            subject="Out of office",
+            body="I am away until Monday.",
+            sender="sam@example.com",
+            headers={"In-Reply-To": question.message_id, "Auto-Submitted": "auto-replied"},
+        )
+    )
+    read_mailbox()
+    db.session.expire_all()
+    dsr = db.session.get(DsrRequest, dsr.id)
+    assert dsr.status == "on_hold"  # still waiting for a real answer
+    [auto] = [m for m in dsr.messages if m.direction == "in"]
+    assert auto.kind == "auto_reply"
+    token = client.get(f"/admin/requests/{dsr.reference}")  # staff see it
+    assert "I am away until Monday." in token.get_data(as_text=True)
+    # a reply from another address is threaded, and flagged to staff
+    imap_server.append(mail(body="answer from my work address", sender="sam@work.example", to=question.reply_to))
+    read_mailbox()
+    db.session.expire_all()
+    assert db.session.get(DsrRequest, dsr.id).status == "pending_review"
+    assert "data-other-sender" in client.get(f"/admin/requests/{dsr.reference}").get_data(as_text=True)
+
+
+def test_a_message_over_the_size_limit_is_not_read_in_and_stays_on_the_server(app, officer, imap_server):
+    app.config["MAIL_IMAP_MAX_BYTES"] = 2000
+    client, _ = officer
+    dsr, question = waiting_request(client)
+    imap_server.append(mail(body="x" * 5000, headers={"In-Reply-To": question.message_id}))
+    imap_server.append(mail(subject="small"))
+    assert read_mailbox()["new"] == 2
+    big = db.session.execute(select(InboundMail).where(InboundMail.too_large.is_(True))).scalar_one()
+    assert big.status == "new" and big.body_text == "" and big.related_request_id == dsr.id
+    assert imap_server.uids() == [big.uid]  # only the small one was deleted
+    assert read_mailbox()["new"] == 0  # and the big one is not read in again
+    assert "too large" in client.get(f"/admin/mailbox/{big.id}").get_data(as_text=True)
+
+
+def test_read_mailbox_command_and_an_unreachable_server(app, imap_server):
+    from app.mailbox.imap import MailboxError
+
+    imap_server.append(mail())
+    result = app.test_cli_runner().invoke(args=["read-mailbox"])
+    assert result.exit_code == 0 and "new: 1" in result.output
+    imap_server.stop()
+    with pytest.raises(MailboxError) as info:
+        read_mailbox()
+    assert "mailbox-test-password" not in str(info.value)
+    assert count(InboundMail) == 1

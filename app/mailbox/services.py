@@ -99,6 +99,16 @@ def record_message(mailbox: str, uid_validity: int, fetched: Fetched) -> Inbound
     )
     db.session.add(item)
     db.session.flush()  # the claim: a second reader of this message fails here (unique keys)
+    saved: list[str] = []
+    try:
+        return _act(item, parsed, fetched, saved)
+    except BaseException:
+        for key in saved:  # nothing of this attempt is committed: its files go too
+            delete_attachment(key)
+        raise
+
+
+def _act(item: InboundMail, parsed: ParsedMail, fetched: Fetched, saved: list[str]) -> InboundMail:
     text = redact_tokens(parsed.text) or ""  # a quoted status link is no working token in our copy
     if item.too_large:
         limit = int(current_app.config["MAIL_IMAP_MAX_BYTES"])
@@ -106,6 +116,7 @@ def record_message(mailbox: str, uid_validity: int, fetched: Fetched) -> Inbound
         kept: list[dict] = []
     else:
         kept, refused = _files(parsed)
+        saved.extend(f["key"] for f in kept)
         item.refused = refused or None
     dsr, how = match_request(parsed.recipients, parsed.in_reply_to, parsed.references)
     if dsr is not None and dsr.status not in {s.value for s in CLOSED} and not item.too_large:

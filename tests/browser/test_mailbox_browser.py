@@ -25,7 +25,8 @@ def test_mailbox_browser_officer_turns_a_mail_into_a_request(
     imap_server.append(
         "From: Ola Letter <ola@example.com>\nTo: privacy@chatgpttech.mobi\nSubject: My data\n"
         "Message-ID: <browser-1@example.com>\nDate: Mon, 30 Nov 2026 09:15:00 +0000\n"
-        "Content-Type: text/html; charset=utf-8\n\n<p>Send me <b>everything</b> you hold.</p><script>alert(1)</script>\n"
+        "Content-Type: text/html; charset=utf-8\n\n"
+        "<p>Send me <b>everything</b> you hold.</p><script>alert(1)</script>\n"
     )
     read_mailbox()
     officer = make_staff("officer", email="mailbox.officer@staff.test")

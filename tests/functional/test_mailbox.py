@@ -164,6 +164,10 @@ def test_a_new_mail_can_be_dismissed_and_only_by_an_officer(app, officer, imap_s
     item = db.session.get(InboundMail, item.id)
     assert item.status == "dismissed" and item.dismiss_reason == "spam" and item.handled_at is not None
     assert count(AuditEvent, AuditEvent.event == "mailbox.item_dismissed") == 1
+    from tests.functional.test_observability import samples
+
+    metrics = samples(client.get("/metrics", environ_base={"REMOTE_ADDR": "127.0.0.1"}).get_data(as_text=True))
+    assert metrics[("dsr_inbound_mail", (("status", "dismissed"),))] == 1
 
 
 def test_a_reply_is_threaded_to_its_request_and_nothing_else(app, officer, imap_server):

@@ -180,7 +180,7 @@ ATTRIBUTION = re.compile(r"^(On .{4,200} wrote:|-{2,} ?Original Message ?-{2,}|F
 
 def without_quote(text: str) -> str:
     """The new part of a reply: cut at the first attribution line ("On ... wrote:") or quoted block
-    that runs to the end of the message. The full text stays on the intake record."""
+    that runs to the end of the message (the quote is our own message, which the thread has already)."""
     lines = text.splitlines()
     for i, line in enumerate(lines):
         rest = [x for x in lines[i + 1 :] if x.strip()]

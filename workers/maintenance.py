@@ -185,11 +185,23 @@ def deadline_reminders(now=None) -> int:
             .limit(500)
         ).scalars()
     )
+    from app.mailbox.models import InboundMail
+
+    # Mail at the privacy address that no officer has turned into a request or dismissed for a day: a
+    # request by email runs from the day it arrived, whether or not anyone has entered it yet.
+    unread = list(
+        db.session.execute(
+            select(InboundMail)
+            .where(InboundMail.status == "new", InboundMail.fetched_at <= now - timedelta(days=1))
+            .order_by(InboundMail.received_at)
+            .limit(100)
+        ).scalars()
+    )
     for dsr in waiting:
         notify_subject(dsr, "subject_reminder", f"We are waiting for your answer ({dsr.reference})")
         dsr.subject_reminded_at = now
         record_event("request.subject_reminded", SYSTEM, dsr=dsr)
-    if not rows and not waiting:
+    if not rows and not waiting and not unread:
         db.session.commit()
         return 0
     overdue = [r for r in rows if r.due_at < now]
@@ -199,11 +211,13 @@ def deadline_reminders(now=None) -> int:
         queue_mail(
             to,
             "fulfil_staff_reminder",
-            f"Privacy requests: {len(overdue)} overdue, {len(due_soon)} due soon, {len(waiting)} waiting",
+            f"Privacy requests: {len(overdue)} overdue, {len(due_soon)} due soon, {len(waiting)} waiting"
+            + (f", {len(unread)} mail{'' if len(unread) == 1 else 's'} not handled" if unread else ""),
             today=now,
             overdue=overdue,
             due_soon=due_soon,
             waiting=waiting,
+            unread_mail=unread,
             days=days,
         )
         sent += 1

@@ -418,3 +418,16 @@ def test_read_mailbox_command_and_an_unreachable_server(app, imap_server):
         read_mailbox()
     assert "mailbox-test-password" not in str(info.value)
     assert count(InboundMail) == 1
+
+
+def test_mail_no_one_handled_for_a_day_is_in_the_staff_reminder(app, officer, imap_server):
+    from workers.maintenance import deadline_reminders
+
+    imap_server.append(mail(date=utcnow() - timedelta(days=2)))
+    read_mailbox()
+    assert deadline_reminders() == 0  # read in just now: not yet a day unhandled
+    assert deadline_reminders(now=utcnow() + timedelta(days=1, minutes=1)) == 1
+    [reminder] = db.session.execute(
+        select(OutgoingMail).where(OutgoingMail.template == "fulfil_staff_reminder")
+    ).scalars()
+    assert "1 mail not handled" in reminder.subject and "/admin/mailbox" in reminder.body_text

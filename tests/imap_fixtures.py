@@ -125,13 +125,13 @@ service anvil {{
         conn.login(USER, PASSWORD)
         return conn
 
-    def append(self, raw: bytes | str, folder: str = "INBOX") -> int:
-        """APPEND a message; returns its UID."""
+    def append(self, raw: bytes | str, folder: str = "INBOX", arrived=None) -> int:
+        """APPEND a message (``arrived``: the server's receipt time, INTERNALDATE); returns its UID."""
         data = raw.encode() if isinstance(raw, str) else raw
         data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
         conn = self.session()
         try:
-            typ, resp = conn.append(folder, None, None, data)
+            typ, resp = conn.append(folder, None, arrived, data)
             assert typ == "OK", resp
             code = resp[0].decode()  # [APPENDUID <validity> <uid>] ...
             return int(code.split("APPENDUID ", 1)[1].split("]", 1)[0].split()[1])

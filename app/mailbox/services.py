@@ -11,7 +11,7 @@ events commit together. After the commit the message is deleted from the server 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
@@ -44,9 +44,13 @@ TEXT_LIMIT = 100_000
 
 
 def _received(parsed: ParsedMail, fetched: Fetched, now: datetime) -> datetime:
-    """The mail's date, but never later than the server received it, nor than now."""
-    candidates = [d for d in (parsed.date, fetched.internal_date) if d is not None]
-    return min([*candidates, now])
+    """When the mail reached us: the server's receipt time (INTERNALDATE), or the mail's own Date when it
+    is earlier by less than a day (the time it was sent); never later than now. A Date further back is a
+    wrong clock or a forgery and would shorten nobody's deadline but ours, so it is not believed."""
+    arrived = min(fetched.internal_date or now, now)
+    if parsed.date is not None and arrived - timedelta(days=1) <= parsed.date < arrived:
+        return parsed.date
+    return arrived
 
 
 def _files(parsed: ParsedMail) -> tuple[list[dict], list[dict]]:

@@ -107,17 +107,19 @@ def waiting_request(client, **kw) -> tuple[DsrRequest, OutgoingMail]:
 def test_new_mail_becomes_an_intake_item_that_staff_turn_into_a_request(app, officer, imap_server, redis_conn):
     client, _ = officer
     sent = datetime.now(UTC).replace(microsecond=0) - timedelta(days=3)
-    imap_server.append(mail(date=sent))
+    imap_server.append(mail(date=sent - timedelta(minutes=2)), arrived=sent)  # sent, then received
     from app.queue import PendingJob, enqueue_now
 
     enqueue_now(PendingJob(queue="maintenance", func="workers.mailbox.read_mailbox_job"), redis_conn)
     run_jobs(redis_conn)  # the cron job, run by the real worker
     item = db.session.execute(select(InboundMail)).scalar_one()
-    assert item.status == "new" and item.from_addr == "wren@example.com" and item.received_at == sent
+    assert item.status == "new" and item.from_addr == "wren@example.com"
+    assert item.received_at == sent - timedelta(minutes=2)  # the mail's own date
     assert imap_server.uids() == []  # the portal holds it now: the server's copy is gone
     listing = client.get("/admin/mailbox").get_data(as_text=True)
     assert "Please delete my data" in listing and "Wren Writer" in listing
     form = client.get(f"/admin/requests/new?mail={item.id}").get_data(as_text=True)
+    sent = item.received_at
     assert 'value="wren@example.com"' in form and sent.strftime("%Y-%m-%dT%H:%M:%S") in form
     resp = client.post_form(
         "/admin/requests/new",
@@ -418,6 +420,16 @@ def test_read_mailbox_command_and_an_unreachable_server(app, imap_server):
         read_mailbox()
     assert "mailbox-test-password" not in str(info.value)
     assert count(InboundMail) == 1
+
+
+def test_a_date_far_before_the_server_received_the_mail_is_not_believed(app, imap_server):
+    arrived = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    imap_server.append(mail(date=arrived - timedelta(days=90)), arrived=arrived)
+    imap_server.append(mail(subject="from the future", date=utcnow() + timedelta(days=3)))
+    read_mailbox()
+    old, future = db.session.execute(select(InboundMail).order_by(InboundMail.uid)).scalars()
+    assert old.received_at == arrived
+    assert future.received_at <= utcnow()
 
 
 def test_mail_no_one_handled_for_a_day_is_in_the_staff_reminder(app, officer, imap_server):

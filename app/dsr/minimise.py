@@ -107,12 +107,9 @@ def minimise_request(dsr: DsrRequest, now: datetime | None = None) -> None:
             delete_attachment(message.attachment_key)
         message.body = None
         message.attachment_name = message.attachment_key = None
+    # The replies and the mail it was made from; a late reply still waiting as an intake item is its own.
     minimise_inbound(
-        select(InboundMail).where(
-            or_(InboundMail.request_id == dsr.id, InboundMail.related_request_id == dsr.id),
-            InboundMail.minimised_at.is_(None),
-        ),
-        now,
+        select(InboundMail).where(InboundMail.request_id == dsr.id, InboundMail.minimised_at.is_(None)), now
     )
     dsr.email_hash = dsr.email_hash or email_hash(dsr.email)
     dsr.email = None
@@ -133,13 +130,13 @@ def minimise_request(dsr: DsrRequest, now: datetime | None = None) -> None:
     record_event("request.minimised", SYSTEM, dsr=dsr)
 
 
-def minimise_inbound(stmt, now: datetime) -> int:
+def minimise_inbound(stmt, now: datetime, closing_reason: str | None = None) -> int:
     """Minimise the privacy-mailbox records ``stmt`` selects (``app.mailbox.services.minimise_item``)."""
     from app.mailbox.services import minimise_item
 
     n = 0
     for item in list(db.session.execute(stmt).scalars()):
-        minimise_item(item, now)
+        minimise_item(item, now, closing_reason=closing_reason)
         n += 1
     return n
 
@@ -211,6 +208,7 @@ def erase_portal_copies(dsr: DsrRequest, emails: set[str], now: datetime | None 
             or_(InboundMail.request_id.is_(None), InboundMail.request_id != dsr.id),
         ),
         now,
+        closing_reason="subject_erased",
     )
     minimised = closed = 0
     for other in others:

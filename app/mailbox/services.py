@@ -287,8 +287,14 @@ def attach_to_request(item_id: int, dsr: DsrRequest, actor: Actor) -> InboundMai
     return item
 
 
-def minimise_item(item: InboundMail, now: datetime | None = None) -> None:
-    """Keep the record that the message was processed (ids, dates, status); its contents go."""
+def minimise_item(item: InboundMail, now: datetime | None = None, *, closing_reason: str | None = None) -> None:
+    """Keep the record that the message was processed (ids, dates, status); its contents go. With
+    ``closing_reason`` an item nobody handled yet is closed too (its subject was erased: nothing is left
+    to act on)."""
+    if closing_reason and item.status == "new":
+        item.status = "dismissed"
+        item.dismiss_reason = closing_reason
+        item.handled_at = now or utcnow()
     for f in item.attachments or []:
         delete_attachment(f.get("key"))
     item.attachments = None

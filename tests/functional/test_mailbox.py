@@ -358,6 +358,7 @@ def test_erasure_and_minimisation_reach_inbound_mail(app, officer, imap_server):
     intake = db.session.get(InboundMail, intake.id)
     assert intake.minimised_at is not None and intake.from_addr is None and intake.body_text is None
     assert intake.subject is None and intake.attachments is None and intake.message_id_hash  # still known
+    assert intake.status == "dismissed" and intake.dismiss_reason == "subject_erased"
     assert not (attachment_dir() / key).exists()
     minimise_request(db.session.get(DsrRequest, dsr.id))
     db.session.commit()

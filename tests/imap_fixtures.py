@@ -4,7 +4,8 @@
 passwd-file authentication, plaintext login allowed (loopback only, no TLS), maildir under a temporary
 directory, its base_dir and state_dir there too. Run as root (CI), dovecot's own ``dovecot`` and
 ``dovenull`` users are its internal and login users and own the mail; run as anyone else, that user is
-all three. ``append(raw)`` puts a message in the INBOX over IMAP (APPEND), as delivery would.
+all three (tried as ``nobody``). No chroot: a non-root dovecot cannot, and this one only listens on
+loopback for one test. ``append(raw)`` puts a message in the INBOX over IMAP (APPEND), as delivery would.
 Skipped with a printed reason where dovecot is missing; in CI (``CI`` set) that is a failure instead.
 """
 
@@ -86,6 +87,7 @@ userdb {{
   args = uid={owner.pw_uid} gid={owner.pw_gid} home={mail}/%u
 }}
 service imap-login {{
+  chroot =
   inet_listener imap {{
     address = 127.0.0.1
     port = {self.port}
@@ -110,10 +112,13 @@ service anvil {{
                 conn = imaplib.IMAP4("127.0.0.1", self.port, timeout=2)
                 conn.logout()
                 return self
-            except OSError:
+            except (OSError, imaplib.IMAP4.error):  # not listening yet, or its login process not up
                 if self.proc.poll() is not None or time.monotonic() > deadline:
+                    died = self.proc.poll() is not None
+                    err = self.proc.stderr.read().decode(errors="replace")[-2000:] if died and self.proc.stderr else ""
+                    log = self.log()
                     self.stop()
-                    raise RuntimeError(f"dovecot did not start: {self.log()}") from None
+                    raise RuntimeError(f"dovecot did not start: {err} {log}") from None
                 time.sleep(0.1)
 
     def log(self) -> str:

@@ -24,12 +24,15 @@ def mailbox():
     status = request.args.get("status", "new")
     if status not in STATUSES:
         status = "new"
+    # New mail oldest first (its deadline, if it is a request, runs from the day it arrived); the rest newest first.
+    order = (
+        (InboundMail.received_at, InboundMail.id)
+        if status == "new"
+        else (InboundMail.received_at.desc(), InboundMail.id.desc())
+    )
     items = list(
         db.session.execute(
-            select(InboundMail)
-            .where(InboundMail.status == status)
-            .order_by(InboundMail.received_at.desc(), InboundMail.id.desc())
-            .limit(PER_PAGE)
+            select(InboundMail).where(InboundMail.status == status).order_by(*order).limit(PER_PAGE)
         ).scalars()
     )
     counts = dict(db.session.execute(select(InboundMail.status, func.count()).group_by(InboundMail.status)).all())
@@ -39,6 +42,7 @@ def mailbox():
         status=status,
         statuses=STATUSES,
         counts=counts,
+        per_page=PER_PAGE,
         configured=bool(current_app.config.get("MAIL_IMAP_URL")),
     )
 

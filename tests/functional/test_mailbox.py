@@ -444,3 +444,13 @@ def test_mail_no_one_handled_for_a_day_is_in_the_staff_reminder(app, officer, im
         select(OutgoingMail).where(OutgoingMail.template == "fulfil_staff_reminder")
     ).scalars()
     assert "1 mail not handled" in reminder.subject and "/admin/mailbox" in reminder.body_text
+
+
+def test_the_mailbox_lists_new_mail_oldest_first(app, officer, imap_server):
+    client, _ = officer
+    now = datetime.now(UTC).replace(microsecond=0)
+    imap_server.append(mail(subject="newer letter", date=now - timedelta(hours=1)), arrived=now - timedelta(hours=1))
+    imap_server.append(mail(subject="older letter", date=now - timedelta(days=3)), arrived=now - timedelta(days=3))
+    read_mailbox()
+    page = client.get("/admin/mailbox").get_data(as_text=True)
+    assert page.index("older letter") < page.index("newer letter")

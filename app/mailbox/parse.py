@@ -57,11 +57,15 @@ def message_ids(value: str | None) -> list[str]:
 
 
 def _header(msg: EmailMessage, name: str) -> str:
+    """A header as text; one the parser cannot decode (the email package raises on some malformed
+    address and encoded-word headers) is taken as it stands, undecoded."""
     try:
         return str(msg.get(name) or "")
-    except (ValueError, TypeError, IndexError):  # a malformed header the parser cannot decode
-        raw = msg.get_all(name, failobj=[]) if hasattr(msg, "get_all") else []
-        return str(raw[0]) if raw else ""
+    except (ValueError, TypeError, IndexError, AttributeError, LookupError):
+        for key, value in msg.raw_items():
+            if key.lower() == name.lower():
+                return str(value)
+        return ""
 
 
 def _decoded(part: EmailMessage) -> str:

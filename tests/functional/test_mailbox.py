@@ -454,3 +454,13 @@ def test_the_mailbox_lists_new_mail_oldest_first(app, officer, imap_server):
     read_mailbox()
     page = client.get("/admin/mailbox").get_data(as_text=True)
     assert page.index("older letter") < page.index("newer letter")
+
+
+def test_a_malformed_mail_does_not_stop_the_mail_after_it(app, imap_server):
+    from tests.unit.test_mailbox_parse import BROKEN
+
+    for raw in BROKEN:
+        imap_server.append(raw + b"\r\n\r\nbody\r\n")
+    imap_server.append(mail(subject="after the broken ones"))
+    assert read_mailbox()["new"] == 3
+    assert imap_server.uids() == []

@@ -1,4 +1,7 @@
-"""Command line (``flask --app wsgi ...``): staff, worker, cron, seed-demo, reconcile, dev."""
+"""Command line (``flask --app wsgi ...``): staff, seed-demo, read-mailbox, dev.
+
+``worker``, ``cron`` and ``reconcile`` are in ``workers/cli.py``.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from app.extensions import db
 def register_cli(app: Flask) -> None:
     app.cli.add_command(staff_group)
     app.cli.add_command(seed_demo_cmd)
+    app.cli.add_command(read_mailbox_cmd)
     app.cli.add_command(dev_cmd)
 
 
@@ -110,6 +114,20 @@ def seed_demo_cmd(accounts: int, usage_rows: int | None) -> None:
             click.echo(f"{key}: {value}")
     for email, role, _new in result["staff"]:
         click.echo(f"demo {role:8} login: {email} / {DEMO_STAFF_PASSWORD}")
+
+
+@click.command("read-mailbox", help="Read new mail from MAIL_IMAP_URL now (cron does it every minute).")
+@with_appcontext
+def read_mailbox_cmd() -> None:
+    from app.mailbox.services import MailboxError, read_mailbox
+
+    try:
+        summary = read_mailbox()
+    except MailboxError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not summary.get("configured"):
+        raise click.ClickException("MAIL_IMAP_URL is not set")
+    click.echo(", ".join(f"{k}: {v}" for k, v in summary.items() if k != "configured"))
 
 
 def _free_port() -> int:

@@ -245,6 +245,8 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "WTF_CSRF_TIME_LIMIT": 8 * 3600,
         # Forms are small; only a subject's attachment (ATTACHMENT_MAX_BYTES) makes a request larger.
         "ATTACHMENT_MAX_BYTES": int(os.environ.get("ATTACHMENT_MAX_BYTES") or 2 * 1024 * 1024),
+        # Where attached files are kept (0600, outside the web root); web and workers must share it.
+        "ATTACHMENT_DIR": os.environ.get("ATTACHMENT_DIR") or None,
         "MAX_CONTENT_LENGTH": int(os.environ.get("ATTACHMENT_MAX_BYTES") or 2 * 1024 * 1024) + 256 * 1024,
         "PREFERRED_URL_SCHEME": "https" if production else "http",
         # Lifetimes of what we send people.
@@ -276,12 +278,36 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "SUPERVISORY_AUTHORITIES_GDPR": os.environ.get("SUPERVISORY_AUTHORITIES_GDPR") or None,
         "SUPERVISORY_AUTHORITIES_CCPA": os.environ.get("SUPERVISORY_AUTHORITIES_CCPA") or None,
         "SUPERVISORY_AUTHORITIES_OTHER": os.environ.get("SUPERVISORY_AUTHORITIES_OTHER") or None,
+        # The privacy mailbox (app.mailbox): imaps://user:pass@host/INBOX, read by cron for replies and
+        # new requests; unset: no mailbox (and no per-request Reply-To).
+        "MAIL_IMAP_URL": os.environ.get("MAIL_IMAP_URL") or None,
+        # 1: leave read messages on the server (default: deleted once the portal holds them).
+        "MAIL_IMAP_KEEP": _bool(os.environ.get("MAIL_IMAP_KEEP")),
+        # A message larger than this is not downloaded: an intake item says so and it stays on the server.
+        "MAIL_IMAP_MAX_BYTES": _positive("MAIL_IMAP_MAX_BYTES", 25 * 1024 * 1024),
+        "MAIL_IMAP_TIMEOUT": float(os.environ.get("MAIL_IMAP_TIMEOUT") or 30),
+        # The address whose +tag subaddresses reach the mailbox (Reply-To: privacy+<token>@...).
+        "MAIL_REPLY_ADDRESS": os.environ.get("MAIL_REPLY_ADDRESS") or None,
     }
     cfg.update(overrides)
     _check_export_storage(cfg)
+    _check_mailbox(cfg, production)
     if production:
         _refuse_unsafe_production(cfg, overrides)
     return cfg
+
+
+def _check_mailbox(cfg: dict, production: bool) -> None:
+    if not cfg.get("MAIL_IMAP_URL"):
+        return
+    from app.mailbox.imap import parse_imap_url
+
+    try:
+        url = parse_imap_url(cfg["MAIL_IMAP_URL"])
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if production and not url.secure and not url.loopback:
+        raise ConfigError("MAIL_IMAP_URL must be imaps:// in production (imap:// only to this machine)")
 
 
 def _refuse_unsafe_production(cfg: dict, overrides: dict) -> None:

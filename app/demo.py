@@ -252,6 +252,9 @@ def seed_demo(accounts: int = 40, heavy_usage_rows: int | None = None, seed: int
         result["stripe_customers_created"] = 0
         result["warning"] = f"Stripe unreachable, demo billing data not created ({type(exc).__name__})"
     result["demo_requests_created"] = seed_demo_requests(now)
+    from app.mailbox.demo import seed_demo_mail
+
+    result["demo_mail_created"] = seed_demo_mail(now)
     return result
 
 

@@ -38,6 +38,14 @@ class PortalCollector:
         for status, n in db.session.execute(select(OutgoingMail.status, func.count()).group_by(OutgoingMail.status)):
             mail.add_metric([status], n)
         yield mail
+        from app.mailbox.models import InboundMail
+
+        inbound = GaugeMetricFamily(
+            "dsr_inbound_mail", "Mail read from the privacy mailbox by status", labels=["status"]
+        )
+        for status, n in db.session.execute(select(InboundMail.status, func.count()).group_by(InboundMail.status)):
+            inbound.add_metric([status], n)
+        yield inbound
         downloads = db.session.execute(select(func.coalesce(func.sum(Export.download_count), 0))).scalar_one()
         yield GaugeMetricFamily("dsr_downloads", "Export downloads counted", value=int(downloads))
         jobs = GaugeMetricFamily("dsr_scheduled_job_last_success", "Last success of a scheduled job", labels=["job"])

@@ -12,6 +12,7 @@ from app.dsr.models import (
     Token,
 )
 from app.mail.models import OutgoingMail
+from app.mailbox.models import InboundMail
 from app.platform.models import Account, ApiKey, SupportMessage, UsageRecord
 from app.staff.models import RecoveryCode, Role, StaffSession, StaffToken, StaffUser
 
@@ -23,6 +24,7 @@ __all__ = [
     "CorrectionItem",
     "DsrRequest",
     "Export",
+    "InboundMail",
     "OutgoingMail",
     "RecoveryCode",
     "RequestIdentifier",

@@ -61,6 +61,7 @@ ALLOWED_JOBS = frozenset(
         "workers.maintenance.deadline_reminders_job",
         "workers.maintenance.purge_records_job",
         "workers.maintenance.minimise_closed_requests_job",
+        "workers.mailbox.read_mailbox_job",
     }
 )
 LIVE_STATUSES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED}

@@ -20,7 +20,7 @@ from tests.dbreset import drop_app_tables
 
 # Browser fixtures (live_server, browser_page, ...) live in one module registered here, so the
 # session-wide Playwright instance is shared by tests/browser and tests/security.
-pytest_plugins = ["tests.browser_fixtures", "tests.s3_fixtures"]
+pytest_plugins = ["tests.browser_fixtures", "tests.s3_fixtures", "tests.imap_fixtures"]
 
 TEST_SECRET = "test-secret-key-not-for-production"
 

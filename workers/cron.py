@@ -7,7 +7,7 @@ is idempotent, so a duplicate run after a restart does no harm. Times are UTC.
 from __future__ import annotations
 
 from app.queue import CronScheduler
-from workers import maintenance
+from workers import mailbox, maintenance
 
 
 def register_schedule(scheduler: CronScheduler) -> None:
@@ -26,3 +26,5 @@ def register_schedule(scheduler: CronScheduler) -> None:
     scheduler.register(maintenance.minimise_closed_requests_job, queue_name=q, cron="15 3 * * *", job_timeout=1800)
     # Request records 24 months after closing.
     scheduler.register(maintenance.purge_records_job, queue_name=q, cron="45 3 * * *", job_timeout=1800)
+    # The privacy mailbox (MAIL_IMAP_URL): replies join their thread, other mail waits as intake items.
+    scheduler.register(mailbox.read_mailbox_job, queue_name=q, interval=60, job_timeout=600)

@@ -200,11 +200,23 @@ def deadline_reminders(now=None) -> int:
             .limit(500)
         ).scalars()
     )
+    from app.mailbox.models import InboundMail
+
+    # Mail at the privacy address that no officer has turned into a request or dismissed for a day: a
+    # request by email runs from the day it arrived, whether or not anyone has entered it yet.
+    unread = list(
+        db.session.execute(
+            select(InboundMail)
+            .where(InboundMail.status == "new", InboundMail.fetched_at <= now - timedelta(days=1))
+            .order_by(InboundMail.received_at)
+            .limit(100)
+        ).scalars()
+    )
     for dsr in waiting:
         notify_subject(dsr, "subject_reminder", f"We are waiting for your answer ({dsr.reference})")
         dsr.subject_reminded_at = now
         record_event("request.subject_reminded", SYSTEM, dsr=dsr)
-    if not rows and not waiting:
+    if not rows and not waiting and not unread:
         db.session.commit()
         return 0
     overdue = [r for r in rows if r.due_at < now]
@@ -214,11 +226,13 @@ def deadline_reminders(now=None) -> int:
         queue_mail(
             to,
             "fulfil_staff_reminder",
-            f"Privacy requests: {len(overdue)} overdue, {len(due_soon)} due soon, {len(waiting)} waiting",
+            f"Privacy requests: {len(overdue)} overdue, {len(due_soon)} due soon, {len(waiting)} waiting"
+            + (f", {len(unread)} mail{'' if len(unread) == 1 else 's'} not handled" if unread else ""),
             today=now,
             overdue=overdue,
             due_soon=due_soon,
             waiting=waiting,
+            unread_mail=unread,
             days=days,
         )
         sent += 1
@@ -261,6 +275,14 @@ def purge_records(now=None) -> int:
     for model in (RequestIdentifier, RequestNote, RequestMessage, ReleasedRecord):
         db.session.execute(delete(model).where(model.request_id.in_(ids)))
     db.session.execute(delete(OutgoingMail).where(OutgoingMail.request_id.in_(ids)))
+    # The mailbox's record of a message outlives the request (minimised long before): it is what keeps
+    # the message from being read in again.
+    from app.mailbox.models import InboundMail
+
+    db.session.execute(update(InboundMail).where(InboundMail.request_id.in_(ids)).values(request_id=None))
+    db.session.execute(
+        update(InboundMail).where(InboundMail.related_request_id.in_(ids)).values(related_request_id=None)
+    )
     db.session.execute(update(DsrRequest).where(DsrRequest.duplicate_of_id.in_(ids)).values(duplicate_of_id=None))
     db.session.execute(delete(DsrRequest).where(DsrRequest.id.in_(ids)))
     record_event("retention.records_purged", SYSTEM, data={"count": len(ids), "request_ids": ids[:100]})

@@ -7,6 +7,7 @@ from wtforms import (
     BooleanField,
     EmailField,
     Field,
+    HiddenField,
     PasswordField,
     RadioField,
     SelectField,
@@ -129,6 +130,8 @@ class StaffIntakeForm(FlaskForm):
     )
     verification_method = StringField("How it was verified", validators=[Optional(), Length(max=200)])
     verification_evidence = TextAreaField("Evidence", validators=[Optional(), Length(max=2000)])
+    # The privacy-mailbox intake item this request is made from (its text and files open the thread).
+    inbound_mail_id = HiddenField(validators=[Optional(), Regexp(r"^\d{1,9}$")])
 
     def validate_email(self, field: Field) -> None:
         from email_validator import EmailNotValidError

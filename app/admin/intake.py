@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING
 
-from flask import flash, redirect, render_template, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
@@ -14,6 +15,9 @@ from app.audit import Actor
 from app.dsr.intake import staff_intake
 from app.dsr.services import ActionError
 from app.extensions import db
+
+if TYPE_CHECKING:
+    from app.mailbox.models import InboundMail
 
 
 def parse_received(value: str) -> datetime | None:
@@ -35,6 +39,9 @@ def parse_received(value: str) -> datetime | None:
 @requires("officer")
 def intake_new() -> ResponseReturnValue:
     form = StaffIntakeForm()
+    item = _intake_item(form)
+    if item is not None and request.method == "GET":
+        prefill(form, item)
     if form.validate_on_submit():
         received = parse_received(form.received_at.data)
         if received is None:
@@ -53,6 +60,7 @@ def intake_new() -> ResponseReturnValue:
                     verification=form.verification.data,
                     verification_method=form.verification_method.data or "",
                     verification_evidence=form.verification_evidence.data or "",
+                    inbound_mail_id=item.id if item is not None else None,
                 )
             except ActionError as exc:
                 db.session.rollback()
@@ -65,4 +73,29 @@ def intake_new() -> ResponseReturnValue:
                     flash(f"{dsr.reference} entered as verified; it is in the queue for review.", "success")
                 return redirect(url_for("admin.request_detail", reference=dsr.reference), code=303)
     status = 400 if form.errors else 200
-    return render_template("admin/intake.html", form=form), status
+    return render_template("admin/intake.html", form=form, item=item), status
+
+
+def _intake_item(form: StaffIntakeForm) -> InboundMail | None:
+    """The mailbox item (``?mail=<id>``, then the form's hidden field) the request is made from."""
+    from app.mailbox.services import get_item
+
+    raw = request.args.get("mail", "") if request.method == "GET" else (form.inbound_mail_id.data or "")
+    if not raw:
+        return None
+    if not raw.isdigit() or len(raw) > 9:
+        abort(404)
+    item = get_item(int(raw))
+    if item is None:
+        abort(404)
+    return item
+
+
+def prefill(form: StaffIntakeForm, item: InboundMail) -> None:
+    """From the mail: the sender, the date it was received, its text (staff check and complete it)."""
+    form.inbound_mail_id.data = str(item.id)
+    form.channel.data = "email"
+    form.email.data = item.from_addr or ""
+    form.full_name.data = item.from_name or ""
+    form.received_at.data = item.received_at.strftime("%Y-%m-%dT%H:%M:%S")
+    form.details.data = (item.body_text or "")[:5000]

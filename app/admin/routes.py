@@ -9,7 +9,19 @@ def register(app: Flask) -> None:
     """Attach every admin view to the blueprint, then register it (called once by ``create_app``)."""
     # Importing the modules attaches their routes to ``bp``. Only this module imports them (never
     # ``views`` or the package), so they share helpers from ``views`` without an import cycle.
-    from app.admin import account, actions, auth, intake, manage, outbox, packages, reports, staff, views  # noqa: F401
+    from app.admin import (  # noqa: F401
+        account,
+        actions,
+        auth,
+        intake,
+        mailbox,
+        manage,
+        outbox,
+        packages,
+        reports,
+        staff,
+        views,
+    )
     from app.admin.guard import bp
     from app.extensions import login_manager
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Response, abort, current_app, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.admin import charts
 from app.admin.guard import bp, requires
@@ -149,9 +149,16 @@ def dashboard() -> str:
     now = utcnow()
     weeks, series = charts.requests_per_week(now)
     ot_weeks, done, ok = charts.on_time_per_week(now)
+    from app.mailbox.models import InboundMail
+
+    new_mail = db.session.execute(
+        select(func.count()).select_from(InboundMail).where(InboundMail.status == "new")
+    ).scalar_one()
     return render_template(
         "admin/dashboard.html",
         counts=dashboard_counts(now),
+        new_mail=new_mail,
+        mailbox_configured=bool(current_app.config.get("MAIL_IMAP_URL")),
         per_week_chart=charts.bar_chart(weeks, series),
         on_time_chart=charts.on_time_chart(ot_weeks, done, ok),
         totals={k: sum(v) for k, v in series.items()},
@@ -289,6 +296,7 @@ def request_detail(reference: str) -> str:
         views=sum(1 for e in events if e.event == "request.viewed"),
         notes=list(dsr.notes),
         thread=list(dsr.messages),
+        inbound=_inbound_of(dsr),
         mails=mails,
         tokens=tokens,
         plan=plan,
@@ -308,6 +316,17 @@ def request_detail(reference: str) -> str:
         may_pause=deadlines.may_pause(dsr.jurisdiction),
         second_approver=bool(current_app.config.get("DELETION_REQUIRES_SECOND_APPROVER")),
         S=S,
+    )
+
+
+def _inbound_of(dsr: DsrRequest) -> list[Any]:
+    """What the privacy mailbox recorded for this request (replies, the mail it was made from)."""
+    from app.mailbox.models import InboundMail
+
+    return list(
+        db.session.execute(
+            select(InboundMail).where(InboundMail.request_id == dsr.id).order_by(InboundMail.received_at)
+        ).scalars()
     )
 
 

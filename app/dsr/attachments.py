@@ -27,14 +27,40 @@ def _path(key: str) -> Path | None:
     return attachment_dir() / key
 
 
-def save_attachment(data: bytes, content_type: str) -> str:
-    """Store the bytes; returns the key. Refuses what is too large or of a type we do not take."""
+def sniff_type(data: bytes) -> str:
+    """The type the bytes show (of those we take), whatever a sender declared: a file from a mail
+    arrives with whatever Content-Type its sender chose."""
+    if data.startswith(b"%PDF-"):
+        return "application/pdf"
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if b"\x00" not in data:
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            return "application/octet-stream"
+        return "text/plain"
+    return "application/octet-stream"
+
+
+def attachment_problem(size: int, content_type: str) -> str | None:
+    """Why a file of this size and type is refused (``ATTACHMENT_MAX_BYTES``, ``ATTACHMENT_TYPES``)."""
     limit = int(current_app.config.get("ATTACHMENT_MAX_BYTES") or 5 * 1024 * 1024)
-    if len(data) > limit:
-        raise AttachmentRefused(f"The file is larger than {limit // (1024 * 1024)} MB.")
+    if size > limit:
+        return f"The file is larger than {limit / (1024 * 1024):g} MB."
     allowed = current_app.config.get("ATTACHMENT_TYPES") or DEFAULT_TYPES
     if content_type not in allowed:
-        raise AttachmentRefused("Attach a PDF, PNG, JPEG or plain text file.")
+        return "Attach a PDF, PNG, JPEG or plain text file."
+    return None
+
+
+def save_attachment(data: bytes, content_type: str) -> str:
+    """Store the bytes; returns the key. Refuses what is too large or of a type we do not take."""
+    problem = attachment_problem(len(data), content_type)
+    if problem:
+        raise AttachmentRefused(problem)
     directory = attachment_dir()
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = secrets.token_hex(16)

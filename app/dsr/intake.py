@@ -34,6 +34,7 @@ def staff_intake(
     verification_method: str = "",
     verification_evidence: str = "",
     corrections: list[tuple[str, str]] | None = None,
+    inbound_mail_id: int | None = None,
 ) -> DsrRequest:
     now = utcnow()
     if channel not in CHANNELS:
@@ -58,13 +59,22 @@ def staff_intake(
         dsr.corrections.append(CorrectionItem(field=field, proposed_value=value))
     db.session.add(dsr)
     db.session.flush()
+    if inbound_mail_id is not None:
+        from app.mailbox.services import attach_to_request
+
+        attach_to_request(inbound_mail_id, dsr, actor)
     record_event(
         "request.entered_by_staff",
         actor,
         dsr=dsr,
         public=True,
         message="We received your request and entered it for you.",
-        data={"channel": channel, "received_at": received_at.isoformat(), "verification": verification},
+        data={
+            "channel": channel,
+            "received_at": received_at.isoformat(),
+            "verification": verification,
+            "inbound_mail_id": inbound_mail_id,
+        },
     )
     if verification == "link":
         send_verification(dsr)

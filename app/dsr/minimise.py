@@ -4,7 +4,10 @@
 (CCPA regs section 7101: reference, type, law, channel, dates, outcome, denial code, and the staff actions
 in the audit trail) plus a keyed hash of the email (HMAC-SHA256 with ``EMAIL_HASH_KEY``, its own secret)
 for duplicate and repeat detection; the name, the free text, correction values, identifiers, notes,
-message bodies and mail bodies go, as do its export files and link tokens.
+message bodies and mail bodies go, as do its export files and link tokens, and what the privacy
+mailbox recorded of mail about it (sender, subject line, text, files: ``InboundMail``).
+Mail that never became a request goes the same way: a dismissed intake item after the same grace
+period, and every item from an erased subject's address at once.
 
 A completed deletion does the same at once for the subject's other closed requests, revokes every
 link of their requests, deletes their export files and cuts the bodies of their sent mail to metadata:
@@ -34,6 +37,7 @@ from app.exports import store
 from app.extensions import db
 from app.hashing import email_hash, normalise
 from app.mail.models import OutgoingMail
+from app.mailbox.models import InboundMail
 from app.models_base import utcnow
 
 SYSTEM = Actor.system("minimisation")
@@ -103,6 +107,10 @@ def minimise_request(dsr: DsrRequest, now: datetime | None = None) -> None:
             delete_attachment(message.attachment_key)
         message.body = None
         message.attachment_name = message.attachment_key = None
+    # The replies and the mail it was made from; a late reply still waiting as an intake item is its own.
+    minimise_inbound(
+        select(InboundMail).where(InboundMail.request_id == dsr.id, InboundMail.minimised_at.is_(None)), now
+    )
     dsr.email_hash = dsr.email_hash or email_hash(dsr.email)
     dsr.email = None
     dsr.full_name = None
@@ -122,10 +130,29 @@ def minimise_request(dsr: DsrRequest, now: datetime | None = None) -> None:
     record_event("request.minimised", SYSTEM, dsr=dsr)
 
 
+def minimise_inbound(stmt, now: datetime, closing_reason: str | None = None) -> int:
+    """Minimise the privacy-mailbox records ``stmt`` selects (``app.mailbox.services.minimise_item``)."""
+    from app.mailbox.services import minimise_item
+
+    n = 0
+    for item in list(db.session.execute(stmt).scalars()):
+        minimise_item(item, now, closing_reason=closing_reason)
+        n += 1
+    return n
+
+
 def minimise_closed_requests(now: datetime | None = None) -> int:
-    """Minimise every request closed more than ``CLOSED_REQUEST_GRACE_DAYS`` ago; commits in batches."""
+    """Minimise every request closed more than ``CLOSED_REQUEST_GRACE_DAYS`` ago; commits in batches.
+    Dismissed mailbox items older than that lose their contents too."""
     now = now or utcnow()
     cutoff = now - timedelta(days=int(current_app.config["CLOSED_REQUEST_GRACE_DAYS"]))
+    minimise_inbound(
+        select(InboundMail).where(
+            InboundMail.status == "dismissed", InboundMail.handled_at < cutoff, InboundMail.minimised_at.is_(None)
+        ),
+        now,
+    )
+    db.session.commit()
     done = 0
     while True:
         batch = list(
@@ -169,6 +196,20 @@ def erase_portal_copies(dsr: DsrRequest, emails: set[str], now: datetime | None 
     tokens = db.session.execute(delete(Token).where(Token.request_id.in_(other_ids))).rowcount or 0 if other_ids else 0
     mails = cut_mail(other_ids, now) if other_ids else 0
     mails += cut_mail([dsr.id], now, keep_recipient=True)
+    # Mail the subject sent to the privacy mailbox: intake items from their addresses, and what was
+    # recorded of replies to their other requests (the deletion request's own thread stays until minimised).
+    inbound = minimise_inbound(
+        select(InboundMail).where(
+            InboundMail.minimised_at.is_(None),
+            or_(
+                InboundMail.from_hash.in_(sorted(h for h in hashes if h)),
+                InboundMail.request_id.in_(other_ids) if other_ids else False,
+            ),
+            or_(InboundMail.request_id.is_(None), InboundMail.request_id != dsr.id),
+        ),
+        now,
+        closing_reason="subject_erased",
+    )
     minimised = closed = 0
     for other in others:
         if other.status in (
@@ -192,6 +233,7 @@ def erase_portal_copies(dsr: DsrRequest, emails: set[str], now: datetime | None 
         "tokens": tokens,
         "mails": mails,
         "minimised": minimised,
+        "inbound_mail": inbound,
     }
     record_event("request.portal_copies_erased", SYSTEM, dsr=dsr, data=summary)
     return summary

@@ -87,6 +87,9 @@ class DsrRequest(Model):
     first_approved_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
     first_approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("dsr_request.id", ondelete="SET NULL"))
+    # The tag of the request's reply address (``privacy+<reply_token>@...``, app.mailbox.replies): mail to
+    # it joins this request's thread. Random, made when the first message that carries it is queued.
+    reply_token: Mapped[str | None] = mapped_column(String(32), unique=True)
 
     # Fulfilment bookkeeping, mirrored from the job for the dashboard.
     job_id: Mapped[str | None] = mapped_column(String(64))

@@ -227,24 +227,39 @@ def cancel(dsr: DsrRequest) -> DsrRequest | None:
     return cancelled
 
 
-def answer(dsr: DsrRequest, body: str, *, via: str = "web", attachment: tuple[str, str, bytes] | None = None):
+def answer(
+    dsr: DsrRequest,
+    body: str,
+    *,
+    via: str = "web",
+    attachment: tuple[str, str, bytes] | None = None,
+    files: list[dict] | None = None,
+):
     """The subject answers in the request's thread (status page or email). A request on hold waiting for
-    them goes back to review (a lawful GDPR pause ends: the clock runs again)."""
+    them goes back to review (a lawful GDPR pause ends: the clock runs again). ``files``: attachments
+    already stored (``{"name", "type", "size", "key"}``, a mail's), one message each after the first."""
     from app.dsr.attachments import save_attachment
 
     body = (body or "").strip()
-    if not body and attachment is None:
+    files = list(files or [])
+    if not body and attachment is None and not files:
         raise PortalError("Write your answer, or attach a file.")
     if dsr.status in {s.value for s in CLOSED}:
         raise PortalError("This request is closed. Make a new request, or write to us.")
     message = RequestMessage(request_id=dsr.id, direction="in", via=via, kind="answer", body=body[:10000])
     if attachment is not None:
         name, content_type, data = attachment
-        message.attachment_key = save_attachment(data, content_type)
-        message.attachment_name = name[:200]
-        message.attachment_type = content_type[:100]
-        message.attachment_size = len(data)
-    db.session.add(message)
+        files.insert(0, {"name": name, "type": content_type, "size": len(data), "key": None, "data": data})
+    messages = [message]
+    for i, f in enumerate(files):
+        target = message if i == 0 else RequestMessage(request_id=dsr.id, direction="in", via=via, kind="answer")
+        target.attachment_key = f["key"] or save_attachment(f["data"], f["type"])
+        target.attachment_name = f["name"][:200]
+        target.attachment_type = f["type"][:100]
+        target.attachment_size = f["size"]
+        if target is not message:
+            messages.append(target)
+    db.session.add_all(messages)
     db.session.flush()
     record_event(
         "request.subject_answered",
@@ -252,7 +267,7 @@ def answer(dsr: DsrRequest, body: str, *, via: str = "web", attachment: tuple[st
         dsr=dsr,
         public=True,
         message="You sent us a message.",
-        data={"message_id": message.id, "via": via},
+        data={"message_id": message.id, "via": via, "files": len(files)},
     )
     if dsr.status == S.ON_HOLD.value and dsr.waiting_since is not None:
         services.transition(dsr, S.PENDING_REVIEW, Actor.subject(), reason_code="answered")

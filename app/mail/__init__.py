@@ -86,9 +86,11 @@ def queue_mail(
     body_text, body_html = render_message(template, subject, context)
     domain = current_app.config["MAIL_DEFAULT_SENDER"].rpartition("@")[2] or "localhost"
     from app.hashing import email_hash
+    from app.mailbox.replies import for_subject, reply_address
 
     mail = OutgoingMail(
         message_id=f"<{secrets.token_hex(16)}@{domain}>",
+        reply_to=reply_address(dsr) if dsr is not None and for_subject(template) else None,
         to_addr=to,
         to_hash=email_hash(to),
         subject=subject[:254],

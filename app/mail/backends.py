@@ -27,6 +27,8 @@ def build_message(mail: OutgoingMail) -> EmailMessage:
     msg["To"] = mail.to_addr
     msg["Subject"] = mail.subject
     msg["Message-ID"] = mail.message_id
+    if mail.reply_to:  # the request's own reply address: the privacy mailbox threads the answer
+        msg["Reply-To"] = mail.reply_to
     msg["Date"] = formatdate(localtime=False)
     msg["Auto-Submitted"] = "auto-generated"
     msg.set_content(mail.body_text)

@@ -31,6 +31,8 @@ class OutgoingMail(Model):
     redacted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     minimised_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     template: Mapped[str] = mapped_column(String(64))
+    # The request's reply address (``Reply-To``) when the privacy mailbox is read (``MAIL_IMAP_URL``).
+    reply_to: Mapped[str | None] = mapped_column(String(254))
     request_id: Mapped[int | None] = mapped_column(ForeignKey("dsr_request.id", ondelete="SET NULL"), index=True)
     status: Mapped[str] = mapped_column(String(16), default="queued")
     attempts: Mapped[int] = mapped_column(Integer, default=0)

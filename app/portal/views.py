@@ -339,7 +339,8 @@ def _status_context(dsr: DsrRequest) -> dict:
             )
             left = None if token is None or token.max_uses is None else max(0, token.max_uses - token.use_count)
             downloads.append({"expires_at": export.expires_at, "left": left})
-    thread = [m for m in dsr.messages if m.body or m.attachment_name]
+    # An automatic answer (out of office, a bounce) that reached the privacy mailbox is for staff only.
+    thread = [m for m in dsr.messages if (m.body or m.attachment_name) and m.kind != "auto_reply"]
     return {
         "dsr": dsr,
         "events": events,

@@ -1,7 +1,7 @@
 """Records an officer released from an access package's withheld data (GDPR Art. 15(4))
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-02 18:10:00
 
 The ``awaiting_release`` request status (``ACCESS_REVIEW_BEFORE_RELEASE``) needs no schema change: a
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

@@ -36,6 +36,22 @@ def test_no_page_is_wider_than_the_screen(app, live_server, _chromium, screensho
     for _ in range(30):
         make_request(RequestStatus.PENDING_REVIEW, email=WIDE, assignee_id=None)
     admin = make_staff("admin", email="layout.admin.with.a.long.address@staff.example-company.test")
+    from app.mailbox.models import InboundMail
+    from app.models_base import utcnow
+
+    inbound = InboundMail(
+        mailbox="layout",
+        uid_validity=1,
+        uid=1,
+        message_id_hash="1" * 64,
+        from_addr=WIDE,
+        from_name="Maximiliana Wolfeschlegelsteinhausen",
+        subject="S" * 200,
+        body_text="w" * 600,
+        refused=[{"name": "n" * 150 + ".exe", "size": 10, "reason": "Attach a PDF, PNG, JPEG or plain text file."}],
+        received_at=utcnow(),
+    )
+    db.session.add(inbound)
     db.session.commit()
     portal = [
         "/",
@@ -51,6 +67,8 @@ def test_no_page_is_wider_than_the_screen(app, live_server, _chromium, screensho
         f"/admin/requests/{deletion.reference}",
         f"/admin/requests/{correction.reference}/mail/{mail.id}",
         "/admin/requests/new",
+        "/admin/mailbox",
+        f"/admin/mailbox/{inbound.id}",
         "/admin/reports",
         "/admin/audit",
         "/admin/staff",

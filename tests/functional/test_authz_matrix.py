@@ -29,6 +29,10 @@ MATRIX = [
     ("POST", "/admin/requests/{ref}/action", "officer"),
     ("POST", "/admin/requests/bulk", "officer"),
     ("POST", "/admin/requests/views", "auditor"),
+    ("GET", "/admin/mailbox", "auditor"),
+    ("GET", "/admin/mailbox/{inb}", "auditor"),
+    ("POST", "/admin/mailbox/{inb}/dismiss", "officer"),
+    ("GET", "/admin/mailbox/{inb}/attachments/{n}", "auditor"),
     ("GET", "/admin/reports", "auditor"),
     ("GET", "/admin/reports/register.csv", "auditor"),
     ("GET", "/admin/audit", "auditor"),
@@ -91,17 +95,41 @@ def world(app):
     db.session.add(message)
     # A package held for an officer's release (ACCESS_REVIEW_BEFORE_RELEASE), for its README preview.
     import zipfile
+    from pathlib import Path
 
     from app.dsr.models import Export
-    from app.exports import store
 
     held = Export(request_id=dsr.id, status="review", filename=f"{dsr.reference}-held.zip")
     db.session.add(held)
-    store.export_dir().mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(store.path_of(held.filename), "w") as zf:
+    export_dir = Path(app.config["EXPORT_DIR"])
+    export_dir.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(export_dir / held.filename, "w") as zf:
         zf.writestr("README.html", "<p>held</p>")
+    from app.mailbox.models import InboundMail
+    from app.models_base import utcnow
+
+    inbound = InboundMail(
+        mailbox="test",
+        uid_validity=1,
+        uid=1,
+        message_id_hash="0" * 64,
+        from_addr="writer@example.com",
+        subject="a letter",
+        body_text="hello",
+        attachments=[{"name": "b.txt", "type": "text/plain", "size": 2, "key": save_attachment(b"hi", "text/plain")}],
+        received_at=utcnow(),
+    )
+    db.session.add(inbound)
     db.session.commit()
-    return {"ref": dsr.reference, "sid": other.id, "mid": mail.id, "msg": message.id, "tpl": "verify"}
+    return {
+        "ref": dsr.reference,
+        "sid": other.id,
+        "mid": mail.id,
+        "msg": message.id,
+        "tpl": "verify",
+        "inb": inbound.id,
+        "n": 1,
+    }
 
 
 def expected(role: str, least: str, method: str) -> set[int]:
@@ -149,7 +177,9 @@ def test_authz_url_map_every_admin_view_is_guarded_and_in_the_matrix(app):
         assert rule.endpoint in PUBLIC or rule.endpoint in ENDPOINT_ROLES, f"{rule.endpoint} has no declared role"
         template = rule.rule
         for arg in rule.arguments:
-            placeholder = "{sid}" if "user" in arg else "{msg}" if "message" in arg else "{mid}"
+            placeholder = {"item_id": "{inb}", "index": "{n}"}.get(arg) or (
+                "{sid}" if "user" in arg else "{msg}" if "message" in arg else "{mid}"
+            )
             named = "{tpl}" if arg == "name" else "{ref}"
             template = template.replace(f"<{arg}>", named).replace(f"<id:{arg}>", placeholder)
         for method in rule.methods - {"HEAD", "OPTIONS"}:

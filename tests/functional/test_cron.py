@@ -30,6 +30,7 @@ def test_schedule_registers_every_maintenance_job(app, redis_conn):
         "deadline_reminders_job",
         "purge_records_job",
         "minimise_closed_requests_job",
+        "read_mailbox_job",
     }
     reconcile = next(j for j in scheduler.get_jobs() if j.func.__name__ == "reconcile_job")
     assert reconcile.interval == 300

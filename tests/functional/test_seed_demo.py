@@ -2,13 +2,14 @@ from sqlalchemy import func, select
 
 from app.admin.models import StaffUser
 from app.extensions import db
+from app.mailbox.models import InboundMail
 from app.platform.models import Account, ApiKey, SupportMessage, UsageRecord
 
 
 def counts():
     return {
         m.__name__: db.session.execute(select(func.count()).select_from(m)).scalar_one()
-        for m in (Account, ApiKey, UsageRecord, SupportMessage, StaffUser)
+        for m in (Account, ApiKey, UsageRecord, SupportMessage, StaffUser, InboundMail)
     }
 
 
@@ -19,6 +20,7 @@ def test_seed_demo_is_idempotent(app):
     assert "admin@example.com" in first.output
     after_first = counts()
     assert after_first["Account"] == 8 and after_first["StaffUser"] == 3
+    assert after_first["InboundMail"] == 2  # demo mail waiting at /admin/mailbox
     heavy = db.session.execute(select(Account).order_by(Account.id)).scalars().first()
     heavy_rows = db.session.execute(
         select(func.count()).select_from(UsageRecord).where(UsageRecord.account_id == heavy.id)

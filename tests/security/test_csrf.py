@@ -43,6 +43,7 @@ def test_csrf_every_state_changing_route_refuses_a_post_without_token(app, admin
         "user_id": other.id,
         "mail_id": mail.id,
         "id": 1,
+        "item_id": 1,
     }
     anonymous = app.test_client()
     checked: list[str] = []

@@ -91,6 +91,7 @@ def build(total_rows: int, accounts: int, heavy_sizes: list[int], seed: int = 7)
             (plat.twins if twin else plat.heavy)[n] = acct.id
     db.session.commit()
     everyone = ordinary + list(plat.heavy.values()) + list(plat.twins.values())
+    email_of = dict(db.session.execute(db.select(Account.id, Account.email)).tuples().all())
     with engine.begin() as conn:
         conn.execute(
             ApiKey.__table__.insert(),
@@ -101,7 +102,7 @@ def build(total_rows: int, accounts: int, heavy_sizes: list[int], seed: int = 7)
             [
                 {
                     "account_id": a,
-                    "email": f"user{a}@platform.test",
+                    "email": email_of[a],  # their own messages: nothing withheld as another person's
                     "direction": "inbound",
                     "subject": "Question about my invoice",
                     "body": "Hello, a question about rate limits and my last invoice.",

@@ -37,14 +37,14 @@ def seed_subject(app, email: str, rows: int, seed: int) -> tuple[int, int]:
     return acct.id
 
 
-def make_request(email: str, kind: str) -> int:
+def make_request(email: str, kind: str, status: str = "approved") -> int:
     from app.dsr.models import DsrRequest
     from app.extensions import db
     from app.models_base import utcnow
 
     dsr = DsrRequest(
         request_type=kind,
-        status="approved",
+        status=status,
         email=email,
         full_name="Heavy Customer",
         jurisdiction="gdpr",

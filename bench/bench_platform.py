@@ -23,6 +23,7 @@ import threading
 import time
 from pathlib import Path
 
+from bench.bench_export import make_request
 from bench.common import (
     ROOT,
     apply_env,
@@ -123,30 +124,6 @@ def _writer_during(env: dict[str, str], work) -> tuple[dict, object]:
         return json.loads(out.read_text().strip().splitlines()[-1]), result
 
 
-def _approved_request(email: str, kind: str, status: str = "pending_review") -> int:
-    from app.dsr.models import DsrRequest
-    from app.extensions import db
-    from app.models_base import utcnow
-
-    dsr = DsrRequest(
-        request_type=kind,
-        status=status,
-        email=email,
-        full_name="Heavy Customer",
-        jurisdiction="gdpr",
-        received_at=utcnow(),
-        verified_at=utcnow(),
-        due_at=utcnow(),
-    )
-    if kind == "deletion":
-        from app.sources import erasure_plan
-
-        dsr.plan = {"items": erasure_plan(email)}
-    db.session.add(dsr)
-    db.session.commit()
-    return dsr.id
-
-
 def main(total_rows: int, accounts: int, heavy_sizes: list[int]) -> None:
     env = bench_env()
     apply_env(env)
@@ -222,7 +199,7 @@ def main(total_rows: int, accounts: int, heavy_sizes: list[int]) -> None:
                 email = f"heavy{n}@platform.test"
                 baseline = run_child(env, "export-baseline", str(plat.heavy[n]))
                 assert baseline["rows"] == n, baseline
-                request_id = _approved_request(email, "access")
+                request_id = make_request(email, "access", status="pending_review")
                 prod = run_child(env_mail, "export-e2e", str(request_id))
                 assert prod["status"] == "completed", prod
                 arrived = inbox.wait_for(b"/download/", prod["committed"])
@@ -262,7 +239,7 @@ def main(total_rows: int, accounts: int, heavy_sizes: list[int]) -> None:
             for n in heavy_sizes:
                 dbase = run_child(env, "erase-baseline", str(plat.twins[n]))
                 assert dbase["rows"] == n, dbase
-                request_id = _approved_request(f"heavy{n}@platform.test", "deletion", status="approved")
+                request_id = make_request(f"heavy{n}@platform.test", "deletion", status="approved")
                 box: dict = {}
 
                 def work(request_id=request_id):

@@ -316,3 +316,21 @@ def test_store_failing_mid_upload_retries_and_reports_nothing_done(app, officer,
     assert [e.data.get("to") for e in done].count("completed") == 1
     got = app.test_client().get(download_link(ready_mail()), follow_redirects=True)
     assert hashlib.sha256(got.data).hexdigest() == export.sha256
+
+
+def test_a_held_package_on_s3_is_previewed_and_a_vanished_one_is_built_again(app, officer, redis_conn, s3_bucket):
+    """The README preview reads the zip through the store's (unseekable) stream; a held package whose
+    object is gone is rebuilt on release instead of mailing a link to nothing."""
+    client, bucket = s3_bucket
+    app.config["ACCESS_REVIEW_BEFORE_RELEASE"] = True
+    dsr = build_access(officer, redis_conn)
+    assert dsr.status == "awaiting_release", dsr.last_error
+    preview = officer.get(f"/admin/requests/{dsr.reference}/package/readme")
+    assert preview.status_code == 200 and b"<html" in preview.data.lower()
+    export = db.session.execute(select(Export).where(Export.request_id == dsr.id)).scalar_one()
+    client.delete_object(Bucket=bucket, Key=f"{PREFIX}/{export.filename}")
+    assert officer.get(f"/admin/requests/{dsr.reference}/package/readme").status_code == 404
+    act(officer, dsr, "release_package")
+    db.session.expire_all()
+    assert db.session.get(DsrRequest, dsr.id).status == "approved"  # built again, no link sent
+    assert not db.session.execute(select(OutgoingMail).where(OutgoingMail.template == "fulfil_export_ready")).first()

@@ -1,5 +1,9 @@
 """``/admin/mailbox``: mail to the privacy address that is not a reply to one of our messages, for staff
-to turn into a request (``/admin/requests/new?mail=<id>``, prefilled) or dismiss."""
+to turn into a request (``/admin/requests/new?mail=<id>``, prefilled) or dismiss; and a reply from an
+address that is not the subject's, which an officer may add to its request's thread once they checked it.
+
+Officers only: unsorted mail is anyone's personal data, and reading it is handling it (an auditor reads
+the requests and their audit trail, not the inbox)."""
 
 from __future__ import annotations
 
@@ -11,16 +15,23 @@ from sqlalchemy import func, select
 from app.admin.guard import bp, requires
 from app.audit import Actor, record_event
 from app.dsr.services import ActionError
+from app.dsr.states import CLOSED
 from app.extensions import db
 from app.mailbox.models import InboundMail
-from app.mailbox.services import DISMISS_REASONS, dismiss, get_item
+from app.mailbox.services import DISMISS_REASONS, add_to_thread, dismiss, get_item
 
 PER_PAGE = 50
-STATUSES = {"new": "New", "converted": "Made a request", "threaded": "Replies", "dismissed": "Dismissed"}
+STATUSES = {
+    "new": "New",
+    "converted": "Made a request",
+    "threaded": "Replies",
+    "dismissed": "Dismissed",
+    "duplicate": "Copies of earlier mail",
+}
 
 
 @bp.route("/mailbox")
-@requires("auditor")
+@requires("officer")
 def mailbox() -> ResponseReturnValue:
     status = request.args.get("status", "new")
     if status not in STATUSES:
@@ -56,13 +67,15 @@ def _item_or_404(item_id: int) -> InboundMail:
 
 
 @bp.route("/mailbox/<id:item_id>")
-@requires("auditor")
+@requires("officer")
 def mailbox_item(item_id: int) -> ResponseReturnValue:
     item = _item_or_404(item_id)
     # A person's mail: who read it is part of the record.
     record_event("mailbox.item_viewed", Actor.staff(current_user), dsr=item.dsr, data={"inbound_mail_id": item.id})
     db.session.commit()
-    return render_template("admin/mailbox_item.html", item=item, reasons=DISMISS_REASONS)
+    return render_template(
+        "admin/mailbox_item.html", item=item, reasons=DISMISS_REASONS, closed={s.value for s in CLOSED}
+    )
 
 
 @bp.route("/mailbox/<id:item_id>/dismiss", methods=["POST"])
@@ -80,11 +93,30 @@ def mailbox_dismiss(item_id: int) -> ResponseReturnValue:
     return redirect(url_for("admin.mailbox"), code=303)
 
 
+@bp.route("/mailbox/<id:item_id>/thread", methods=["POST"])
+@requires("officer")
+def mailbox_add_to_thread(item_id: int) -> ResponseReturnValue:
+    """A reply from another address, which the officer checked is the subject's, joins its thread."""
+    _item_or_404(item_id)
+    if request.form.get("confirm") != "yes":
+        flash("Tick the box to confirm you checked this mail is from the request's subject.", "error")
+        return redirect(url_for("admin.mailbox_item", item_id=item_id), code=303)
+    try:
+        item = add_to_thread(item_id, Actor.staff(current_user))
+    except ActionError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for("admin.mailbox_item", item_id=item_id), code=303)
+    db.session.commit()
+    flash("The mail was added to the request's thread as the subject's answer.", "success")
+    return redirect(url_for("admin.request_detail", reference=item.dsr.reference), code=303)
+
+
 @bp.route("/mailbox/<id:item_id>/attachments/<id:index>")
-@requires("auditor")
+@requires("officer")
 def mailbox_attachment(item_id: int, index: int) -> ResponseReturnValue:
-    """A file from the mail, to staff only, never inline, audited (as a request's attachments are)."""
-    from app.dsr.attachments import read_attachment
+    """A file from the mail, to officers only, never inline, audited (as a request's attachments are)."""
+    from app.dsr.attachments import attachment_response, read_attachment
 
     item = _item_or_404(item_id)
     files = item.attachments or []
@@ -98,9 +130,4 @@ def mailbox_attachment(item_id: int, index: int) -> ResponseReturnValue:
         "mailbox.attachment_viewed", Actor.staff(current_user), data={"inbound_mail_id": item.id, "index": index}
     )
     db.session.commit()
-    response = current_app.response_class(data, mimetype="application/octet-stream")
-    name = "".join(c for c in entry.get("name") or "attachment" if c.isalnum() or c in "._- ") or "attachment"
-    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    return response
+    return attachment_response(data, entry.get("name") or "attachment")

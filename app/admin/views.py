@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Response, abort, current_app, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from app.admin import charts
 from app.admin.guard import bp, requires
@@ -320,12 +320,15 @@ def request_detail(reference: str) -> str:
 
 
 def _inbound_of(dsr: DsrRequest) -> list[Any]:
-    """What the privacy mailbox recorded for this request (replies, the mail it was made from)."""
+    """What the privacy mailbox recorded for this request: replies, the mail it was made from, and mail
+    that carries its reply address or Message-IDs but waits for staff (another sender, or it is closed)."""
     from app.mailbox.models import InboundMail
 
     return list(
         db.session.execute(
-            select(InboundMail).where(InboundMail.request_id == dsr.id).order_by(InboundMail.received_at)
+            select(InboundMail)
+            .where(or_(InboundMail.request_id == dsr.id, InboundMail.related_request_id == dsr.id))
+            .order_by(InboundMail.received_at)
         ).scalars()
     )
 
@@ -347,7 +350,7 @@ def _current_values(dsr: DsrRequest, resolution: Resolution | None) -> dict[int,
 @requires("auditor")
 def request_attachment(reference: str, message_id: int) -> Response:
     """A file the subject attached, to staff only, never inline (it is the subject's, not ours), audited."""
-    from app.dsr.attachments import read_attachment
+    from app.dsr.attachments import attachment_response, read_attachment
     from app.dsr.models import RequestMessage
 
     dsr = get_request_or_404(reference)
@@ -359,11 +362,7 @@ def request_attachment(reference: str, message_id: int) -> Response:
         abort(404)
     record_event("request.attachment_viewed", Actor.staff(current_user), dsr=dsr, data={"message_id": message.id})
     db.session.commit()
-    response = current_app.response_class(data, mimetype="application/octet-stream")
-    response.headers["Content-Disposition"] = f'attachment; filename="{message.attachment_name or "attachment"}"'
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    return response
+    return attachment_response(data, message.attachment_name or "attachment")
 
 
 @bp.route("/requests/<reference>/progress")

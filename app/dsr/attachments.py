@@ -4,11 +4,12 @@ request's personal data. Size and type are limited (``ATTACHMENT_MAX_BYTES``, ``
 
 from __future__ import annotations
 
+import io
 import os
 import secrets
 from pathlib import Path
 
-from flask import current_app
+from flask import Response, current_app, send_file
 
 DEFAULT_TYPES = ("application/pdf", "image/png", "image/jpeg", "text/plain")
 
@@ -68,6 +69,27 @@ def save_attachment(data: bytes, content_type: str) -> str:
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
     return key
+
+
+def attachment_response(data: bytes, name: str) -> Response:
+    """A stored file as a download, never inline: ``application/octet-stream`` with the file's name in
+    ``Content-Disposition`` (RFC 6266, with an RFC 5987 ``filename*`` when it is not ASCII, by Werkzeug),
+    ``no-store``, and a sandbox CSP should anything still try to render it. The name is the sender's:
+    control characters and path separators are dropped first."""
+    clean = "".join(c for c in name if c.isprintable() and c not in "/\\").strip()[:200] or "attachment"
+    response = send_file(
+        io.BytesIO(data),
+        mimetype="application/octet-stream",
+        as_attachment=True,
+        download_name=clean,
+        etag=False,
+        conditional=False,
+        max_age=None,
+    )
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 def read_attachment(key: str) -> bytes | None:

@@ -45,6 +45,16 @@ def staff_intake(
         raise ActionError("Choose how the subject's identity is verified.")
     if verification == "verified" and not (verification_method.strip() and verification_evidence.strip()):
         raise ActionError("Say how the identity was verified and what the evidence is.")
+    if inbound_mail_id is not None:
+        from app.mailbox.services import get_item
+
+        item = get_item(inbound_mail_id)
+        if item is not None and received_at > item.received_at:
+            # The deadline runs from the day the mail reached us: a later date would lengthen it.
+            raise ActionError(
+                f"The mail reached us on {item.received_at:%Y-%m-%d %H:%M} UTC: the request was received then "
+                "(or earlier), not later."
+            )
     dsr = DsrRequest(
         request_type=request_type,
         status=RequestStatus.UNVERIFIED.value,

@@ -107,9 +107,17 @@ def minimise_request(dsr: DsrRequest, now: datetime | None = None) -> None:
             delete_attachment(message.attachment_key)
         message.body = None
         message.attachment_name = message.attachment_key = None
-    # The replies and the mail it was made from; a late reply still waiting as an intake item is its own.
+    # The replies and the mail it was made from, and mail about it that staff handled (dismissed, made a
+    # request of); a late reply still waiting as an intake item is its own until staff handle it.
     minimise_inbound(
-        select(InboundMail).where(InboundMail.request_id == dsr.id, InboundMail.minimised_at.is_(None)), now
+        select(InboundMail).where(
+            or_(
+                InboundMail.request_id == dsr.id,
+                (InboundMail.related_request_id == dsr.id) & (InboundMail.status != "new"),
+            ),
+            InboundMail.minimised_at.is_(None),
+        ),
+        now,
     )
     dsr.email_hash = dsr.email_hash or email_hash(dsr.email)
     dsr.email = None
@@ -204,6 +212,8 @@ def erase_portal_copies(dsr: DsrRequest, emails: set[str], now: datetime | None 
             or_(
                 InboundMail.from_hash.in_(sorted(h for h in hashes if h)),
                 InboundMail.request_id.in_(other_ids) if other_ids else False,
+                # mail that answers one of their requests from another address (a work address, a forward)
+                InboundMail.related_request_id.in_([*other_ids, dsr.id]),
             ),
             or_(InboundMail.request_id.is_(None), InboundMail.request_id != dsr.id),
         ),

@@ -78,6 +78,7 @@ class Fetched:
     header: bytes
 
 
+HEADER_BYTES = 65536
 _FETCH_META = re.compile(rb"UID (\d+)|RFC822\.SIZE (\d+)|INTERNALDATE \"([^\"]+)\"")
 
 
@@ -142,7 +143,8 @@ class Mailbox:
 
     def fetch(self, uid: int, max_bytes: int) -> Fetched | None:
         """The message (``BODY.PEEK``: flags untouched), or only its header when it is over ``max_bytes``."""
-        meta = self._uid("FETCH", str(uid), "(UID RFC822.SIZE INTERNALDATE BODY.PEEK[HEADER])")
+        # The header's first HEADER_BYTES only: a header of any size the server holds is not read whole.
+        meta = self._uid("FETCH", str(uid), f"(UID RFC822.SIZE INTERNALDATE BODY.PEEK[HEADER]<0.{HEADER_BYTES}>)")
         found = _parse_fetch(meta, uid)
         if found is None:
             return None  # expunged meanwhile

@@ -19,6 +19,13 @@ from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from html.parser import HTMLParser
 
 MSGID = re.compile(r"<([^<>\s]{1,250})>")
+# How far a message is taken apart: parts nested deeper, or past this many, are not read in (and the
+# message says so to staff). Real mail nests three or four levels and has a handful of parts.
+MAX_DEPTH = 12
+MAX_PARTS = 200
+# The headers that make a message what it is. Trace headers (Received, Delivered-To, Return-Path) differ
+# between two deliveries of one message and are left out.
+IDENTITY_HEADERS = ("From", "To", "Cc", "Subject", "Date", "Message-ID", "In-Reply-To", "References")
 # Control and bidirectional-override characters: never part of a name or subject we show.
 _UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
 
@@ -45,6 +52,11 @@ class ParsedMail:
     html_only: bool
     auto_submitted: bool
     attachments: list[Part] = field(default_factory=list)
+    # SHA-256 of the identity headers and the body: a copy of a message has the same; a different mail
+    # that reuses its Message-ID does not.
+    content_hash: str = ""
+    # What could not be read in (too deep, too many parts): shown to staff with the message.
+    problems: list[str] = field(default_factory=list)
 
 
 def clean_line(value: str | None, limit: int) -> str:
@@ -115,6 +127,39 @@ def html_to_text(html: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
+def content_hash(msg: EmailMessage, raw: bytes) -> str:
+    digest = hashlib.sha256()
+    for name in IDENTITY_HEADERS:
+        for key, value in msg.raw_items():
+            if key.lower() == name.lower():
+                digest.update(f"{name.lower()}:{' '.join(str(value).split())}\n".encode("utf-8", "replace"))
+    ends = [i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0]
+    body = raw[min(ends) :] if ends else b""
+    digest.update(b"\0" + body.replace(b"\r\n", b"\n").strip())
+    return digest.hexdigest()
+
+
+def _leaves(msg: EmailMessage, problems: list[str]) -> list[EmailMessage]:
+    """The message's non-multipart parts, depth first, within ``MAX_DEPTH`` and ``MAX_PARTS``."""
+    found: list[EmailMessage] = []
+    stack: list[tuple[EmailMessage, int]] = [(msg, 0)]
+    while stack:
+        part, depth = stack.pop()
+        if not part.is_multipart():
+            if len(found) >= MAX_PARTS:
+                problems.append(f"The message has more than {MAX_PARTS} parts: the rest is not read in.")
+                break
+            found.append(part)
+            continue
+        if depth >= MAX_DEPTH:
+            problems.append(f"Parts nested more than {MAX_DEPTH} deep are not read in.")
+            continue
+        children = part.get_payload()
+        if isinstance(children, list):
+            stack.extend((child, depth + 1) for child in reversed(children) if isinstance(child, EmailMessage))
+    return found
+
+
 def parse_mail(raw: bytes) -> ParsedMail:
     msg = message_from_bytes(raw, policy=policy.default)
     assert isinstance(msg, EmailMessage)
@@ -123,11 +168,9 @@ def parse_mail(raw: bytes) -> ParsedMail:
     digest = hashlib.sha256(message_id.lower().encode() if message_id else raw).hexdigest()
     name, from_field = parseaddr(_header(msg, "From"))
     addr = from_field.strip().lower() if from_field and "@" in from_field and len(from_field) <= 254 else None
+    # Only what the sender addressed: Delivered-To and its kind are headers anyone can write into a mail.
     recipients = [
-        a.strip().lower()
-        for header in ("To", "Cc", "Delivered-To", "X-Original-To", "Envelope-To")
-        for _, a in getaddresses([_header(msg, header)])
-        if a and "@" in a
+        a.strip().lower() for header in ("To", "Cc") for _, a in getaddresses([_header(msg, header)]) if a and "@" in a
     ]
     date = None
     try:
@@ -142,9 +185,8 @@ def parse_mail(raw: bytes) -> ParsedMail:
         or msg.get_content_type() == "multipart/report"
     )
     text_body, html_body, attachments = None, None, []
-    for part in msg.walk():
-        if part.is_multipart():
-            continue
+    problems: list[str] = []
+    for part in _leaves(msg, problems):
         ctype = part.get_content_type()
         disposition = part.get_content_disposition()
         filename = part.get_filename()
@@ -178,6 +220,8 @@ def parse_mail(raw: bytes) -> ParsedMail:
         html_only=html_only,
         auto_submitted=auto,
         attachments=attachments,
+        content_hash=content_hash(msg, raw),
+        problems=problems,
     )
 
 

@@ -11,12 +11,13 @@ events commit together. After the commit the message is deleted from the server 
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from app.audit import Actor, record_event
 from app.dsr.attachments import attachment_problem, delete_attachment, save_attachment, sniff_type
@@ -57,84 +58,177 @@ def _files(parsed: ParsedMail) -> tuple[list[dict], list[dict]]:
     kept, refused = [], []
     for part in parsed.attachments:
         kind = sniff_type(part.data)
-        problem = attachment_problem(len(part.data), kind)
-        info = {"name": part.name, "type": kind, "size": len(part.data)}
+        data = part.data
+        if kind == "text/plain":
+            # A forwarded mail of ours, attached as text, quotes its status link: no working token is kept.
+            data = redact_tokens(data.decode("utf-8")).encode("utf-8")
+        problem = attachment_problem(len(data), kind)
+        info = {"name": part.name, "type": kind, "size": len(data)}
         if problem:
             refused.append({**info, "declared": part.declared_type[:100], "reason": problem})
         else:
-            kept.append({**info, "key": save_attachment(part.data, kind)})
+            kept.append({**info, "key": save_attachment(data, kind)})
     return kept, refused
 
 
+def _identity(parsed: ParsedMail) -> tuple[str, str]:
+    """(content hash, dedupe key) of a message: a copy has both the same as its original."""
+    return parsed.content_hash, hashlib.sha256(f"{parsed.message_id_hash}:{parsed.content_hash}".encode()).hexdigest()
+
+
+def _original_of(parsed: ParsedMail, key: str) -> InboundMail | None:
+    """The row that acted on this message when it was read before (by another UID or folder)."""
+    stmt = select(InboundMail).where(
+        (InboundMail.dedupe_key == key)
+        # Rows from before content hashes were kept are known by their Message-ID alone.
+        | ((InboundMail.dedupe_key == parsed.message_id_hash) & InboundMail.content_hash.is_(None))
+    )
+    return db.session.execute(stmt).scalars().first()
+
+
 def record_message(mailbox: str, uid_validity: int, fetched: Fetched) -> InboundMail | None:
-    """Record and act on one message; the caller commits. None when it was recorded already."""
+    """Record and act on one message; the caller commits. None when this UID was recorded already.
+
+    Every message gets a row of its own, so nothing leaves the server unrecorded: a copy of a message
+    read before is a ``duplicate`` row (never acted on twice); a different mail that reuses an earlier
+    Message-ID is read as the new message it is."""
     now = utcnow()
     raw = fetched.raw if fetched.raw is not None else fetched.header
-    parsed = parse_mail(raw)  # lenient (email.policy.default): a malformed part is read as far as it goes
     seen = db.session.execute(
         select(InboundMail.id).where(
-            (InboundMail.message_id_hash == parsed.message_id_hash)
-            | (
-                (InboundMail.mailbox == mailbox)
-                & (InboundMail.uid_validity == uid_validity)
-                & (InboundMail.uid == fetched.uid)
-            )
+            InboundMail.mailbox == mailbox, InboundMail.uid_validity == uid_validity, InboundMail.uid == fetched.uid
         )
     ).first()
     if seen is not None:
         return None
+    parsed = parse_mail(raw)  # lenient (email.policy.default): a malformed part is read as far as it goes
+    digest, key = _identity(parsed)
+    original = _original_of(parsed, key)
     item = InboundMail(
         mailbox=mailbox,
         uid_validity=uid_validity,
         uid=fetched.uid,
         message_id_hash=parsed.message_id_hash,
+        content_hash=digest,
         message_id=(parsed.message_id or "")[:255] or None,
-        from_addr=parsed.from_addr,
-        from_hash=email_hash(parsed.from_addr) if parsed.from_addr else None,
-        from_name=parsed.from_name or None,
-        subject=parsed.subject or None,
-        html_only=parsed.html_only,
-        auto_submitted=parsed.auto_submitted,
-        too_large=fetched.raw is None,
         size=fetched.size,
         received_at=_received(parsed, fetched, now),
         fetched_at=now,
-        status="new",
+        on_server=True,
     )
+    if original is not None:
+        # A copy (copied back, or the folder's UIDVALIDITY changed): its row records that it was read;
+        # what it says lives on the original's row. An erased original's copies go from the server too.
+        item.status, item.duplicate_of_id, item.message_id = "duplicate", original.id, None
+        item.from_hash = email_hash(parsed.from_addr) if parsed.from_addr else None
+        item.too_large = fetched.raw is None
+        item.minimised_at = now if original.minimised_at is not None else None
+        db.session.add(item)
+        db.session.flush()
+        return item
+    item.dedupe_key = key
+    item.from_addr = parsed.from_addr
+    item.from_hash = email_hash(parsed.from_addr) if parsed.from_addr else None
+    item.from_name = parsed.from_name or None
+    item.subject = parsed.subject or None
+    item.html_only = parsed.html_only
+    item.auto_submitted = parsed.auto_submitted
+    item.too_large = fetched.raw is None
+    item.status = "new"
     db.session.add(item)
     db.session.flush()  # the claim: a second reader of this message fails here (unique keys)
     saved: list[str] = []
     try:
         return _act(item, parsed, fetched, saved)
     except BaseException:
-        for key in saved:  # nothing of this attempt is committed: its files go too
-            delete_attachment(key)
+        for saved_key in saved:  # nothing of this attempt is committed: its files go too
+            delete_attachment(saved_key)
         raise
+
+
+def record_unreadable(mailbox: str, uid_validity: int, fetched: Fetched, error: BaseException) -> InboundMail:
+    """A message that failed in a way nobody foresaw (a parser's recursion limit, a full disk): it waits
+    for staff as an intake item that says so, stays on the server for a person to open there, and the
+    mail behind it is read on. The caller commits."""
+    now = utcnow()
+    raw = fetched.raw if fetched.raw is not None else fetched.header
+    item = InboundMail(
+        mailbox=mailbox,
+        uid_validity=uid_validity,
+        uid=fetched.uid,
+        message_id_hash=hashlib.sha256(raw).hexdigest(),
+        size=fetched.size,
+        received_at=min(fetched.internal_date or now, now),
+        fetched_at=now,
+        status="new",
+        unreadable=True,
+        on_server=True,
+        refused=[
+            {
+                "name": "(the whole message)",
+                "size": fetched.size,
+                "reason": f"could not be read in ({type(error).__name__})",
+            }
+        ],
+    )
+    db.session.add(item)
+    db.session.flush()
+    record_event("mailbox.unreadable", SYSTEM, data={"inbound_mail_id": item.id, "error": type(error).__name__})
+    return item
+
+
+def _subject_hashes(dsr: DsrRequest) -> set[str]:
+    """The addresses a reply may come from and be the subject's: the request's own and any identifier
+    email that confirmed its link or that staff recorded as the subject's."""
+    from app.dsr.models import RequestIdentifier
+
+    hashes = {dsr.email_hash or email_hash(dsr.email)}
+    for value in db.session.execute(
+        select(RequestIdentifier.value).where(
+            RequestIdentifier.request_id == dsr.id,
+            RequestIdentifier.kind == "email",
+            RequestIdentifier.status == "verified",
+        )
+    ).scalars():
+        hashes.add(email_hash(value))
+    return {h for h in hashes if h}
 
 
 def _act(item: InboundMail, parsed: ParsedMail, fetched: Fetched, saved: list[str]) -> InboundMail:
     text = redact_tokens(parsed.text) or ""  # a quoted status link is no working token in our copy
+    refused: list[dict] = [{"name": "(parts of the message)", "size": 0, "reason": p} for p in parsed.problems]
     if item.too_large:
         limit = int(current_app.config["MAIL_IMAP_MAX_BYTES"])
-        item.refused = [{"name": "(the whole message)", "size": fetched.size, "reason": f"over {limit} bytes"}]
+        refused.append({"name": "(the whole message)", "size": fetched.size, "reason": f"over {limit} bytes"})
         kept: list[dict] = []
     else:
-        kept, refused = _files(parsed)
+        kept, refused_files = _files(parsed)
         saved.extend(f["key"] for f in kept)
-        item.refused = refused or None
+        refused += refused_files
+    item.refused = refused or None
     dsr, how = match_request(parsed.recipients, parsed.in_reply_to, parsed.references)
-    if dsr is not None and dsr.status not in {s.value for s in CLOSED} and not item.too_large:
+    open_request = dsr is not None and dsr.status not in {s.value for s in CLOSED}
+    if dsr is not None and open_request and not item.too_large and item.from_hash in _subject_hashes(dsr):
         assert how is not None  # match_request names how it matched whenever it found a request
         _thread(item, dsr, how, without_quote(text), kept)
         return item
     if dsr is not None:
-        item.related_request_id = dsr.id  # a reply to a closed request: staff decide
+        # A reply to a closed request, one too large to read, or one that carries a request's reply address
+        # or Message-ID but comes from an address that is not the subject's (a forwarded or leaked mail):
+        # staff decide; it is never the subject's answer by itself.
+        item.related_request_id = dsr.id
+        item.matched_by = how
     item.body_text = text[:TEXT_LIMIT]
     item.attachments = kept or None
     record_event(
         "mailbox.intake_item",
         SYSTEM,
-        data={"inbound_mail_id": item.id, "files": len(kept), "refused": len(item.refused or [])},
+        data={
+            "inbound_mail_id": item.id,
+            "files": len(kept),
+            "refused": len(item.refused or []),
+            "related_request_id": item.related_request_id,
+        },
     )
     return item
 
@@ -168,39 +262,87 @@ def _thread(item: InboundMail, dsr: DsrRequest, how: str, text: str, kept: list[
     )
 
 
+def _delete_erased_copies(box: Mailbox, name: str, validity: int) -> int:
+    """Messages whose row was minimised (erasure, retention) but which the server still holds (too large,
+    unreadable, ``MAIL_IMAP_KEEP``): the server's copy goes now, so erasure reaches every copy we know of."""
+    rows = list(
+        db.session.execute(
+            select(InboundMail).where(
+                InboundMail.mailbox == name,
+                InboundMail.uid_validity == validity,
+                InboundMail.on_server.is_(True),
+                InboundMail.minimised_at.is_not(None),
+            )
+        ).scalars()
+    )
+    if not rows:
+        return 0
+    box.delete([r.uid for r in rows])
+    for row in rows:
+        row.on_server = False
+    db.session.commit()
+    return len(rows)
+
+
+def _erased_copies_waiting(name: str) -> bool:
+    return (
+        db.session.execute(
+            select(InboundMail.id).where(
+                InboundMail.mailbox == name, InboundMail.on_server.is_(True), InboundMail.minimised_at.is_not(None)
+            )
+        ).first()
+        is not None
+    )
+
+
 def read_mailbox() -> dict[str, Any]:
-    """Read new mail from ``MAIL_IMAP_URL``: returns counts. Raises ``MailboxError`` when unreachable."""
+    """Read new mail from ``MAIL_IMAP_URL``: returns counts. Raises ``MailboxError`` when unreachable.
+
+    Each message is recorded in its own transaction. One that fails in an unforeseen way is recorded as
+    unreadable (and kept on the server) so the mail behind it is still read; a database that cannot be
+    written stops the run (the next run starts where it stopped)."""
     cfg = current_app.config
     if not cfg.get("MAIL_IMAP_URL"):
         return {"configured": False}
     url = parse_imap_url(cfg["MAIL_IMAP_URL"])
     keep = bool(cfg.get("MAIL_IMAP_KEEP"))
     limit = int(cfg["MAIL_IMAP_MAX_BYTES"])
-    summary = {"configured": True, "new": 0, "threaded": 0, "intake": 0, "skipped": 0, "deleted": 0}
-    with Mailbox(url, timeout=float(cfg.get("MAIL_IMAP_TIMEOUT") or 30), readonly=keep) as box:
-        name, validity = url.name, box.uid_validity
+    summary = {
+        "configured": True,
+        "new": 0,
+        "threaded": 0,
+        "intake": 0,
+        "duplicate": 0,
+        "unreadable": 0,
+        "skipped": 0,
+        "deleted": 0,
+        "erased_copies": 0,
+    }
+    name = url.name
+    readonly = keep and not _erased_copies_waiting(name)
+    db.session.rollback()
+    with Mailbox(url, timeout=float(cfg.get("MAIL_IMAP_TIMEOUT") or 30), readonly=readonly) as box:
+        validity = box.uid_validity
+        if not readonly:
+            summary["erased_copies"] = _delete_erased_copies(box, name, validity)
         uids = box.uids()
-        known = set()
+        known: set[int] = set()
+        # Recorded, but still on the server because a run stopped before deleting it: deleted now.
+        leftover: list[int] = []
         for start in range(0, len(uids), 500):
-            chunk = uids[start : start + 500]
-            known |= set(
-                db.session.execute(
-                    select(InboundMail.uid).where(
-                        InboundMail.mailbox == name,
-                        InboundMail.uid_validity == validity,
-                        InboundMail.uid.in_(chunk),
-                    )
-                ).scalars()
-            )
-        done = [u for u in uids if u in known]
-        kept_on_server = set(
-            db.session.execute(
-                select(InboundMail.uid).where(
-                    InboundMail.mailbox == name, InboundMail.uid_validity == validity, InboundMail.too_large.is_(True)
+            rows = db.session.execute(
+                select(InboundMail.uid, InboundMail.on_server, InboundMail.too_large, InboundMail.unreadable).where(
+                    InboundMail.mailbox == name,
+                    InboundMail.uid_validity == validity,
+                    InboundMail.uid.in_(uids[start : start + 500]),
                 )
-            ).scalars()
-        )
+            ).all()
+            for uid, on_server, too_large, unreadable in rows:
+                known.add(uid)
+                if on_server and not (too_large or unreadable or keep):
+                    leftover.append(uid)
         db.session.rollback()
+        done: list[int] = list(leftover)
         for uid in [u for u in uids if u not in known][:BATCH]:
             fetched = box.fetch(uid, limit)
             if fetched is None:
@@ -212,20 +354,44 @@ def read_mailbox() -> dict[str, Any]:
                 db.session.rollback()
                 summary["skipped"] += 1
                 continue
-            if item is None:  # the same message (by Message-ID) was recorded from another UID
+            except (SQLAlchemyError, MailboxError):
+                db.session.rollback()
+                raise
+            except Exception as exc:  # noqa: BLE001 - one message must not stop the mail behind it
+                db.session.rollback()
+                current_app.logger.exception("mailbox: message uid=%s could not be read in", uid)
+                record_unreadable(name, validity, fetched, exc)
+                db.session.commit()
+                summary["new"] += 1
+                summary["unreadable"] += 1
+                continue
+            if item is None:
                 summary["skipped"] += 1
-                done.append(uid)
+                continue
+            if item.status == "duplicate":
+                summary["duplicate"] += 1
+                if not keep or item.minimised_at is not None:
+                    done.append(uid)
                 continue
             summary["new"] += 1
             summary["threaded" if item.status == "threaded" else "intake"] += 1
-            if not item.too_large:
+            if not item.too_large and not keep:
                 done.append(uid)
-        if not keep:
+        if done:
             # The portal holds the message now: the server's copy goes, so erasure reaches every copy.
-            # A message too large to read stays for a person to open in the mailbox.
-            to_delete = [u for u in done if u not in kept_on_server]
-            box.delete(to_delete)
-            summary["deleted"] = len(to_delete)
+            # A message too large or unreadable stays for a person to open in the mailbox.
+            box.delete(done)
+            db.session.execute(
+                update(InboundMail)
+                .where(
+                    InboundMail.mailbox == name,
+                    InboundMail.uid_validity == validity,
+                    InboundMail.uid.in_(done),
+                )
+                .values(on_server=False)
+            )
+            db.session.commit()
+            summary["deleted"] = len(done)
     return summary
 
 
@@ -288,6 +454,37 @@ def attach_to_request(item_id: int, dsr: DsrRequest, actor: Actor) -> InboundMai
     return item
 
 
+def add_to_thread(item_id: int, actor: Actor) -> InboundMail:
+    """Staff checked that a mail which carries an open request's reply address or Message-ID, sent from
+    another address, is the subject's (a work address, say): it joins the thread as their answer, with what
+    that does (a request waiting for them goes back to review), and the audit trail says who decided."""
+    from app.dsr import portal
+
+    item = lock_item(item_id)
+    if item.status != "new" or item.related_request_id is None or item.too_large or item.unreadable:
+        raise ActionError("Only a reply waiting in the mailbox can be added to its request's thread.")
+    dsr = db.session.get(DsrRequest, item.related_request_id)
+    if dsr is None or dsr.status in {s.value for s in CLOSED}:
+        raise ActionError("Its request is closed: make a new request of this mail, or dismiss it.")
+    files = list(item.attachments or [])
+    text = without_quote(item.body_text or "")
+    portal.answer(dsr, text or ("(no text)" if not files else ""), via="email", files=files)
+    item.status = "threaded"
+    item.request_id = dsr.id
+    item.handled_by_id = actor.id
+    item.handled_at = utcnow()
+    item.body_text = None  # the text and the files live on the request's thread now
+    item.attachments = None
+    db.session.flush()
+    record_event(
+        "mailbox.reply_added_by_staff",
+        actor,
+        dsr=dsr,
+        data={"inbound_mail_id": item.id, "matched_by": item.matched_by, "files": len(files)},
+    )
+    return item
+
+
 def minimise_item(item: InboundMail, now: datetime | None = None, *, closing_reason: str | None = None) -> None:
     """Keep the record that the message was processed (ids, dates, status); its contents go. With
     ``closing_reason`` an item nobody handled yet is closed too (its subject was erased: nothing is left
@@ -308,6 +505,22 @@ def minimise_item(item: InboundMail, now: datetime | None = None, *, closing_rea
     item.from_addr = None
     item.message_id = None
     item.minimised_at = now or utcnow()
+    # Its copies (read again under other UIDs) hold nothing but their place on the server, which the next
+    # run of the mailbox job deletes, as it does this message's own server copy.
+    db.session.execute(
+        update(InboundMail)
+        .where(InboundMail.duplicate_of_id == item.id, InboundMail.minimised_at.is_(None))
+        .values(minimised_at=item.minimised_at, from_hash=None)
+        .execution_options(synchronize_session=False)
+    )
 
 
-__all__ = ["MailboxError", "read_mailbox", "record_message", "dismiss", "attach_to_request", "minimise_item"]
+__all__ = [
+    "MailboxError",
+    "read_mailbox",
+    "record_message",
+    "dismiss",
+    "attach_to_request",
+    "add_to_thread",
+    "minimise_item",
+]

@@ -155,7 +155,11 @@ def test_a_new_mail_can_be_dismissed_and_only_by_an_officer(app, officer, imap_s
     read_mailbox()
     item = db.session.execute(select(InboundMail)).scalar_one()
     auditor, _ = staff_client(app, "auditor")
-    token = auditor.csrf_from(f"/admin/mailbox/{item.id}")
+    token = auditor.csrf_from("/admin/")
+    # Unsorted mail is anyone's personal data: officers handle it, an auditor does not read it.
+    for url in ("/admin/mailbox", f"/admin/mailbox/{item.id}"):
+        assert auditor.get(url).status_code == 403
+    assert "/admin/mailbox" not in auditor.get("/admin/").get_data(as_text=True)
     assert (
         auditor.post(f"/admin/mailbox/{item.id}/dismiss", data={"csrf_token": token, "reason": "spam"}).status_code
         == 403
@@ -239,7 +243,7 @@ def test_a_reply_to_a_closed_request_or_to_staff_mail_is_not_threaded(app, offic
 def test_each_message_is_processed_once_however_often_the_job_runs(app, officer, imap_server):
     app.config["MAIL_IMAP_KEEP"] = True  # messages stay on the server: every run sees them again
     client, _ = officer
-    dsr, question = waiting_request(client)
+    dsr, question = waiting_request(client, email="wren@example.com")
     imap_server.append(mail(body="answer", headers={"In-Reply-To": question.message_id}))
     imap_server.append(mail(subject="a new request"))
     first, second = read_mailbox(), read_mailbox()
@@ -252,8 +256,11 @@ def test_each_message_is_processed_once_however_often_the_job_runs(app, officer,
     raw = mail(body="answer", headers={"In-Reply-To": question.message_id}, message_id="<same@example.com>")
     imap_server.append(raw)
     imap_server.append(raw)
-    assert read_mailbox()["new"] == 1
-    assert count(InboundMail) == 3
+    again = read_mailbox()
+    assert again["new"] == 1 and again["duplicate"] == 1
+    assert count(InboundMail) == 4  # every message on the server has its row: the copy's says "duplicate"
+    copy = db.session.execute(select(InboundMail).where(InboundMail.status == "duplicate")).scalar_one()
+    assert copy.duplicate_of_id is not None and copy.body_text is None and copy.from_addr is None
 
 
 def test_a_killed_run_is_finished_by_the_next_and_two_runs_at_once_process_each_message_once(app, imap_server):
@@ -294,7 +301,7 @@ def test_a_killed_run_is_finished_by_the_next_and_two_runs_at_once_process_each_
 def test_oversize_and_forbidden_attachments_are_refused_and_the_rest_kept(app, officer, imap_server):
     app.config["ATTACHMENT_MAX_BYTES"] = 1000
     client, _ = officer
-    dsr, question = waiting_request(client)
+    dsr, question = waiting_request(client, email="wren@example.com")
     imap_server.append(
         multipart(
             [
@@ -388,12 +395,31 @@ def test_automatic_replies_and_other_senders_are_shown_to_staff_and_change_nothi
     assert auto.kind == "auto_reply"
     token = client.get(f"/admin/requests/{dsr.reference}")  # staff see it
     assert "I am away until Monday." in token.get_data(as_text=True)
-    # a reply from another address is threaded, and flagged to staff
+    # a reply from another address waits for staff; an officer who checked it is the subject's adds it
     imap_server.append(mail(body="answer from my work address", sender="sam@work.example", to=question.reply_to))
     read_mailbox()
     db.session.expire_all()
-    assert db.session.get(DsrRequest, dsr.id).status == "pending_review"
-    assert "data-other-sender" in client.get(f"/admin/requests/{dsr.reference}").get_data(as_text=True)
+    assert db.session.get(DsrRequest, dsr.id).status == "on_hold"
+    item = db.session.execute(select(InboundMail).where(InboundMail.from_addr == "sam@work.example")).scalar_one()
+    assert item.status == "new" and item.related_request_id == dsr.id and item.matched_by == "reply_address"
+    assert "data-waiting-reply" in client.get(f"/admin/requests/{dsr.reference}").get_data(as_text=True)
+    page = client.get(f"/admin/mailbox/{item.id}").get_data(as_text=True)
+    assert "data-other-sender" in page and "data-add-to-thread" in page
+    where = f"/admin/mailbox/{item.id}"
+    unconfirmed = client.post_form(f"{where}/thread", {}, page=where)
+    assert unconfirmed.status_code == 303
+    db.session.expire_all()
+    assert db.session.get(InboundMail, item.id).status == "new"
+    added = client.post_form(f"{where}/thread", {"confirm": "yes"}, page=where)
+    assert added.status_code == 303 and added.headers["Location"].endswith(f"/admin/requests/{dsr.reference}")
+    db.session.expire_all()
+    dsr = db.session.get(DsrRequest, dsr.id)
+    assert dsr.status == "pending_review"
+    assert [m.body for m in dsr.messages if m.kind == "answer"] == ["answer from my work address"]
+    assert count(AuditEvent, AuditEvent.event == "mailbox.reply_added_by_staff") == 1
+    again = client.post_form(f"{where}/thread", {"confirm": "yes"}, page=f"/admin/requests/{dsr.reference}")
+    assert again.status_code == 303
+    assert count(RequestMessage, RequestMessage.kind == "answer") == 1  # once only
 
 
 def test_a_message_over_the_size_limit_is_not_read_in_and_stays_on_the_server(app, officer, imap_server):
@@ -464,3 +490,232 @@ def test_a_malformed_mail_does_not_stop_the_mail_after_it(app, imap_server):
     imap_server.append(mail(subject="after the broken ones"))
     assert read_mailbox()["new"] == 3
     assert imap_server.uids() == []
+
+
+# --- the review's findings (pen test and data-protection audit of the mailbox) -----------------------
+
+
+def test_a_leaked_reply_address_or_message_id_from_another_sender_is_never_the_subjects_answer(
+    app, officer, imap_server, client
+):
+    """A forwarded or CC'd mail of ours carries the request's reply token and Message-ID; whoever holds it
+    must not answer for the subject, lift their hold, or write on their status page."""
+    staff, _ = officer
+    dsr, question = waiting_request(staff, email="sam@example.com")
+    imap_server.append(mail(body="I am Sam, here is my passport", sender="mallory@evil.test", to=question.reply_to))
+    imap_server.append(
+        mail(body="Sam here, cancel it", sender="mallory@evil.test", headers={"In-Reply-To": question.message_id})
+    )
+    # Delivered-To is written by whoever sends the mail: it names no request, even from the subject's address
+    imap_server.append(mail(body="from sam", sender="sam@example.com", headers={"Delivered-To": question.reply_to}))
+    summary = read_mailbox()
+    assert summary["threaded"] == 0 and summary["intake"] == 3
+    db.session.expire_all()
+    dsr = db.session.get(DsrRequest, dsr.id)
+    assert dsr.status == "on_hold" and dsr.waiting_since is not None  # still waiting for the subject
+    assert not [m for m in dsr.messages if m.direction == "in"]
+    assert count(AuditEvent, AuditEvent.event == "request.subject_answered") == 0
+    leaked, by_header, delivered = db.session.execute(select(InboundMail).order_by(InboundMail.uid)).scalars()
+    assert (leaked.status, leaked.related_request_id, leaked.matched_by) == ("new", dsr.id, "reply_address")
+    assert (by_header.status, by_header.related_request_id, by_header.matched_by) == ("new", dsr.id, "in_reply_to")
+    assert delivered.related_request_id is None and delivered.matched_by is None
+    # the subject's status page (the link in our question) shows nothing of it
+    import re
+
+    link = re.search(r"https?://[^/\s]+(/requests/\S+)", question.body_text).group(1)
+    page = client.get(link, follow_redirects=True)
+    assert page.status_code == 200 and dsr.reference in page.get_data(as_text=True)
+    assert "passport" not in page.get_data(as_text=True) and "cancel it" not in page.get_data(as_text=True)
+
+
+def test_a_different_mail_that_reuses_a_message_id_is_read_and_nothing_leaves_the_server_unrecorded(
+    app, officer, imap_server
+):
+    imap_server.append(mail(subject="first", body="my first mail", message_id="<reused@example.com>"))
+    assert read_mailbox()["new"] == 1
+    imap_server.append(
+        mail(
+            subject="second",
+            body="a different mail under the same id",
+            sender="Other <other@example.com>",
+            message_id="<reused@example.com>",
+        )
+    )
+    summary = read_mailbox()
+    assert summary["new"] == 1 and summary["duplicate"] == 0
+    first, second = db.session.execute(select(InboundMail).order_by(InboundMail.uid)).scalars()
+    assert second.status == "new" and second.body_text == "a different mail under the same id"
+    assert first.message_id_hash == second.message_id_hash and first.content_hash != second.content_hash
+    assert imap_server.uids() == []
+    # every UID that left the server has its own row
+    assert sorted(db.session.execute(select(InboundMail.uid)).scalars()) == [1, 2]
+
+
+def test_the_same_message_delivered_twice_is_one_intake_item(app, imap_server):
+    raw = mail(subject="twice", body="one message", message_id="<twice@example.com>")
+    imap_server.append("Received: from a.example by mx1\n" + raw)
+    imap_server.append("Received: from b.example by mx2\nDelivered-To: privacy@chatgpttech.test\n" + raw)
+    summary = read_mailbox()
+    assert summary["new"] == 1 and summary["duplicate"] == 1
+    assert count(InboundMail, InboundMail.status == "new") == 1
+    assert imap_server.uids() == []
+
+
+def nested(depth: int) -> str:
+    body = "the innermost text"
+    for i in range(depth):
+        body = f'Content-Type: multipart/mixed; boundary="b{i}"\n\n--b{i}\n{body}\n--b{i}--\n'
+    return (
+        "From: deep@example.com\nTo: privacy@chatgpttech.test\nSubject: deep\n"
+        f"Message-ID: <deep{depth}@example.com>\nMIME-Version: 1.0\n{body}"
+    )
+
+
+def test_a_message_that_fails_in_an_unforeseen_way_waits_for_staff_and_the_mail_behind_it_is_read(
+    app, officer, imap_server
+):
+    client, _ = officer
+    imap_server.append(nested(3000))  # Python's own email parser gives up (RecursionError)
+    imap_server.append(mail(subject="behind it"))
+    summary = read_mailbox()
+    assert summary["new"] == 2 and summary["unreadable"] == 1 and summary["intake"] == 1
+    bad = db.session.execute(select(InboundMail).where(InboundMail.unreadable.is_(True))).scalar_one()
+    assert bad.status == "new" and bad.on_server is True and "RecursionError" in bad.refused[0]["reason"]
+    assert imap_server.uids() == [bad.uid]  # left for a person to open in the mailbox
+    assert read_mailbox()["new"] == 0  # and not read again every minute
+    assert "data-unreadable" in client.get(f"/admin/mailbox/{bad.id}").get_data(as_text=True)
+    assert count(AuditEvent, AuditEvent.event == "mailbox.unreadable") == 1
+
+
+def test_a_full_disk_on_one_message_does_not_stop_the_others(app, imap_server, tmp_path):
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the attachment directory should be")
+    app.config["ATTACHMENT_DIR"] = str(blocked / "attachments")
+    imap_server.append(multipart([("id.png", "image/png", PNG)], subject="with a file"))
+    imap_server.append(mail(subject="plain"))
+    summary = read_mailbox()
+    assert summary["new"] == 2 and summary["unreadable"] == 1
+    items = {i.subject: i for i in db.session.execute(select(InboundMail)).scalars()}
+    assert items["plain"].status == "new" and not items["plain"].unreadable
+    assert list(tmp_path.iterdir()) == [blocked]  # nothing half-written
+
+
+def test_deep_nesting_and_many_parts_are_read_within_limits(app, imap_server):
+    from app.mailbox.parse import MAX_PARTS
+
+    imap_server.append(nested(40))
+    many = multipart([(f"f{i}.txt", "text/plain", b"x") for i in range(MAX_PARTS + 20)], subject="many")
+    imap_server.append(many)
+    assert read_mailbox()["new"] == 2
+    deep, wide = db.session.execute(select(InboundMail).order_by(InboundMail.uid)).scalars()
+    assert any("nested" in f["reason"] for f in deep.refused)
+    assert any(f"more than {MAX_PARTS} parts" in f["reason"] for f in wide.refused)
+    assert len(wide.attachments) == MAX_PARTS - 1  # the text part is one of the parts read
+
+
+def test_only_the_start_of_a_huge_header_is_fetched(app, imap_server):
+    from app.mailbox.imap import HEADER_BYTES, Mailbox, parse_imap_url
+
+    junk = "".join(f"X-Junk-{i}: {'y' * 200}\n" for i in range(1500))  # ~300 KB of header
+    imap_server.append(mail(subject="huge header", headers={"X-A": "b"}).replace("MIME-Version", junk + "MIME-Version"))
+    url = parse_imap_url(app.config["MAIL_IMAP_URL"])
+    with Mailbox(url, readonly=True) as box:
+        fetched = box.fetch(imap_server.uids()[0], 1000)  # over the limit: only the header is fetched
+    assert fetched is not None and fetched.raw is None
+    assert len(fetched.header) == HEADER_BYTES and fetched.size > 300_000
+
+
+def test_erasure_reaches_the_servers_copy_of_mail_that_stayed_there(app, officer, imap_server):
+    from app.dsr.minimise import erase_portal_copies
+
+    app.config["MAIL_IMAP_MAX_BYTES"] = 3000
+    imap_server.append(mail(body="x" * 5000, sender="gone@example.com", subject="too large"))
+    read_mailbox()
+    assert len(imap_server.uids()) == 1  # too large to read in: it stays
+    app.config["MAIL_IMAP_KEEP"] = True
+    imap_server.append(mail(body="kept", sender="gone@example.com", subject="kept on the server"))
+    imap_server.append(mail(body="someone else's", sender="stays@example.com", subject="not theirs"))
+    read_mailbox()
+    assert len(imap_server.uids()) == 3
+    deletion = make_request("completed", "deletion", email="gone@example.com")
+    erase_portal_copies(deletion, {"gone@example.com"})
+    db.session.commit()
+    summary = read_mailbox()  # the next run deletes the erased subject's copies, even under MAIL_IMAP_KEEP
+    assert summary["erased_copies"] == 2
+    remaining = imap_server.uids()
+    assert len(remaining) == 1
+    stays = db.session.execute(select(InboundMail).where(InboundMail.uid == remaining[0])).scalar_one()
+    assert stays.subject == "not theirs" and stays.minimised_at is None
+    assert read_mailbox()["new"] == 0
+
+
+def test_erasure_and_minimisation_reach_mail_related_to_a_request_from_another_address(app, officer, imap_server):
+    from app.dsr.minimise import erase_portal_copies, minimise_request
+
+    client, _ = officer
+    dsr, question = waiting_request(client, email="gone@example.com")
+    imap_server.append(mail(body="from my work address", sender="gone@work.example", to=question.reply_to))
+    closed, closed_q = waiting_request(client, email="old@example.com")
+    imap_server.append(mail(body="about the old one", sender="old@work.example", to=closed_q.reply_to))
+    read_mailbox()
+    related, old = db.session.execute(select(InboundMail).order_by(InboundMail.uid)).scalars()
+    assert related.related_request_id == dsr.id and old.related_request_id == closed.id
+    deletion = make_request("completed", "deletion", email="gone@example.com")
+    erase_portal_copies(deletion, {"gone@example.com"})
+    db.session.commit()
+    db.session.expire_all()
+    related = db.session.get(InboundMail, related.id)
+    assert related.minimised_at is not None and related.body_text is None and related.from_addr is None
+    # minimising a request minimises the mail about it that staff handled
+    from app.audit import Actor
+    from app.mailbox.services import dismiss
+
+    dismiss(old.id, Actor.system(), "duplicate")
+    minimise_request(db.session.get(DsrRequest, closed.id))
+    db.session.commit()
+    assert db.session.get(InboundMail, old.id).body_text is None
+
+
+def test_mail_attachments_download_safely_and_text_files_lose_their_tokens(app, officer, imap_server):
+    client, _ = officer
+    note = b"Forwarded: your status link https://portal.example/requests/status/" + b"A" * 43 + b"\n"
+    imap_server.append(multipart([("Ausweis \u00fcber.png", "image/png", PNG), ("fwd.txt", "text/plain", note)]))
+    read_mailbox()
+    item = db.session.execute(select(InboundMail)).scalar_one()
+    png = client.get(f"/admin/mailbox/{item.id}/attachments/1")
+    assert png.status_code == 200 and png.data == PNG
+    disposition = png.headers["Content-Disposition"]
+    assert disposition.startswith("attachment;") and "filename*=UTF-8''Ausweis%20%C3%BCber.png" in disposition
+    assert png.headers["X-Content-Type-Options"] == "nosniff"
+    assert png.headers["Content-Type"] == "application/octet-stream" and png.headers["Cache-Control"] == "no-store"
+    text = client.get(f"/admin/mailbox/{item.id}/attachments/2").data
+    assert b"A" * 43 not in text and b"Forwarded: your status link" in text
+
+
+def test_a_request_made_from_a_mail_cannot_be_dated_after_the_mail_arrived(app, officer, imap_server):
+    client, _ = officer
+    arrived = datetime.now(UTC).replace(microsecond=0) - timedelta(days=5)
+    imap_server.append(mail(date=arrived), arrived=arrived)
+    read_mailbox()
+    item = db.session.execute(select(InboundMail)).scalar_one()
+    form = {
+        "request_type": "access",
+        "email": "wren@example.com",
+        "full_name": "Wren Writer",
+        "jurisdiction": "gdpr",
+        "channel": "email",
+        "verification": "link",
+        "inbound_mail_id": str(item.id),
+    }
+    page = f"/admin/requests/new?mail={item.id}"
+    later = client.post_form(
+        "/admin/requests/new", {**form, "received_at": (arrived + timedelta(days=2)).strftime("%Y-%m-%d")}, page=page
+    )
+    assert later.status_code == 400 and "reached us on" in later.get_data(as_text=True)
+    assert count(DsrRequest) == 0
+    ok = client.post_form(
+        "/admin/requests/new", {**form, "received_at": arrived.strftime("%Y-%m-%dT%H:%M:%S")}, page=page
+    )
+    assert ok.status_code == 303
+    dsr = db.session.execute(select(DsrRequest)).scalar_one()
+    assert dsr.received_at == arrived

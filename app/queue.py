@@ -16,8 +16,10 @@ anything. Every queue, fetch, worker and the cron scheduler here use both, so bu
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +32,7 @@ from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
+from rq.utils import utcparse
 from sqlalchemy import event
 from sqlalchemy.orm import Session, SessionTransaction, scoped_session
 
@@ -260,11 +263,48 @@ def discard_job(job: Job) -> None:
         job.delete()
 
 
-def enqueue_now(pending: PendingJob, connection: redis.Redis | None = None) -> Job | None:
+# How long the heartbeat in a leftover job hash (see ``clear_leftover``) must have been quiet before the id
+# is taken for a new job: rq's worker beats for its work horse at least every 30 s.
+LEFTOVER_GRACE = timedelta(seconds=90)
+
+
+def leftover_hash(job_id: str, conn: redis.Redis) -> bool:
+    """Is the job's key a hash rq cannot load as a job (no ``data``)? After Redis lost a job (FLUSHALL,
+    a restart without persistence) its worker still writes its heartbeat and status into the empty key
+    (``HSET rq:job:<id> last_heartbeat``): rq then reports no such job, yet ``unique=True`` refuses
+    the id."""
+    key = Job.key_for(job_id)
+    return bool(conn.exists(key)) and not conn.hexists(key, "data")
+
+
+def clear_leftover(job_id: str, conn: redis.Redis, quiet_for: timedelta = LEFTOVER_GRACE) -> bool:
+    """Free the id of a leftover hash whose heartbeat has been quiet for ``quiet_for`` (its worker is
+    gone); True when the id is free. A leftover that still beats belongs to a job still running."""
+    if not leftover_hash(job_id, conn):
+        return True
+    key = Job.key_for(job_id)
+    raw = conn.hget(key, "last_heartbeat")
+    beat = None
+    if raw:
+        try:
+            beat = utcparse(raw.decode() if isinstance(raw, bytes) else str(raw))
+        except ValueError:
+            beat = None
+    if beat is not None and beat > datetime.now(UTC) - quiet_for:
+        return False
+    conn.delete(key)
+    logging.getLogger(__name__).warning("queue: removed the leftover hash of job %s (its worker is gone)", job_id)
+    return True
+
+
+def enqueue_now(
+    pending: PendingJob, connection: redis.Redis | None = None, leftover_grace: timedelta = LEFTOVER_GRACE
+) -> Job | None:
     """Enqueue unless a live job with the same id exists. Returns the job, or None if deduplicated.
 
     rq overwrites a job hash enqueued twice under one id (and runs it twice), so a live id is
     skipped and a finished or failed one is deleted first; ``unique=True`` closes the race left.
+    A leftover hash (``clear_leftover``) is removed once its heartbeat has been quiet ``leftover_grace``.
     """
     if pending.func not in ALLOWED_JOBS:
         raise ValueError(f"{pending.func!r} is not on the job allow-list (app.queue.ALLOWED_JOBS)")
@@ -280,6 +320,8 @@ def enqueue_now(pending: PendingJob, connection: redis.Redis | None = None) -> J
             existing = fetch_job(pending.job_id, conn)
         except NoSuchJobError:
             existing = None
+            if not clear_leftover(pending.job_id, conn, leftover_grace):
+                return None
         if existing is not None:
             if existing.get_status(refresh=True) in LIVE_STATUSES:
                 return None

@@ -30,7 +30,17 @@ from app.extensions import db
 from app.mail import mail_job
 from app.mail.models import OutgoingMail
 from app.models_base import utcnow
-from app.queue import LIVE_STATUSES, SERIALIZER, AllowedJob, discard_job, enqueue_now, fetch_job, get_queue, get_redis
+from app.queue import (
+    LIVE_STATUSES,
+    SERIALIZER,
+    AllowedJob,
+    discard_job,
+    enqueue_now,
+    fetch_job,
+    get_queue,
+    get_redis,
+    leftover_hash,
+)
 from workers.mail import dead_claim
 
 STALE_AFTER = timedelta(minutes=10)
@@ -175,7 +185,14 @@ def reconcile(mail_grace: timedelta | None = None, stale_after: timedelta = STAL
                 continue
             discard_job(job)
             summary["abandoned"] += 1
-        if enqueue_now(pending, conn) is not None:
+        elif leftover_hash(pending.job_id, conn):
+            # Redis lost the job while a worker ran it (it wrote its heartbeat back into the empty key).
+            # Its work horse may outlive the worker: the request's own heartbeat says whether it still works.
+            row_beat = dsr.heartbeat_at or dsr.started_at
+            if row_beat is not None and row_beat > utcnow() - grace:
+                continue
+            summary["abandoned"] += 1
+        if enqueue_now(pending, conn, leftover_grace=grace) is not None:
             summary["requests"] += 1
     cutoff = utcnow() - mail_grace
     # Queued mail, and mail whose send attempt died holding the claim (the lease has passed).
@@ -199,6 +216,6 @@ def reconcile(mail_grace: timedelta | None = None, stale_after: timedelta = STAL
             ):
                 continue
             discard_job(job)
-        if enqueue_now(pending, conn) is not None:
+        if enqueue_now(pending, conn, leftover_grace=grace) is not None:
             summary["mail"] += 1
     return summary

@@ -268,3 +268,31 @@ def test_mail_job_popped_by_a_killed_worker_is_sent_again(app, redis_conn):
     assert reconcile()["mail"] == 1
     assert job_id in queue.job_ids and job_id not in limbo.get_job_ids()
     assert reconcile()["mail"] == 0
+
+
+def test_a_job_hash_a_work_horse_wrote_back_after_a_flush_does_not_strand_its_request(app, redis_conn):
+    """After FLUSHALL a work horse still running writes its heartbeat (``HSET rq:job:<id>
+    last_heartbeat``) into an empty key: a hash without the job, which rq cannot load ("Unexpected job
+    format") and whose id ``unique=True`` refuses. Killed then, it left its request in progress with no
+    job and every reconcile skipping it in silence (the chaos run's one unexplained failure)."""
+    make_subject_data(usage=20)
+    dsr_id = approve("access", "ada@example.com")
+    key = Job.key_for(f"fulfil-{dsr_id}")
+    redis_conn.flushdb()
+    dsr = db.session.get(DsrRequest, dsr_id)
+    dsr.status, dsr.started_at = RequestStatus.IN_PROGRESS.value, utcnow()
+    db.session.commit()
+    # The horse is alive and beating: its job must not be run beside it.
+    redis_conn.hset(key, "last_heartbeat", (utcnow() - timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    assert reconcile()["requests"] == 0
+    assert not job_is_live(f"fulfil-{dsr_id}", redis_conn)
+    # Killed: the heartbeat in the leftover hash and the request's own both go quiet past the grace.
+    quiet = utcnow() - HORSE_GRACE - timedelta(seconds=5)
+    redis_conn.hset(key, "last_heartbeat", quiet.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    dsr = db.session.get(DsrRequest, dsr_id)
+    dsr.started_at = dsr.heartbeat_at = quiet
+    db.session.commit()
+    assert reconcile()["requests"] == 1
+    run_jobs(redis_conn)
+    db.session.expire_all()
+    assert db.session.get(DsrRequest, dsr_id).status == RequestStatus.COMPLETED.value

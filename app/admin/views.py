@@ -124,6 +124,7 @@ def status_badge(value: str) -> str:
     """The badge colour that matches a status's meaning."""
     return {
         "failed": "badge-bad",
+        "bounced": "badge-bad",
         "denied": "badge-bad",
         "completed": "badge-ok",
         "on_hold": "badge-warn",

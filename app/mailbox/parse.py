@@ -57,6 +57,9 @@ class ParsedMail:
     content_hash: str = ""
     # What could not be read in (too deep, too many parts): shown to staff with the message.
     problems: list[str] = field(default_factory=list)
+    # A delivery status notification that one of our messages failed: its Message-ID and the status code.
+    bounce_of: str | None = None
+    bounce_status: str = ""
 
 
 def clean_line(value: str | None, limit: int) -> str:
@@ -145,7 +148,7 @@ def _leaves(msg: EmailMessage, problems: list[str]) -> list[EmailMessage]:
     stack: list[tuple[EmailMessage, int]] = [(msg, 0)]
     while stack:
         part, depth = stack.pop()
-        if not part.is_multipart():
+        if not part.is_multipart() or part.get_content_type() == "message/delivery-status":
             if len(found) >= MAX_PARTS:
                 problems.append(f"The message has more than {MAX_PARTS} parts: the rest is not read in.")
                 break
@@ -158,6 +161,31 @@ def _leaves(msg: EmailMessage, problems: list[str]) -> list[EmailMessage]:
         if isinstance(children, list):
             stack.extend((child, depth + 1) for child in reversed(children) if isinstance(child, EmailMessage))
     return found
+
+
+def bounce(msg: EmailMessage) -> tuple[str | None, str]:
+    """(Message-ID of the message that failed, its status code) for a delivery status notification
+    (RFC 3464: ``multipart/report; report-type=delivery-status`` with an ``Action: failed`` recipient);
+    (None, "") for anything else, a delay or a success notice included."""
+    if msg.get_content_type() != "multipart/report":
+        return None, ""
+    status, original = "", None
+    for part in msg.iter_parts():
+        ctype = part.get_content_type()
+        if ctype == "message/delivery-status":
+            blocks = part.get_payload()
+            for block in blocks if isinstance(blocks, list) else []:
+                if isinstance(block, EmailMessage) and str(block.get("Action") or "").strip().lower() == "failed":
+                    status = clean_line(str(block.get("Status") or "5.0.0"), 16)
+        elif ctype == "text/rfc822-headers" and isinstance(part, EmailMessage):
+            headers = message_from_bytes(_decoded(part).encode("utf-8", "replace"), policy=policy.default)
+            assert isinstance(headers, EmailMessage)
+            original = next(iter(message_ids(_header(headers, "Message-ID"))), None)
+        elif ctype == "message/rfc822":
+            inner = part.get_payload()
+            if isinstance(inner, list) and inner and isinstance(inner[0], EmailMessage):
+                original = next(iter(message_ids(_header(inner[0], "Message-ID"))), None)
+    return (original, status) if status and original else (None, "")
 
 
 def parse_mail(raw: bytes) -> ParsedMail:
@@ -204,6 +232,10 @@ def parse_mail(raw: bytes) -> ParsedMail:
             text_body = _decoded(part)
         elif ctype == "text/html" and html_body is None:
             html_body = _decoded(part)
+    try:
+        bounce_of, bounce_status = bounce(msg)
+    except (ValueError, TypeError, IndexError, AttributeError, LookupError):
+        bounce_of, bounce_status = None, ""
     html_only = text_body is None and html_body is not None
     text = text_body if text_body is not None else html_to_text(html_body or "")
     return ParsedMail(
@@ -222,6 +254,8 @@ def parse_mail(raw: bytes) -> ParsedMail:
         attachments=attachments,
         content_hash=content_hash(msg, raw),
         problems=problems,
+        bounce_of=bounce_of,
+        bounce_status=bounce_status,
     )
 
 

@@ -206,6 +206,8 @@ def _act(item: InboundMail, parsed: ParsedMail, fetched: Fetched, saved: list[st
         saved.extend(f["key"] for f in kept)
         refused += refused_files
     item.refused = refused or None
+    if parsed.bounce_of and _bounced(item, parsed, text, kept):
+        return item
     dsr, how = match_request(parsed.recipients, parsed.in_reply_to, parsed.references)
     open_request = dsr is not None and dsr.status not in {s.value for s in CLOSED}
     if dsr is not None and open_request and not item.too_large and item.from_hash in _subject_hashes(dsr):
@@ -231,6 +233,45 @@ def _act(item: InboundMail, parsed: ParsedMail, fetched: Fetched, saved: list[st
         },
     )
     return item
+
+
+def _bounced(item: InboundMail, parsed: ParsedMail, text: str, kept: list[dict]) -> bool:
+    """A delivery status notification that one of our messages to a subject failed: the message is marked
+    ``bounced`` in the outbox and staff read the notice on the request's thread (never the subject's
+    answer; it changes no state or deadline, so a forged one can only ask staff to check the address)."""
+    from app.mail.models import OutgoingMail
+
+    sent = db.session.execute(
+        select(OutgoingMail).where(OutgoingMail.message_id == parsed.bounce_of)
+    ).scalar_one_or_none()
+    if sent is None or sent.request_id is None:
+        return False
+    dsr = db.session.get(DsrRequest, sent.request_id)
+    if dsr is None:
+        return False
+    sent.status = "bounced"
+    sent.last_error = f"bounced: {parsed.bounce_status} (reported by the receiving mail system)"
+    note = (
+        f"Our message \u201c{sent.subject}\u201d could not be delivered (status {parsed.bounce_status}). "
+        "Check the address, or reach the subject another way.\n\n" + text
+    )
+    db.session.add(RequestMessage(request_id=dsr.id, direction="in", via="email", kind="auto_reply", body=note[:10000]))
+    for f in kept:
+        delete_attachment(f["key"])
+    item.status, item.matched_by, item.request_id = "threaded", "bounce", dsr.id
+    db.session.flush()
+    record_event(
+        "mail.bounced",
+        SYSTEM,
+        dsr=dsr,
+        data={
+            "mail_id": sent.id,
+            "template": sent.template,
+            "status": parsed.bounce_status,
+            "inbound_mail_id": item.id,
+        },
+    )
+    return True
 
 
 def _thread(item: InboundMail, dsr: DsrRequest, how: str, text: str, kept: list[dict]) -> None:

@@ -719,3 +719,40 @@ def test_a_request_made_from_a_mail_cannot_be_dated_after_the_mail_arrived(app, 
     assert ok.status_code == 303
     dsr = db.session.execute(select(DsrRequest)).scalar_one()
     assert dsr.received_at == arrived
+
+
+def dsn(original_message_id: str, action: str = "failed", status: str = "5.1.1") -> str:
+    return (
+        "From: Mail Delivery System <MAILER-DAEMON@mx.example>\nTo: privacy@chatgpttech.test\n"
+        f"Subject: Undelivered Mail Returned to Sender\nMessage-ID: <dsn{utcnow().timestamp()}@mx.example>\n"
+        "Auto-Submitted: auto-replied\nMIME-Version: 1.0\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\n\n'
+        "--B\nContent-Type: text/plain\n\nYour message could not be delivered to one or more recipients.\n"
+        "--B\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example\n\n"
+        f"Final-Recipient: rfc822; sam@nowhere.example\nAction: {action}\nStatus: {status}\n"
+        "Diagnostic-Code: smtp; 550 5.1.1 user unknown\n\n"
+        "--B\nContent-Type: text/rfc822-headers\n\nFrom: privacy@chatgpttech.test\nTo: sam@nowhere.example\n"
+        f"Subject: Which API key?\nMessage-ID: {original_message_id}\n\n--B--\n"
+    )
+
+
+def test_a_bounce_of_our_message_marks_it_bounced_and_tells_staff_on_the_thread(app, officer, imap_server):
+    client, _ = officer
+    dsr, question = waiting_request(client, email="sam@nowhere.example")
+    imap_server.append(dsn(question.message_id))
+    imap_server.append(dsn(question.message_id, action="delayed", status="4.4.1"))  # only a delay: not a bounce
+    imap_server.append(dsn("<not-ours@elsewhere.example>"))
+    read_mailbox()
+    db.session.expire_all()
+    sent = db.session.get(OutgoingMail, question.id)
+    assert sent.status == "bounced" and "5.1.1" in sent.last_error
+    dsr = db.session.get(DsrRequest, dsr.id)
+    assert dsr.status == "on_hold"  # nothing changes for the request: staff check the address
+    [notice] = [m for m in dsr.messages if m.direction == "in"]
+    assert notice.kind == "auto_reply" and "could not be delivered (status 5.1.1)" in notice.body
+    bounce, delayed, unknown = db.session.execute(select(InboundMail).order_by(InboundMail.uid)).scalars()
+    assert (bounce.status, bounce.matched_by, bounce.request_id) == ("threaded", "bounce", dsr.id)
+    assert delayed.status == "new" and unknown.status == "new"  # staff see them in the mailbox
+    assert count(AuditEvent, AuditEvent.event == "mail.bounced") == 1
+    page = client.get(f"/admin/requests/{dsr.reference}").get_data(as_text=True)
+    assert "could not be delivered" in page

@@ -212,8 +212,8 @@ def seed_usage(created: list[Account], heavy_rows: int | None, rng: random.Rando
 
 def seed_staff() -> list[tuple[str, str, bool]]:
     """Demo staff (admin, officer, auditor) sharing the printed demo password."""
-    from app.admin.models import Role, StaffUser
     from app.security import hash_password
+    from app.staff.models import Role, StaffUser
 
     made = []
     for email, role in (

@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from app.admin.models import StaffUser
 from app.audit import Actor, record_event
 from app.demo_people import FIRST, LAST, demo_email
 from app.dsr import deadlines, services
@@ -21,6 +20,7 @@ from app.dsr.models import CorrectionItem, DsrRequest
 from app.dsr.states import RequestStatus
 from app.extensions import db
 from app.platform.models import Account
+from app.staff.models import StaffUser
 
 S = RequestStatus
 

@@ -152,9 +152,9 @@ def main(small: int, large: int, reps: int) -> None:
     apply_env(env)
     reset_database(env)
     from app import create_app
-    from app.admin.models import StaffUser
     from app.extensions import db
     from app.security import hash_password
+    from app.staff.models import StaffUser
 
     app = create_app({"RATELIMIT_ENABLED": False})
     rng = random.Random(7)

@@ -22,7 +22,6 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm.attributes import flag_modified
 
-from app.admin.models import Role, StaffUser
 from app.audit import Actor, record_event
 from app.dsr import packages, services
 from app.dsr.law import law_for
@@ -38,6 +37,7 @@ from app.redact import redact_all
 from app.sources import BY_KEY, SOURCES, CorrectionRefused, find_subject
 from app.sources.resolve import resolve_subject
 from app.sources.stripe_billing import BillingError
+from app.staff.models import Role, StaffUser
 from workers.context import job
 
 S = RequestStatus

@@ -16,7 +16,6 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import aliased
 
 from app.admin.guard import bp, requires
-from app.admin.models import StaffUser
 from app.audit import Actor, record_event
 from app.csvsafe import csv_download, csv_line
 from app.dsr.deadlines import lawful_due
@@ -24,6 +23,7 @@ from app.dsr.models import DsrRequest
 from app.dsr.states import DENIAL_LABELS, DenialReason, Jurisdiction, RequestStatus, RequestType
 from app.extensions import db
 from app.models_base import utcnow
+from app.staff.models import StaffUser
 
 S = RequestStatus
 CCPA_LABELS = {

@@ -14,7 +14,6 @@ from sqlalchemy import func, or_, select
 from app.admin import charts
 from app.admin.guard import bp, requires
 from app.admin.limits import MAX_BULK
-from app.admin.models import Role, StaffUser
 from app.admin.queries import (
     PER_PAGE,
     QueueFilters,
@@ -37,6 +36,7 @@ from app.extensions import db
 from app.mail.models import OutgoingMail
 from app.models_base import utcnow
 from app.sources.resolve import Resolution, resolve_subject
+from app.staff.models import Role, StaffUser
 
 if TYPE_CHECKING:
     from markupsafe import Markup

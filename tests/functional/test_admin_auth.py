@@ -7,10 +7,10 @@ import pytest
 from sqlalchemy import select
 
 from app.admin.auth import safe_next
-from app.admin.models import StaffUser
 from app.audit.models import AuditEvent
 from app.dsr.models import AppSetting
 from app.extensions import db
+from app.staff.models import StaffUser
 from tests.conftest import CsrfClient
 from tests.factories import PASSWORD, make_staff
 from tests.functional.admin_support import enrol_with_link, fresh_g, login, mailed_links  # noqa: F401

@@ -1,9 +1,9 @@
 from sqlalchemy import func, select
 
-from app.admin.models import StaffUser
 from app.extensions import db
 from app.mailbox.models import InboundMail
 from app.platform.models import Account, ApiKey, SupportMessage, UsageRecord
+from app.staff.models import StaffUser
 
 
 def counts():

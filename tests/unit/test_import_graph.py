@@ -76,3 +76,24 @@ def test_the_app_never_imports_the_workers():
         m for m, deps in graph.items() if m.split(".")[0] == "app" for d in deps if d.startswith("workers")
     )
     assert offenders == []
+
+
+def test_the_workers_never_reach_into_the_admin_web_layer():
+    """Staff accounts are ``app.staff``: the workers use it, never the admin blueprint's modules."""
+    graph = import_graph()
+    offenders = sorted(
+        f"{m} -> {d}" for m, deps in graph.items() if m.startswith("workers") for d in deps if d.startswith("app.admin")
+    )
+    assert offenders == []
+
+
+def test_admin_views_reach_platform_data_only_through_the_sources():
+    graph = import_graph()
+    offenders = sorted(
+        f"{m} -> {d}"
+        for m, deps in graph.items()
+        if m.startswith("app.admin")
+        for d in deps
+        if d.startswith("app.platform")
+    )
+    assert offenders == []

@@ -288,6 +288,10 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "MAIL_IMAP_TIMEOUT": float(os.environ.get("MAIL_IMAP_TIMEOUT") or 30),
         # The address whose +tag subaddresses reach the mailbox (Reply-To: privacy+<token>@...).
         "MAIL_REPLY_ADDRESS": os.environ.get("MAIL_REPLY_ADDRESS") or None,
+        # The authserv-id our receiving mail server writes in Authentication-Results (RFC 8601): a reply
+        # threads itself only when that header says DMARC (or DKIM of the From domain) passed. Unset: a
+        # failure any such header reports is still believed.
+        "MAIL_AUTHSERV_ID": (os.environ.get("MAIL_AUTHSERV_ID") or "").strip().lower() or None,
     }
     cfg.update(overrides)
     _check_export_storage(cfg)

@@ -13,7 +13,9 @@ import logging
 import re
 from typing import Any, overload
 
-TOKEN = re.compile(r"(?<=[/=])[A-Za-z0-9_-]{32,}")
+# After "/" or "=", also percent-encoded once or twice (a link scanner such as Outlook's Safe Links
+# wraps our links as ``?url=https%3A%2F%2F...%3Ftoken%3D<token>``).
+TOKEN = re.compile(r"(?:(?<=[/=])|(?<=%2[fF])|(?<=%3[dD])|(?<=%252[fF])|(?<=%253[dD]))[A-Za-z0-9_-]{32,}")
 EMAIL = re.compile(r"[A-Za-z0-9._+-]+(?:@|%40)[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+", re.IGNORECASE)
 REDACTED = "[redacted]"
 

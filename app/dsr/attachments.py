@@ -71,12 +71,27 @@ def save_attachment(data: bytes, content_type: str) -> str:
     return key
 
 
+# The file-name endings a download of each type may keep (the first is given to one that has none of them).
+EXTENSIONS = {
+    "application/pdf": (".pdf",),
+    "image/png": (".png",),
+    "image/jpeg": (".jpg", ".jpeg"),
+    "text/plain": (".txt", ".text", ".log"),
+}
+
+
 def attachment_response(data: bytes, name: str) -> Response:
     """A stored file as a download, never inline: ``application/octet-stream`` with the file's name in
     ``Content-Disposition`` (RFC 6266, with an RFC 5987 ``filename*`` when it is not ASCII, by Werkzeug),
     ``no-store``, and a sandbox CSP should anything still try to render it. The name is the sender's:
     control characters and path separators are dropped first."""
     clean = "".join(c for c in name if c.isprintable() and c not in "/\\").strip()[:200] or "attachment"
+    # The name ends as the bytes are: an HTML or SVG file (plain text to the sniffer) saved under its own
+    # name would open as a page on the officer's machine, outside this response's sandbox.
+    stem, dot, ext = clean.rpartition(".")
+    fitting = EXTENSIONS.get(sniff_type(data), (".bin",))
+    if not dot or f".{ext.lower()}" not in fitting:
+        clean = f"{stem if dot else clean}{fitting[0]}"
     response = send_file(
         io.BytesIO(data),
         mimetype="application/octet-stream",

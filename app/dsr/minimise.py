@@ -39,6 +39,7 @@ from app.hashing import email_hash, normalise
 from app.mail.models import OutgoingMail
 from app.mailbox.models import InboundMail
 from app.models_base import utcnow
+from app.portal.mailbox import normalise_mailbox
 
 SYSTEM = Actor.system("minimisation")
 BATCH = 500
@@ -66,11 +67,11 @@ def purge_exports(request_ids: list[int], now: datetime) -> int:
 
 
 def cut_mail(request_ids: list[int], now: datetime, *, keep_recipient: bool = False) -> int:
-    """Sent (or failed) mail of these requests keeps template, Message-ID, recipient hash and sent-at."""
+    """Sent (failed, bounced) mail of these requests keeps template, Message-ID, recipient hash and sent-at."""
     n = 0
     for mail in db.session.execute(
         select(OutgoingMail).where(
-            OutgoingMail.request_id.in_(request_ids), OutgoingMail.status.in_(["sent", "failed"])
+            OutgoingMail.request_id.in_(request_ids), OutgoingMail.status.in_(["sent", "failed", "bounced"])
         )
     ).scalars():
         if mail.to_addr:
@@ -211,6 +212,8 @@ def erase_portal_copies(dsr: DsrRequest, emails: set[str], now: datetime | None 
             InboundMail.minimised_at.is_(None),
             or_(
                 InboundMail.from_hash.in_(sorted(h for h in hashes if h)),
+                # the same mailbox under another spelling (sam+x@gmail.com, s.am@googlemail.com)
+                InboundMail.mailbox_hash.in_(sorted({email_hash(normalise_mailbox(e)) for e in emails})),
                 InboundMail.request_id.in_(other_ids) if other_ids else False,
                 # mail that answers one of their requests from another address (a work address, a forward)
                 InboundMail.related_request_id.in_([*other_ids, dsr.id]),

@@ -12,6 +12,7 @@ from app.extensions import db
 from app.hashing import email_hash
 from app.mailbox.models import InboundMail
 from app.mailbox.parse import html_to_text
+from app.portal.mailbox import normalise_mailbox
 
 DEMO_MAIL = (
     (
@@ -50,6 +51,7 @@ def seed_demo_mail(now: datetime) -> int:
                 message_id=message_id,
                 from_addr=addr,
                 from_hash=email_hash(addr),
+                mailbox_hash=email_hash(normalise_mailbox(addr)),
                 from_name=name,
                 subject=subject,
                 body_text=body,

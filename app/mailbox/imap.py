@@ -74,8 +74,11 @@ class Fetched:
     uid: int
     size: int
     internal_date: datetime | None
-    raw: bytes | None  # None: larger than the limit, only the header was fetched
+    raw: bytes | None  # None: larger than the limit (or its header is), only the header was fetched
     header: bytes
+    # The header alone is over HEADER_BYTES: the message is not parsed whole (the email package's
+    # address parsing is quadratic), it waits for staff like a message over the size limit.
+    header_too_large: bool = False
 
 
 HEADER_BYTES = 65536
@@ -149,6 +152,8 @@ class Mailbox:
         if found is None:
             return None  # expunged meanwhile
         size, internal, header = found
+        if len(header) >= HEADER_BYTES and not header.endswith((b"\r\n\r\n", b"\n\n")):
+            return Fetched(uid, size, internal, None, header, header_too_large=True)
         if size > max_bytes:
             return Fetched(uid, size, internal, None, header)
         body = _parse_fetch(self._uid("FETCH", str(uid), "(UID RFC822.SIZE INTERNALDATE BODY.PEEK[])"), uid)

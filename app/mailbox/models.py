@@ -45,6 +45,9 @@ class InboundMail(Model):
     message_id: Mapped[str | None] = mapped_column(String(255))
     from_addr: Mapped[str | None] = mapped_column(String(254))
     from_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    # The keyed hash of the sender's mailbox however spelled (``app.portal.mailbox.normalise_mailbox``):
+    # erasure of sam@gmail.com reaches mail from sam+x@gmail.com and s.am@googlemail.com.
+    mailbox_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     from_name: Mapped[str | None] = mapped_column(String(200))
     subject: Mapped[str | None] = mapped_column(String(254))
     body_text: Mapped[str | None] = mapped_column(Text)

@@ -57,9 +57,16 @@ class ParsedMail:
     content_hash: str = ""
     # What could not be read in (too deep, too many parts): shown to staff with the message.
     problems: list[str] = field(default_factory=list)
-    # A delivery status notification that one of our messages failed: its Message-ID and the status code.
+    # A delivery status notification that one of our messages failed: its Message-ID, the status code
+    # and the recipient it names (``Final-Recipient``).
     bounce_of: str | None = None
     bounce_status: str = ""
+    bounce_recipient: str | None = None
+    # Why the From header names no single sender we can believe ("" when it does): two From headers, two
+    # mailboxes, a malformed or encoded address. Such a mail is never the subject's answer by itself.
+    sender_problem: str = ""
+    # The ``Authentication-Results`` headers, topmost first (RFC 8601), for ``authenticated``.
+    auth_results: list[str] = field(default_factory=list)
 
 
 def clean_line(value: str | None, limit: int) -> str:
@@ -163,13 +170,13 @@ def _leaves(msg: EmailMessage, problems: list[str]) -> list[EmailMessage]:
     return found
 
 
-def bounce(msg: EmailMessage) -> tuple[str | None, str]:
-    """(Message-ID of the message that failed, its status code) for a delivery status notification
-    (RFC 3464: ``multipart/report; report-type=delivery-status`` with an ``Action: failed`` recipient);
-    (None, "") for anything else, a delay or a success notice included."""
+def bounce(msg: EmailMessage) -> tuple[str | None, str, str | None]:
+    """(Message-ID of the message that failed, its status code, the failed recipient) for a delivery status
+    notification (RFC 3464: ``multipart/report; report-type=delivery-status`` with an ``Action: failed``
+    recipient); (None, "", None) for anything else, a delay or a success notice included."""
     if msg.get_content_type() != "multipart/report":
-        return None, ""
-    status, original = "", None
+        return None, "", None
+    status, original, recipient = "", None, None
     for part in msg.iter_parts():
         ctype = part.get_content_type()
         if ctype == "message/delivery-status":
@@ -177,6 +184,9 @@ def bounce(msg: EmailMessage) -> tuple[str | None, str]:
             for block in blocks if isinstance(blocks, list) else []:
                 if isinstance(block, EmailMessage) and str(block.get("Action") or "").strip().lower() == "failed":
                     status = clean_line(str(block.get("Status") or "5.0.0"), 16)
+                    final = str(block.get("Final-Recipient") or block.get("Original-Recipient") or "")
+                    _, _, address = final.partition(";")  # "rfc822; user@host"
+                    recipient = address.strip().strip("<>").lower() or None
         elif ctype == "text/rfc822-headers" and isinstance(part, EmailMessage):
             headers = message_from_bytes(_decoded(part).encode("utf-8", "replace"), policy=policy.default)
             assert isinstance(headers, EmailMessage)
@@ -185,7 +195,72 @@ def bounce(msg: EmailMessage) -> tuple[str | None, str]:
             inner = part.get_payload()
             if isinstance(inner, list) and inner and isinstance(inner[0], EmailMessage):
                 original = next(iter(message_ids(_header(inner[0], "Message-ID"))), None)
-    return (original, status) if status and original else (None, "")
+    return (original, status, recipient) if status and original else (None, "", None)
+
+
+def sender(msg: EmailMessage) -> tuple[str, str | None, str]:
+    """(display name, address, problem) of the From header.
+
+    The address is believed only when the header is unambiguous: one From header naming one mailbox,
+    parsed without defects, whose address stands in the header as sent (not made by decoding an encoded
+    word, which RFC 2047 forbids in an address). Otherwise ``problem`` says why, and the address is the
+    one a lenient parser reads (for staff and for erasure, never for threading)."""
+    froms = [value for key, value in msg.raw_items() if key.lower() == "from"]
+    name, lenient = parseaddr(_header(msg, "From"))
+    fallback = lenient.strip().lower() if lenient and "@" in lenient and len(lenient) <= 254 else None
+    if len(froms) != 1:
+        return clean_line(name, 200), fallback, "The mail has more than one From header." if froms else "No From."
+    raw = " ".join(str(froms[0]).split()).lower()
+    try:
+        header = msg["From"]
+        addresses = list(header.addresses)
+        defects = list(header.defects)
+    except (ValueError, TypeError, IndexError, AttributeError, LookupError):
+        return clean_line(name, 200), fallback, "The From header cannot be read."
+    if len(addresses) != 1:
+        return clean_line(name, 200), fallback, "The From header names more than one sender."
+    address = (addresses[0].addr_spec or "").strip().lower()
+    if defects or "@" not in address or len(address) > 254 or address not in raw or raw.count("@") != 1:
+        return clean_line(name, 200), fallback, "The From header is malformed or ambiguous."
+    return clean_line(addresses[0].display_name, 200), address, ""
+
+
+_RESULT = re.compile(r"\b(spf|dkim|dmarc)\s*=\s*([a-z]+)", re.IGNORECASE)
+_DKIM_DOMAIN = re.compile(r"\bheader\.d\s*=\s*([A-Za-z0-9.-]+)", re.IGNORECASE)
+
+
+def authenticated(results: list[str], authserv_id: str, from_addr: str | None) -> bool:
+    """Whether our receiving server vouched for the From domain (RFC 8601 ``Authentication-Results``).
+
+    With ``authserv_id`` (``MAIL_AUTHSERV_ID``: the id our own server writes), only the topmost header
+    bearing it counts (a sender can write headers too, and our server removes or precedes any claiming
+    its id) and the mail must pass DMARC, or DKIM signed by the From domain. Without it, no header can be
+    told from a forged one, so none makes a mail more trusted, and a failure reported by any of them
+    (DMARC failed, or SPF and DKIM both failed) is believed: only the attacker would forge one."""
+    domain = (from_addr or "").rpartition("@")[2]
+    if authserv_id:
+        ours = [r for r in results if r.split(";", 1)[0].split()[:1] == [authserv_id.lower()]]
+        if not ours or not domain:
+            return False
+        verdicts = ours[0].split(";")[1:]
+        for verdict in verdicts:
+            found = _RESULT.search(verdict)
+            if not found:
+                continue
+            method, outcome = found.group(1).lower(), found.group(2).lower()
+            if method == "dmarc" and outcome == "pass":
+                return True
+            signer = _DKIM_DOMAIN.search(verdict)
+            if method == "dkim" and outcome == "pass" and signer:
+                d = signer.group(1).lower()
+                if domain == d or domain.endswith("." + d):
+                    return True
+        return False
+    for result in results:
+        outcomes = {m.group(1).lower(): m.group(2).lower() for m in _RESULT.finditer(result)}
+        if outcomes.get("dmarc") == "fail" or (outcomes.get("spf") == "fail" and outcomes.get("dkim") == "fail"):
+            return False
+    return True
 
 
 def parse_mail(raw: bytes) -> ParsedMail:
@@ -194,8 +269,7 @@ def parse_mail(raw: bytes) -> ParsedMail:
     found_ids = message_ids(_header(msg, "Message-ID"))
     message_id = found_ids[0] if found_ids else None
     digest = hashlib.sha256(message_id.lower().encode() if message_id else raw).hexdigest()
-    name, from_field = parseaddr(_header(msg, "From"))
-    addr = from_field.strip().lower() if from_field and "@" in from_field and len(from_field) <= 254 else None
+    name, addr, sender_problem = sender(msg)
     # Only what the sender addressed: Delivered-To and its kind are headers anyone can write into a mail.
     recipients = [
         a.strip().lower() for header in ("To", "Cc") for _, a in getaddresses([_header(msg, header)]) if a and "@" in a
@@ -233,16 +307,18 @@ def parse_mail(raw: bytes) -> ParsedMail:
         elif ctype == "text/html" and html_body is None:
             html_body = _decoded(part)
     try:
-        bounce_of, bounce_status = bounce(msg)
+        bounce_of, bounce_status, bounce_recipient = bounce(msg)
     except (ValueError, TypeError, IndexError, AttributeError, LookupError):
-        bounce_of, bounce_status = None, ""
+        bounce_of, bounce_status, bounce_recipient = None, "", None
+    if sender_problem:
+        problems.append(sender_problem + " It is never taken as the subject's answer by itself.")
     html_only = text_body is None and html_body is not None
     text = text_body if text_body is not None else html_to_text(html_body or "")
     return ParsedMail(
         message_id=message_id,
         message_id_hash=digest,
         from_addr=addr,
-        from_name=clean_line(name, 200),
+        from_name=name,
         subject=clean_line(_header(msg, "Subject"), 254),
         date=date,
         recipients=recipients,
@@ -256,6 +332,11 @@ def parse_mail(raw: bytes) -> ParsedMail:
         problems=problems,
         bounce_of=bounce_of,
         bounce_status=bounce_status,
+        bounce_recipient=bounce_recipient,
+        sender_problem=sender_problem,
+        auth_results=[
+            " ".join(str(v).split())[:2000].lower() for k, v in msg.raw_items() if k.lower() == "authentication-results"
+        ][:20],
     )
 
 
@@ -264,14 +345,18 @@ ATTRIBUTION = re.compile(r"^(On .{4,200} wrote:|-{2,} ?Original Message ?-{2,}|F
 
 def without_quote(text: str) -> str:
     """The new part of a reply: cut at the first attribution line ("On ... wrote:") or quoted block
-    that runs to the end of the message (the quote is our own message, which the thread has already)."""
+    that runs to the end of the message (the quote is our own message, which the thread has already).
+    One pass from the end marks where only quoted lines follow, so the cost is linear in the text."""
     lines = text.splitlines()
+    # quoted_after[i]: every non-blank line after line i is quoted
+    quoted_after = [True] * (len(lines) + 1)
+    for i in range(len(lines) - 1, -1, -1):
+        following = lines[i + 1] if i + 1 < len(lines) else ""
+        quoted_after[i] = quoted_after[i + 1] and (not following.strip() or following.lstrip().startswith(">"))
     for i, line in enumerate(lines):
-        rest = [x for x in lines[i + 1 :] if x.strip()]
-        if ATTRIBUTION.match(line.strip()) and (not rest or all(x.lstrip().startswith(">") for x in rest)):
-            head = "\n".join(lines[:i]).strip()
-            return head or text
-        if line.lstrip().startswith(">") and all(x.lstrip().startswith(">") for x in rest):
+        if not quoted_after[i]:
+            continue
+        if ATTRIBUTION.match(line.strip()) or line.lstrip().startswith(">"):
             head = "\n".join(lines[:i]).strip()
             return head or text
     return text

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timedelta
+from email import message_from_bytes, policy
 from typing import Any
 
 from flask import current_app
@@ -26,11 +27,12 @@ from app.dsr.services import ActionError
 from app.dsr.states import CLOSED
 from app.extensions import db
 from app.hashing import email_hash
-from app.mailbox.imap import Fetched, Mailbox, MailboxError, parse_imap_url
+from app.mailbox.imap import HEADER_BYTES, Fetched, Mailbox, MailboxError, parse_imap_url
 from app.mailbox.models import InboundMail
-from app.mailbox.parse import ParsedMail, parse_mail, without_quote
+from app.mailbox.parse import ParsedMail, authenticated, parse_mail, sender, without_quote
 from app.mailbox.replies import match_request
 from app.models_base import utcnow
+from app.portal.mailbox import normalise_mailbox
 from app.redact import redact_tokens
 
 SYSTEM = Actor.system("mailbox")
@@ -42,6 +44,40 @@ DISMISS_REASONS = {
     "auto_reply": "Automatic reply or bounce",
 }
 TEXT_LIMIT = 100_000
+# What one message on a request's thread shows; a longer mail is cut there with a note and its whole
+# text attached as a file, so nothing the subject wrote is lost without a word.
+THREAD_TEXT = 10_000
+FULL_TEXT_NAME = "full-text.txt"
+
+
+def _senders(addr: str | None) -> tuple[str | None, str | None]:
+    """(keyed hash of the address, keyed hash of its mailbox however spelled)."""
+    if not addr:
+        return None, None
+    return email_hash(addr), email_hash(normalise_mailbox(addr))
+
+
+def _fit(text: str, saved: list[str]) -> tuple[str, dict | None]:
+    """``text`` as one thread message: unchanged when it fits, else cut with a note saying so and the
+    whole text kept as a file (returned, to attach)."""
+    if len(text) <= THREAD_TEXT:
+        return text, None
+    data = text.encode("utf-8")
+    note = (
+        f"\n\n[The mail is {len(text):,} characters long: it is cut here on the thread; the whole text is "
+        f"attached as {FULL_TEXT_NAME}.]"
+    )
+    if attachment_problem(len(data), "text/plain"):
+        note = f"\n\n[The mail is {len(text):,} characters long: it was cut here, and is too large to attach whole.]"
+        return text[: THREAD_TEXT - len(note)] + note, None
+    key = save_attachment(data, "text/plain")
+    saved.append(key)
+    return text[: THREAD_TEXT - len(note)] + note, {
+        "name": FULL_TEXT_NAME,
+        "type": "text/plain",
+        "size": len(data),
+        "key": key,
+    }
 
 
 def _received(parsed: ParsedMail, fetched: Fetched, now: datetime) -> datetime:
@@ -120,7 +156,7 @@ def record_message(mailbox: str, uid_validity: int, fetched: Fetched) -> Inbound
         # A copy (copied back, or the folder's UIDVALIDITY changed): its row records that it was read;
         # what it says lives on the original's row. An erased original's copies go from the server too.
         item.status, item.duplicate_of_id, item.message_id = "duplicate", original.id, None
-        item.from_hash = email_hash(parsed.from_addr) if parsed.from_addr else None
+        item.from_hash, item.mailbox_hash = _senders(parsed.from_addr)
         item.too_large = fetched.raw is None
         item.minimised_at = now if original.minimised_at is not None else None
         db.session.add(item)
@@ -128,7 +164,7 @@ def record_message(mailbox: str, uid_validity: int, fetched: Fetched) -> Inbound
         return item
     item.dedupe_key = key
     item.from_addr = parsed.from_addr
-    item.from_hash = email_hash(parsed.from_addr) if parsed.from_addr else None
+    item.from_hash, item.mailbox_hash = _senders(parsed.from_addr)
     item.from_name = parsed.from_name or None
     item.subject = parsed.subject or None
     item.html_only = parsed.html_only
@@ -152,10 +188,17 @@ def record_unreadable(mailbox: str, uid_validity: int, fetched: Fetched, error: 
     mail behind it is read on. The caller commits."""
     now = utcnow()
     raw = fetched.raw if fetched.raw is not None else fetched.header
+    try:  # the sender, from the header alone, so that erasure of that sender reaches this mail too
+        _, from_addr, _ = sender(message_from_bytes(fetched.header, policy=policy.default))
+    except Exception:  # noqa: BLE001 - the header is as unreadable as the rest: no sender is known
+        from_addr = None
+    from_hash, mailbox_hash = _senders(from_addr)
     item = InboundMail(
         mailbox=mailbox,
         uid_validity=uid_validity,
         uid=fetched.uid,
+        from_hash=from_hash,
+        mailbox_hash=mailbox_hash,
         message_id_hash=hashlib.sha256(raw).hexdigest(),
         size=fetched.size,
         received_at=min(fetched.internal_date or now, now),
@@ -199,7 +242,8 @@ def _act(item: InboundMail, parsed: ParsedMail, fetched: Fetched, saved: list[st
     refused: list[dict] = [{"name": "(parts of the message)", "size": 0, "reason": p} for p in parsed.problems]
     if item.too_large:
         limit = int(current_app.config["MAIL_IMAP_MAX_BYTES"])
-        refused.append({"name": "(the whole message)", "size": fetched.size, "reason": f"over {limit} bytes"})
+        reason = f"its header is over {HEADER_BYTES} bytes" if fetched.header_too_large else f"over {limit} bytes"
+        refused.append({"name": "(the whole message)", "size": fetched.size, "reason": reason})
         kept: list[dict] = []
     else:
         kept, refused_files = _files(parsed)
@@ -210,17 +254,32 @@ def _act(item: InboundMail, parsed: ParsedMail, fetched: Fetched, saved: list[st
         return item
     dsr, how = match_request(parsed.recipients, parsed.in_reply_to, parsed.references)
     open_request = dsr is not None and dsr.status not in {s.value for s in CLOSED}
-    if dsr is not None and open_request and not item.too_large and item.from_hash in _subject_hashes(dsr):
-        assert how is not None  # match_request names how it matched whenever it found a request
-        _thread(item, dsr, how, without_quote(text), kept)
-        return item
+    from_subject = dsr is not None and item.from_hash in _subject_hashes(dsr)
+    vouched = authenticated(parsed.auth_results, _authserv_id(), parsed.from_addr)
+    if dsr is not None and open_request and not item.too_large and from_subject and not parsed.sender_problem:
+        if vouched:
+            assert how is not None  # match_request names how it matched whenever it found a request
+            _thread(item, dsr, how, without_quote(text), kept, saved)
+            return item
+        refused.append(
+            {
+                "name": "(the sender)",
+                "size": 0,
+                "reason": "Our mail server could not confirm the sender's address (SPF, DKIM, DMARC): "
+                "check it is the subject before adding it to the thread.",
+            }
+        )
+        item.refused = refused
     if dsr is not None:
         # A reply to a closed request, one too large to read, or one that carries a request's reply address
         # or Message-ID but comes from an address that is not the subject's (a forwarded or leaked mail):
         # staff decide; it is never the subject's answer by itself.
         item.related_request_id = dsr.id
         item.matched_by = how
-    item.body_text = text[:TEXT_LIMIT]
+    if len(text) > TEXT_LIMIT:
+        note = f"\n\n[The mail is {len(text):,} characters long: it is cut here.]"
+        text = text[: TEXT_LIMIT - len(note)] + note
+    item.body_text = text
     item.attachments = kept or None
     record_event(
         "mailbox.intake_item",
@@ -235,6 +294,10 @@ def _act(item: InboundMail, parsed: ParsedMail, fetched: Fetched, saved: list[st
     return item
 
 
+def _authserv_id() -> str:
+    return str(current_app.config.get("MAIL_AUTHSERV_ID") or "").strip().lower()
+
+
 def _bounced(item: InboundMail, parsed: ParsedMail, text: str, kept: list[dict]) -> bool:
     """A delivery status notification that one of our messages to a subject failed: the message is marked
     ``bounced`` in the outbox and staff read the notice on the request's thread (never the subject's
@@ -246,19 +309,39 @@ def _bounced(item: InboundMail, parsed: ParsedMail, text: str, kept: list[dict])
     ).scalar_one_or_none()
     if sent is None or sent.request_id is None:
         return False
+    # The report must name the address we wrote to: anyone holding our Message-ID (the subject, a
+    # forward's reader) could otherwise mark a delivered message undelivered.
+    if not parsed.bounce_recipient or email_hash(parsed.bounce_recipient) != (
+        sent.to_hash or (email_hash(sent.to_addr) if sent.to_addr else None)
+    ):
+        return False
     dsr = db.session.get(DsrRequest, sent.request_id)
     if dsr is None:
         return False
+    for f in kept:
+        delete_attachment(f["key"])
+    item.status, item.matched_by, item.request_id = "threaded", "bounce", dsr.id
     sent.status = "bounced"
+    if sent.minimised_at is not None or dsr.minimised_at is not None:
+        # Only the fact is recorded: the notice names the subject's address, and nothing would minimise
+        # a thread message or an error text written back now.
+        minimise_item(item)
+        db.session.flush()
+        record_event(
+            "mail.bounced",
+            SYSTEM,
+            dsr=dsr,
+            data={"mail_id": sent.id, "template": sent.template, "status": parsed.bounce_status},
+        )
+        return True
     sent.last_error = f"bounced: {parsed.bounce_status} (reported by the receiving mail system)"
     note = (
         f"Our message \u201c{sent.subject}\u201d could not be delivered (status {parsed.bounce_status}). "
         "Check the address, or reach the subject another way.\n\n" + text
     )
-    db.session.add(RequestMessage(request_id=dsr.id, direction="in", via="email", kind="auto_reply", body=note[:10000]))
-    for f in kept:
-        delete_attachment(f["key"])
-    item.status, item.matched_by, item.request_id = "threaded", "bounce", dsr.id
+    db.session.add(
+        RequestMessage(request_id=dsr.id, direction="in", via="email", kind="auto_reply", body=note[:THREAD_TEXT])
+    )
     db.session.flush()
     record_event(
         "mail.bounced",
@@ -274,7 +357,7 @@ def _bounced(item: InboundMail, parsed: ParsedMail, text: str, kept: list[dict])
     return True
 
 
-def _thread(item: InboundMail, dsr: DsrRequest, how: str, text: str, kept: list[dict]) -> None:
+def _thread(item: InboundMail, dsr: DsrRequest, how: str, text: str, kept: list[dict], saved: list[str]) -> None:
     from app.dsr import portal
 
     item.status = "threaded"
@@ -282,14 +365,17 @@ def _thread(item: InboundMail, dsr: DsrRequest, how: str, text: str, kept: list[
     item.request_id = dsr.id
     if item.auto_submitted:
         # An out-of-office answer or a bounce is shown to staff; it is not the subject's answer.
-        note = RequestMessage(request_id=dsr.id, direction="in", via="email", kind="auto_reply", body=text[:10000])
+        note = RequestMessage(
+            request_id=dsr.id, direction="in", via="email", kind="auto_reply", body=text[:THREAD_TEXT]
+        )
         db.session.add(note)
         db.session.flush()
         for f in kept:
             delete_attachment(f["key"])
     else:
-        body = text or ("(no text)" if not kept else "")
-        portal.answer(dsr, body, via="email", files=kept)
+        body, whole = _fit(text, saved)
+        files = [*kept, whole] if whole else kept
+        portal.answer(dsr, body or ("(no text)" if not files else ""), via="email", files=files)
     record_event(
         "mailbox.reply_threaded",
         SYSTEM,
@@ -414,10 +500,17 @@ def read_mailbox() -> dict[str, Any]:
                 if not keep or item.minimised_at is not None:
                     done.append(uid)
                 continue
+            if item.minimised_at is not None and keep:
+                done.append(uid)  # a bounce recorded only as a fact: nothing of it is kept, here or there
+                continue
             summary["new"] += 1
             summary["threaded" if item.status == "threaded" else "intake"] += 1
             if not item.too_large and not keep:
                 done.append(uid)
+        if done and readonly:
+            # Only copies of erased mail are to go under MAIL_IMAP_KEEP, and this session cannot delete:
+            # they stay marked as on the server, so the next run opens the folder to delete them.
+            done = []
         if done:
             # The portal holds the message now: the server's copy goes, so erasure reaches every copy.
             # A message too large or unreadable stays for a person to open in the mailbox.
@@ -470,10 +563,9 @@ def attach_to_request(item_id: int, dsr: DsrRequest, actor: Actor) -> InboundMai
     item = lock_item(item_id)
     if item.status != "new":
         raise ActionError("This mail was handled already.")
-    files = list(item.attachments or [])
-    first = RequestMessage(
-        request_id=dsr.id, direction="in", via="email", kind="original_mail", body=(item.body_text or "")[:10000]
-    )
+    body, whole = _fit(item.body_text or "", [])
+    files = [*(item.attachments or []), *([whole] if whole else [])]
+    first = RequestMessage(request_id=dsr.id, direction="in", via="email", kind="original_mail", body=body)
     messages = [first]
     for i, f in enumerate(files):
         target = (
@@ -507,8 +599,8 @@ def add_to_thread(item_id: int, actor: Actor) -> InboundMail:
     dsr = db.session.get(DsrRequest, item.related_request_id)
     if dsr is None or dsr.status in {s.value for s in CLOSED}:
         raise ActionError("Its request is closed: make a new request of this mail, or dismiss it.")
-    files = list(item.attachments or [])
-    text = without_quote(item.body_text or "")
+    text, whole = _fit(without_quote(item.body_text or ""), [])
+    files = [*(item.attachments or []), *([whole] if whole else [])]
     portal.answer(dsr, text or ("(no text)" if not files else ""), via="email", files=files)
     item.status = "threaded"
     item.request_id = dsr.id

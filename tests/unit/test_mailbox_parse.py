@@ -104,3 +104,67 @@ def test_parse_mail_never_raises_on_malformed_mail():
         parse_mail(b"".join(parts))
 
     check()
+
+
+# --- the sender and its authentication (review of issue 14, second round) ---------------------------
+
+
+def _from(header: str):
+    from email import message_from_bytes, policy
+
+    from app.mailbox.parse import sender
+
+    return sender(message_from_bytes(f"From: {header}\nSubject: s\n\nbody\n".encode(), policy=policy.default))
+
+
+def test_an_unambiguous_from_names_its_sender():
+    assert _from("Sam Smith <sam@example.com>") == ("Sam Smith", "sam@example.com", "")
+    assert _from("=?utf-8?q?S=C3=A9bastien?= <SEB@example.com>") == ("Sébastien", "seb@example.com", "")
+    assert _from("sam@example.com (Sam Smith)")[1:] == ("sam@example.com", "")
+
+
+def test_an_ambiguous_from_is_never_believed():
+    for header in (
+        "sam@example.com, mallory@evil.test",
+        "=?utf-8?q?sam=40example=2Ecom=2C_?=mallory@evil.test",
+        "sam@example.com (Sam) <mallory@evil.test>",
+        '"sam@example.com" <mallory@evil.test>',
+    ):
+        assert _from(header)[2], header
+
+
+def test_authentication_results_of_our_own_server_decide_when_configured():
+    from app.mailbox.parse import authenticated
+
+    ours = "mx.chatgpttech.test; spf=pass smtp.mailfrom=example.com; dkim=pass header.d=example.com; dmarc=pass"
+    forged = "mx.chatgpttech.test; dmarc=pass header.from=example.com"
+    failed = "mx.chatgpttech.test; spf=fail; dkim=none; dmarc=fail header.from=example.com"
+    assert authenticated([ours], "mx.chatgpttech.test", "sam@example.com")
+    # only the topmost header bearing our id counts: one the sender wrote below ours changes nothing
+    assert not authenticated([failed, forged], "mx.chatgpttech.test", "sam@example.com")
+    # DKIM of another domain is not the From domain's
+    other = "mx.chatgpttech.test; dkim=pass header.d=evil.test; dmarc=none"
+    assert not authenticated([other], "mx.chatgpttech.test", "sam@example.com")
+    assert authenticated(
+        ["mx.chatgpttech.test; dkim=pass header.d=example.com"], "mx.chatgpttech.test", "a@mail.example.com"
+    )
+    # nothing from our server: not vouched for
+    assert not authenticated(["other.mx; dmarc=pass"], "mx.chatgpttech.test", "sam@example.com")
+
+
+def test_without_our_id_only_reported_failures_count():
+    from app.mailbox.parse import authenticated
+
+    assert authenticated([], "", "sam@example.com")
+    assert authenticated(["any.mx; spf=fail; dkim=pass header.d=example.com"], "", "sam@example.com")
+    assert not authenticated(["any.mx; dmarc=fail"], "", "sam@example.com")
+    assert not authenticated(["any.mx; spf=fail; dkim=fail"], "", "sam@example.com")
+
+
+def test_without_quote_cuts_at_the_quote_that_runs_to_the_end():
+    from app.mailbox.parse import without_quote
+
+    reply = "Yes, that key.\n\nOn Tue, 1 Dec 2026, Privacy wrote:\n> Which key?\n>\n> Thanks"
+    assert without_quote(reply) == "Yes, that key."
+    assert without_quote("> quoted first\nthen mine") == "> quoted first\nthen mine"
+    assert without_quote("mine\n> quoted\nmine again\n> quoted last") == "mine\n> quoted\nmine again"

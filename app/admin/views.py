@@ -348,9 +348,10 @@ def _current_values(dsr: DsrRequest, resolution: Resolution | None) -> dict[int,
 
 
 @bp.route("/requests/<reference>/messages/<id:message_id>/attachment")
-@requires("auditor")
+@requires("officer")
 def request_attachment(reference: str, message_id: int) -> Response:
-    """A file the subject attached, to staff only, never inline (it is the subject's, not ours), audited."""
+    """A file the subject attached (an ID document, a letter), to the officers who decide on the request
+    only (need to know: auditors see that it exists, its type and size), never inline, audited."""
     from app.dsr.attachments import attachment_response, read_attachment
     from app.dsr.models import RequestMessage
 

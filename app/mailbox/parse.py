@@ -283,7 +283,8 @@ def parse_mail(raw: bytes) -> ParsedMail:
         date = None
     auto = (
         _header(msg, "Auto-Submitted").strip().lower() not in ("", "no")
-        or _header(msg, "Precedence").strip().lower() in ("bulk", "junk", "list", "auto_reply")
+        # not "list": a forwarder or list a person replies through adds it to the person's own mail
+        or _header(msg, "Precedence").strip().lower() in ("bulk", "junk", "auto_reply")
         or msg.get_content_type() == "multipart/report"
     )
     text_body, html_body, attachments = None, None, []

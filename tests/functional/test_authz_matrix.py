@@ -24,7 +24,7 @@ MATRIX = [
     ("POST", "/admin/requests/new", "officer"),
     ("GET", "/admin/requests/{ref}", "auditor"),
     ("GET", "/admin/requests/{ref}/progress", "auditor"),
-    ("GET", "/admin/requests/{ref}/messages/{msg}/attachment", "auditor"),
+    ("GET", "/admin/requests/{ref}/messages/{msg}/attachment", "officer"),
     ("GET", "/admin/requests/{ref}/package/readme", "auditor"),
     ("POST", "/admin/requests/{ref}/action", "officer"),
     ("POST", "/admin/requests/bulk", "officer"),

@@ -17,10 +17,10 @@ erasure means everything we hold, the portal's copies included.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
 from flask import current_app
-from sqlalchemy import delete, event, or_, select, update
+from sqlalchemy import Connection, Select, delete, event, false, or_, select, update
+from sqlalchemy.orm import Mapper
 
 from app.audit import Actor, record_event
 from app.dsr.models import (
@@ -38,7 +38,7 @@ from app.extensions import db
 from app.hashing import email_hash, normalise
 from app.mail.models import OutgoingMail
 from app.mailbox.models import InboundMail
-from app.models_base import utcnow
+from app.models_base import rows_changed, utcnow
 
 SYSTEM = Actor.system("minimisation")
 BATCH = 500
@@ -46,7 +46,7 @@ BATCH = 500
 
 @event.listens_for(DsrRequest, "before_insert")
 @event.listens_for(DsrRequest, "before_update")
-def _hash_email(_mapper, _connection, target: DsrRequest) -> None:
+def _hash_email(_mapper: Mapper[DsrRequest], _connection: Connection, target: DsrRequest) -> None:
     """Every request carries the keyed hash of its address from the start (duplicate and repeat
     detection, resend and lookup work on it), so minimisation only has to drop the address."""
     if target.email and not target.email_hash:
@@ -138,7 +138,7 @@ def minimise_request(dsr: DsrRequest, now: datetime | None = None) -> None:
     record_event("request.minimised", SYSTEM, dsr=dsr)
 
 
-def minimise_inbound(stmt, now: datetime, closing_reason: str | None = None) -> int:
+def minimise_inbound(stmt: Select[InboundMail], now: datetime, closing_reason: str | None = None) -> int:
     """Minimise the privacy-mailbox records ``stmt`` selects (``app.mailbox.services.minimise_item``)."""
     from app.mailbox.services import minimise_item
 
@@ -183,7 +183,7 @@ def minimise_closed_requests(now: datetime | None = None) -> int:
         done += len(batch)
 
 
-def erase_portal_copies(dsr: DsrRequest, emails: set[str], now: datetime | None = None) -> dict[str, Any]:
+def erase_portal_copies(dsr: DsrRequest, emails: set[str], now: datetime | None = None) -> dict[str, int]:
     """After ``dsr`` erased its subject: what the portal itself holds about them goes too. The deletion
     request keeps its own status link (the subject reads the outcome there) until it is minimised."""
     now = now or utcnow()
@@ -201,7 +201,7 @@ def erase_portal_copies(dsr: DsrRequest, emails: set[str], now: datetime | None 
     )
     other_ids = [o.id for o in others]
     exports = purge_exports(other_ids, now)
-    tokens = db.session.execute(delete(Token).where(Token.request_id.in_(other_ids))).rowcount or 0 if other_ids else 0
+    tokens = rows_changed(db.session.execute(delete(Token).where(Token.request_id.in_(other_ids)))) if other_ids else 0
     mails = cut_mail(other_ids, now) if other_ids else 0
     mails += cut_mail([dsr.id], now, keep_recipient=True)
     # Mail the subject sent to the privacy mailbox: intake items from their addresses, and what was
@@ -211,7 +211,7 @@ def erase_portal_copies(dsr: DsrRequest, emails: set[str], now: datetime | None 
             InboundMail.minimised_at.is_(None),
             or_(
                 InboundMail.from_hash.in_(sorted(h for h in hashes if h)),
-                InboundMail.request_id.in_(other_ids) if other_ids else False,
+                InboundMail.request_id.in_(other_ids) if other_ids else false(),
                 # mail that answers one of their requests from another address (a work address, a forward)
                 InboundMail.related_request_id.in_([*other_ids, dsr.id]),
             ),

@@ -77,6 +77,12 @@ def _cookie_name(purpose: str) -> str:
 def _exchange(raw: str, purpose: str, path: str) -> BaseResponse:
     """Redirect to the clean ``path`` with the token in a cookie only that path receives."""
     response = redirect(path, code=303)
+    _set_link_cookie(response, purpose, raw, path)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _set_link_cookie(response: BaseResponse, purpose: str, raw: str, path: str) -> None:
     response.set_cookie(
         _cookie_name(purpose),
         raw,
@@ -86,8 +92,6 @@ def _exchange(raw: str, purpose: str, path: str) -> BaseResponse:
         httponly=True,
         samesite="Lax",
     )
-    response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 def _from_cookie(purpose: str) -> str:
@@ -220,16 +224,7 @@ def verify() -> ResponseReturnValue:
             type_label=TYPE_LABELS[dsr.request_type],
         )
     )
-    status_path = url_for("portal.request_status", reference=dsr.reference)
-    response.set_cookie(
-        _cookie_name("status"),
-        done.status_token,
-        max_age=LINK_COOKIES["status"],
-        path=status_path,
-        secure=bool(current_app.config.get("SESSION_COOKIE_SECURE")),
-        httponly=True,
-        samesite="Lax",
-    )
+    _set_link_cookie(response, "status", done.status_token, url_for("portal.request_status", reference=dsr.reference))
     response.delete_cookie(_cookie_name("verify"), path=url_for("portal.verify"))
     return response
 

@@ -137,3 +137,32 @@ def test_portal_views_reach_the_database_only_through_services():
             imported |= {alias.name for alias in node.names}
     assert not {m for m in imported if m.startswith("sqlalchemy") or m == "app.audit.models"}
     assert "db.session.execute" not in source and "db.session.get" not in source
+
+
+def _identifier_link_without_identifier() -> str:
+    """An identifier link whose address is no longer there to confirm (found, but nothing to use it on)."""
+    dsr = make_request(S.PENDING_REVIEW)
+    raw = services.issue_token(dsr, "identifier", lifetime=timedelta(hours=1), max_uses=1)
+    db.session.commit()
+    return raw
+
+
+def test_confirm_of_a_link_with_nothing_to_confirm_is_spent_not_unknown(app):
+    raw = _identifier_link_without_identifier()
+    with pytest.raises(portal.SpentLink) as caught:
+        portal.confirm("identifier", raw)
+    assert caught.value.kind == "invalid"
+    db.session.rollback()
+    with pytest.raises(services.TokenProblem) as unknown:
+        portal.confirm("identifier", "no-such-link")
+    assert unknown.value.kind == "invalid" and not isinstance(unknown.value, portal.SpentLink)
+
+
+def test_confirm_page_answers_410_for_a_found_link_it_cannot_use(app, client):
+    raw = _identifier_link_without_identifier()
+    assert client.get(f"/identifiers/{raw}").status_code == 303
+    assert client.get("/identifiers/confirm").status_code == 200
+    assert client.post_form("/identifiers/confirm").status_code == 410
+    client.delete_cookie("dsr_identifier", path="/identifiers/confirm")
+    client.set_cookie("dsr_identifier", "no-such-link", path="/identifiers/confirm")
+    assert client.post_form("/identifiers/confirm", page="/requests/new").status_code == 404

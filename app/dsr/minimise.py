@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Select, delete, event, false, or_, select, up
 from sqlalchemy.orm import Mapper
 
 from app.audit import Actor, record_event
+from app.dsr.attachments import delete_attachment
 from app.dsr.models import (
     CorrectionItem,
     DsrRequest,
@@ -32,12 +33,14 @@ from app.dsr.models import (
     RequestNote,
     Token,
 )
+from app.dsr.services import transition
 from app.dsr.states import CLOSED, RequestStatus
 from app.exports import store
 from app.extensions import db
 from app.hashing import email_hash, normalise
 from app.mail.models import OutgoingMail
 from app.mailbox.models import InboundMail
+from app.mailbox.services import minimise_item
 from app.models_base import rows_changed, utcnow
 
 SYSTEM = Actor.system("minimisation")
@@ -102,8 +105,6 @@ def minimise_request(dsr: DsrRequest, now: datetime | None = None) -> None:
     db.session.execute(delete(RequestNote).where(RequestNote.request_id == dsr.id))
     for message in db.session.execute(select(RequestMessage).where(RequestMessage.request_id == dsr.id)).scalars():
         if message.attachment_key:
-            from app.dsr.attachments import delete_attachment
-
             delete_attachment(message.attachment_key)
         message.body = None
         message.attachment_name = message.attachment_key = None
@@ -140,8 +141,6 @@ def minimise_request(dsr: DsrRequest, now: datetime | None = None) -> None:
 
 def minimise_inbound(stmt: Select[InboundMail], now: datetime, closing_reason: str | None = None) -> int:
     """Minimise the privacy-mailbox records ``stmt`` selects (``app.mailbox.services.minimise_item``)."""
-    from app.mailbox.services import minimise_item
-
     n = 0
     for item in list(db.session.execute(stmt).scalars()):
         minimise_item(item, now, closing_reason=closing_reason)
@@ -228,8 +227,6 @@ def erase_portal_copies(dsr: DsrRequest, emails: set[str], now: datetime | None 
             RequestStatus.UNVERIFIED.value,
         ):
             # Nothing of the subject is left to act on: the request is closed, its copies go with the rest.
-            from app.dsr.services import transition
-
             transition(other, RequestStatus.CANCELLED, SYSTEM, reason_code="subject_erased")
             other.cancel_reason = f"Closed because the subject's data was erased ({dsr.reference})."
             closed += 1

@@ -1,5 +1,5 @@
 """An access package served by its emailed link: which package a link reaches, whether it can be served
-now, and the count of a complete download (``DOWNLOAD_MAX_USES`` per link, each one audited).
+now, and the count of a complete download (``DOWNLOAD_MAX`` per link, each one audited).
 
 The download view calls one of these: ``check_link`` for the link's first hop, ``peek`` for a HEAD or a
 ``Range`` request (headers only, nothing counted), ``take`` for a complete GET. ``take`` opens the package

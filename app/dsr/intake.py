@@ -15,6 +15,7 @@ from app.dsr.portal import receipt, send_verification
 from app.dsr.services import ActionError
 from app.dsr.states import RequestStatus
 from app.extensions import db
+from app.mailbox.services import attach_to_request, get_item
 from app.models_base import utcnow
 
 CHANNELS = ("email", "letter", "phone", "web", "api", "agent")
@@ -46,8 +47,6 @@ def staff_intake(
     if verification == "verified" and not (verification_method.strip() and verification_evidence.strip()):
         raise ActionError("Say how the identity was verified and what the evidence is.")
     if inbound_mail_id is not None:
-        from app.mailbox.services import get_item
-
         item = get_item(inbound_mail_id)
         if item is not None and received_at > item.received_at:
             # The deadline runs from the day the mail reached us: a later date would lengthen it.
@@ -70,8 +69,6 @@ def staff_intake(
     db.session.add(dsr)
     db.session.flush()
     if inbound_mail_id is not None:
-        from app.mailbox.services import attach_to_request
-
         attach_to_request(inbound_mail_id, dsr, actor)
     record_event(
         "request.entered_by_staff",

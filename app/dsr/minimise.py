@@ -17,12 +17,13 @@ erasure means everything we hold, the portal's copies included.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
 from flask import current_app
-from sqlalchemy import delete, event, or_, select, update
+from sqlalchemy import Connection, Select, delete, event, false, or_, select, update
+from sqlalchemy.orm import Mapper
 
 from app.audit import Actor, record_event
+from app.dsr.attachments import delete_attachment
 from app.dsr.models import (
     CorrectionItem,
     DsrRequest,
@@ -32,13 +33,15 @@ from app.dsr.models import (
     RequestNote,
     Token,
 )
+from app.dsr.services import transition
 from app.dsr.states import CLOSED, RequestStatus
 from app.exports import store
 from app.extensions import db
 from app.hashing import email_hash, normalise
 from app.mail.models import OutgoingMail
 from app.mailbox.models import InboundMail
-from app.models_base import utcnow
+from app.mailbox.services import minimise_item
+from app.models_base import rows_changed, utcnow
 from app.portal.mailbox import normalise_mailbox
 
 SYSTEM = Actor.system("minimisation")
@@ -47,7 +50,7 @@ BATCH = 500
 
 @event.listens_for(DsrRequest, "before_insert")
 @event.listens_for(DsrRequest, "before_update")
-def _hash_email(_mapper, _connection, target: DsrRequest) -> None:
+def _hash_email(_mapper: Mapper[DsrRequest], _connection: Connection, target: DsrRequest) -> None:
     """Every request carries the keyed hash of its address from the start (duplicate and repeat
     detection, resend and lookup work on it), so minimisation only has to drop the address."""
     if target.email and not target.email_hash:
@@ -103,8 +106,6 @@ def minimise_request(dsr: DsrRequest, now: datetime | None = None) -> None:
     db.session.execute(delete(RequestNote).where(RequestNote.request_id == dsr.id))
     for message in db.session.execute(select(RequestMessage).where(RequestMessage.request_id == dsr.id)).scalars():
         if message.attachment_key:
-            from app.dsr.attachments import delete_attachment
-
             delete_attachment(message.attachment_key)
         message.body = None
         message.attachment_name = message.attachment_key = None
@@ -139,10 +140,8 @@ def minimise_request(dsr: DsrRequest, now: datetime | None = None) -> None:
     record_event("request.minimised", SYSTEM, dsr=dsr)
 
 
-def minimise_inbound(stmt, now: datetime, closing_reason: str | None = None) -> int:
+def minimise_inbound(stmt: Select[InboundMail], now: datetime, closing_reason: str | None = None) -> int:
     """Minimise the privacy-mailbox records ``stmt`` selects (``app.mailbox.services.minimise_item``)."""
-    from app.mailbox.services import minimise_item
-
     n = 0
     for item in list(db.session.execute(stmt).scalars()):
         minimise_item(item, now, closing_reason=closing_reason)
@@ -184,7 +183,7 @@ def minimise_closed_requests(now: datetime | None = None) -> int:
         done += len(batch)
 
 
-def erase_portal_copies(dsr: DsrRequest, emails: set[str], now: datetime | None = None) -> dict[str, Any]:
+def erase_portal_copies(dsr: DsrRequest, emails: set[str], now: datetime | None = None) -> dict[str, int]:
     """After ``dsr`` erased its subject: what the portal itself holds about them goes too. The deletion
     request keeps its own status link (the subject reads the outcome there) until it is minimised."""
     now = now or utcnow()
@@ -202,7 +201,7 @@ def erase_portal_copies(dsr: DsrRequest, emails: set[str], now: datetime | None 
     )
     other_ids = [o.id for o in others]
     exports = purge_exports(other_ids, now)
-    tokens = db.session.execute(delete(Token).where(Token.request_id.in_(other_ids))).rowcount or 0 if other_ids else 0
+    tokens = rows_changed(db.session.execute(delete(Token).where(Token.request_id.in_(other_ids)))) if other_ids else 0
     mails = cut_mail(other_ids, now) if other_ids else 0
     mails += cut_mail([dsr.id], now, keep_recipient=True)
     # Mail the subject sent to the privacy mailbox: intake items from their addresses, and what was
@@ -214,7 +213,7 @@ def erase_portal_copies(dsr: DsrRequest, emails: set[str], now: datetime | None 
                 InboundMail.from_hash.in_(sorted(h for h in hashes if h)),
                 # the same mailbox under another spelling (sam+x@gmail.com, s.am@googlemail.com)
                 InboundMail.mailbox_hash.in_(sorted({email_hash(normalise_mailbox(e)) for e in emails})),
-                InboundMail.request_id.in_(other_ids) if other_ids else False,
+                InboundMail.request_id.in_(other_ids) if other_ids else false(),
                 # mail that answers one of their requests from another address (a work address, a forward)
                 InboundMail.related_request_id.in_([*other_ids, dsr.id]),
             ),
@@ -231,8 +230,6 @@ def erase_portal_copies(dsr: DsrRequest, emails: set[str], now: datetime | None 
             RequestStatus.UNVERIFIED.value,
         ):
             # Nothing of the subject is left to act on: the request is closed, its copies go with the rest.
-            from app.dsr.services import transition
-
             transition(other, RequestStatus.CANCELLED, SYSTEM, reason_code="subject_erased")
             other.cancel_reason = f"Closed because the subject's data was erased ({dsr.reference})."
             closed += 1

@@ -1,25 +1,32 @@
-"""What the public portal does, as services: intake, verification, the subject's cancellation and
-answers, confirming an added address or a new email, and counting a download.
+"""What the public portal does, as services: intake, verification, the status page and the subject's
+cancellation and answers, confirming an added address or a new email. Downloads: ``app.dsr.downloads``.
 
-Views parse the input, call one of these, and render. Each function leaves the commit to its caller.
+Views parse the input, call one of these, and render. Each function leaves the commit to its caller. A
+link that does not work raises ``services.TokenProblem`` (the view answers 404 for ``invalid``, 410
+otherwise); ``SpentLink`` when it was found but could not be used (always 410).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from datetime import timedelta
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import func, select, update
 
 from app.audit import Actor, record_event
+from app.audit.models import AuditEvent
 from app.dsr import services
-from app.dsr.models import CorrectionItem, DsrRequest, Export, RequestIdentifier, RequestMessage, Token
-from app.dsr.states import CLOSED, OPEN, SUBJECT_CANCELLABLE, RequestStatus
+from app.dsr.attachments import save_attachment
+from app.dsr.downloads import PackageLink, package_links
+from app.dsr.models import CorrectionItem, DsrRequest, RequestIdentifier, RequestMessage, Token
+from app.dsr.states import CLOSED, OPEN, STATUS_LABELS, SUBJECT_CANCELLABLE, RequestStatus
 from app.extensions import db
 from app.hashing import email_hash
 from app.mail import queue_mail
-from app.models_base import utcnow
+from app.models_base import rows_changed, utcnow
 
 S = RequestStatus
 TYPE_LABELS = {
@@ -37,12 +44,27 @@ class PortalError(Exception):
     """Something the subject should be told (the message is for them)."""
 
 
+class SpentLink(services.TokenProblem):
+    """A link that was found but could not be used once opened: gone (410), never "no such link"."""
+
+
+# A file a mail brought, already stored (``app.mailbox``): ``{"name", "type", "size", "key"}``, as JSON.
+StoredFile = Mapping[str, Any]
+
+
+def _address(dsr: DsrRequest) -> str:
+    """An open request's address (only a closed request, once minimised, has none)."""
+    if not dsr.email:
+        raise ValueError(f"Request {dsr.reference} has no email address to write to.")
+    return dsr.email
+
+
 def send_verification(dsr: DsrRequest) -> None:
     """A fresh single-use confirmation link; the mail carries nothing the requester typed."""
     hours = current_app.config["VERIFY_TOKEN_HOURS"]
     raw = services.issue_token(dsr, "verify", lifetime=timedelta(hours=hours), max_uses=1)
     queue_mail(
-        dsr.email,
+        _address(dsr),
         "verify",
         "Confirm your privacy request",
         dsr=dsr,
@@ -86,7 +108,7 @@ def submit(
         record_event("request.duplicate_submitted", Actor.subject(), dsr=existing, data={"channel": channel})
         raw = services.issue_token(existing, "status", lifetime=services.status_link_lifetime())
         queue_mail(
-            existing.email,
+            _address(existing),
             "duplicate_notice",
             f"You already have an open request: {existing.reference}",
             dsr=existing,
@@ -126,8 +148,6 @@ def submit(
     db.session.add(dsr)
     db.session.flush()
     if requester == "agent" and agent is not None:
-        from app.dsr.attachments import save_attachment
-
         note = RequestMessage(
             request_id=dsr.id,
             direction="in",
@@ -159,7 +179,9 @@ def submit(
     return dsr
 
 
-def _same_submission(dsr: DsrRequest, full_name: str, jurisdiction: str, details: str, corrections) -> bool:
+def _same_submission(
+    dsr: DsrRequest, full_name: str, jurisdiction: str, details: str, corrections: list[tuple[str, str]]
+) -> bool:
     return (
         dsr.full_name == full_name
         and dsr.jurisdiction == jurisdiction
@@ -174,9 +196,20 @@ class Verified:
     status_token: str
 
 
-def verify(token: Token) -> Verified:
+def verification(raw: str, *, lock: bool = False) -> Token:
+    """The token of a confirmation link whose request still waits for it; ``services.TokenProblem``
+    otherwise (``closed``: the request was confirmed, cancelled or expired already)."""
+    token = services.find_token(raw, "verify", lock=lock)
+    if token.dsr.status != S.UNVERIFIED.value:
+        raise services.TokenProblem("closed", token)
+    return token
+
+
+def verify(raw: str) -> Verified:
     """The subject confirmed by the link: the request enters review (linked to an open duplicate), and
-    a receipt with a status link is emailed. Raises ``services.TokenProblem`` for a used link."""
+    a receipt with a status link is emailed. Raises ``services.TokenProblem`` for a link that no longer
+    works, ``SpentLink`` when another confirmation used it first."""
+    token = verification(raw, lock=True)
     _use_once(token)
     dsr = services.transition(token.dsr, S.PENDING_REVIEW, Actor.subject())
     duplicate = services.find_open_duplicate(dsr)
@@ -195,7 +228,7 @@ def receipt(dsr: DsrRequest) -> str:
     """Email the receipt of a verified request with its status link; returns the link's token."""
     raw_status = services.issue_token(dsr, "status", lifetime=services.status_link_lifetime())
     queue_mail(
-        dsr.email,
+        _address(dsr),
         "receipt",
         f"We received your privacy request {dsr.reference}",
         dsr=dsr,
@@ -217,7 +250,7 @@ def cancel(dsr: DsrRequest) -> DsrRequest | None:
         return None
     raw = services.issue_token(cancelled, "status", lifetime=services.status_link_lifetime())
     queue_mail(
-        cancelled.email,
+        _address(cancelled),
         "cancelled",
         f"Your privacy request {cancelled.reference} was cancelled",
         dsr=cancelled,
@@ -233,30 +266,30 @@ def answer(
     *,
     via: str = "web",
     attachment: tuple[str, str, bytes] | None = None,
-    files: list[dict] | None = None,
-):
+    files: Sequence[StoredFile] | None = None,
+) -> RequestMessage:
     """The subject answers in the request's thread (status page or email). A request on hold waiting for
     them goes back to review (a lawful GDPR pause ends: the clock runs again). ``files``: attachments
-    already stored (``{"name", "type", "size", "key"}``, a mail's), one message each after the first."""
-    from app.dsr.attachments import save_attachment
-
+    already stored (a mail's), one message each after the first. Raises ``PortalError`` (for the
+    subject) and ``AttachmentRefused``."""
     body = (body or "").strip()
-    files = list(files or [])
-    if not body and attachment is None and not files:
+    stored = list(files or [])
+    if not body and attachment is None and not stored:
         raise PortalError("Write your answer, or attach a file.")
     if dsr.status in {s.value for s in CLOSED}:
         raise PortalError("This request is closed. Make a new request, or write to us.")
     message = RequestMessage(request_id=dsr.id, direction="in", via=via, kind="answer", body=body[:10000])
     if attachment is not None:
         name, content_type, data = attachment
-        files.insert(0, {"name": name, "type": content_type, "size": len(data), "key": None, "data": data})
+        key = save_attachment(data, content_type)
+        stored.insert(0, {"name": name, "type": content_type, "size": len(data), "key": key})
     messages = [message]
-    for i, f in enumerate(files):
+    for i, f in enumerate(stored):
         target = message if i == 0 else RequestMessage(request_id=dsr.id, direction="in", via=via, kind="answer")
-        target.attachment_key = f["key"] or save_attachment(f["data"], f["type"])
-        target.attachment_name = f["name"][:200]
-        target.attachment_type = f["type"][:100]
-        target.attachment_size = f["size"]
+        target.attachment_key = str(f["key"])
+        target.attachment_name = str(f["name"])[:200]
+        target.attachment_type = str(f["type"])[:100]
+        target.attachment_size = int(f["size"])
         if target is not message:
             messages.append(target)
     db.session.add_all(messages)
@@ -267,11 +300,24 @@ def answer(
         dsr=dsr,
         public=True,
         message="You sent us a message.",
-        data={"message_id": message.id, "via": via, "files": len(files)},
+        data={"message_id": message.id, "via": via, "files": len(stored)},
     )
     if dsr.status == S.ON_HOLD.value and dsr.waiting_since is not None:
         services.transition(dsr, S.PENDING_REVIEW, Actor.subject(), reason_code="answered")
     return message
+
+
+def confirm(purpose: str, raw: str) -> None:
+    """A single-use emailed link confirmed (``identifier``: an added address is the subject's;
+    ``email_change``: the new address of an email correction is theirs)."""
+    token = services.find_token(raw, purpose, lock=True)
+    try:
+        if purpose == "identifier":
+            confirm_identifier(token)
+        else:
+            confirm_email_change(token)
+    except services.TokenProblem as problem:
+        raise SpentLink(problem.kind, token) from problem
 
 
 def confirm_identifier(token: Token) -> RequestIdentifier:
@@ -302,70 +348,73 @@ def _use_once(token: Token) -> None:
         .where(Token.id == token.id, Token.used_at.is_(None))
         .values(use_count=Token.use_count + 1, used_at=utcnow())
     )
-    if used.rowcount != 1:
+    if rows_changed(used) != 1:
         raise services.TokenProblem("used")
 
 
-class DownloadProblem(Exception):
-    def __init__(self, kind: str, status: int):
-        self.kind, self.status = kind, status
-        super().__init__(kind)
+# --- the status page ----------------------------------------------------------------------------------
 
 
-def downloadable(token: Token) -> Export:
-    """The export behind a download token, if it can be served now (nothing is counted)."""
-    export = db.session.get(Export, token.export_id) if token.export_id else None
-    if export is None:
-        raise DownloadProblem("invalid", 404)
-    if export.status == "building":
-        raise DownloadProblem("building", 404)
-    if export.status != "ready" or package_size(export) is None:
-        raise DownloadProblem("expired", 410)
-    return export
+def status_request(reference: str, raw: str) -> DsrRequest:
+    """The request behind a status link; ``services.TokenProblem`` (the view answers 404, whichever part
+    was wrong) when the link does not work or names another reference."""
+    if not raw or len(reference) > 32:
+        raise services.TokenProblem("invalid")
+    token = services.find_token(raw, "status")
+    if token.dsr is None or token.dsr.reference != reference:
+        raise services.TokenProblem("invalid", token)
+    return token.dsr
 
 
-def package_size(export: Export) -> int | None:
-    """The stored package's size (None: it is gone); 503 while the export store cannot be reached."""
-    from app.exports import store
+@dataclass(frozen=True)
+class StatusPage:
+    """What the subject's status page shows of a request (the template's names)."""
 
-    try:
-        return store.current().size(export.filename)
-    except store.StoreError as exc:
-        raise DownloadProblem("unavailable", 503) from exc
+    dsr: DsrRequest
+    events: list[AuditEvent]  # the public audit events, oldest first
+    downloads: list[PackageLink]
+    thread: list[RequestMessage]
+    status_label: str
+    type_label: str
+    law: str
+    cancellable: bool
+    can_reply: bool
+    outcome: str | None
 
-
-def open_package(export: Export):
-    """The package opened for streaming (``app.exports.store.Package``), before the download is counted:
-    a store that cannot be read costs the subject none of their downloads."""
-    from app.exports import store
-
-    try:
-        package = store.current().open(export.filename)
-    except store.StoreError as exc:
-        raise DownloadProblem("unavailable", 503) from exc
-    if package is None:
-        raise DownloadProblem("expired", 410)
-    return package
+    def context(self) -> dict[str, object]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-def count_download(token: Token, export: Export) -> int:
-    """Count one complete download, in the statement that checks the limit (concurrent downloads cannot
-    pass it); returns the use number. Audited."""
-    use = (token.use_count or 0) + 1  # read under the row lock (find_token(lock=True)) before the update
-    counted = db.session.execute(
-        update(Token)
-        .where(Token.id == token.id, (Token.max_uses.is_(None)) | (Token.use_count < Token.max_uses))
-        .values(use_count=Token.use_count + 1, used_at=utcnow())
+def status_page(dsr: DsrRequest) -> StatusPage:
+    events = (
+        db.session.execute(
+            select(AuditEvent)
+            .where(AuditEvent.request_id == dsr.id, AuditEvent.public.is_(True))
+            .order_by(AuditEvent.id)
+        )
+        .scalars()
+        .all()
     )
-    if counted.rowcount != 1:
-        raise DownloadProblem("used", 410)
-    db.session.execute(update(Export).where(Export.id == export.id).values(download_count=Export.download_count + 1))
-    record_event(
-        "export.downloaded",
-        Actor.subject(),
-        dsr=token.dsr,
-        public=True,
-        message="Your data was downloaded.",
-        data={"export_id": export.id, "use": use},
+    # An automatic answer (out of office, a bounce) that reached the privacy mailbox is for staff only.
+    thread = [m for m in dsr.messages if (m.body or m.attachment_name) and m.kind != "auto_reply"]
+    return StatusPage(
+        dsr=dsr,
+        events=list(events),
+        downloads=package_links(dsr),
+        thread=thread,
+        status_label=STATUS_LABELS[S(dsr.status)],
+        type_label=TYPE_LABELS.get(dsr.request_type, dsr.request_type),
+        law=JURISDICTION_LABELS.get(dsr.jurisdiction, dsr.jurisdiction),
+        cancellable=dsr.status in {s.value for s in SUBJECT_CANCELLABLE},
+        can_reply=dsr.status not in ("completed", "denied", "cancelled", "expired"),
+        outcome=outcome(dsr),
     )
-    return use
+
+
+def outcome(dsr: DsrRequest) -> str | None:
+    """The ``data-outcome`` of a closed request (INTERFACE.md)."""
+    if dsr.status == S.COMPLETED.value:
+        return dsr.outcome or "completed"
+    if dsr.status in (S.DENIED.value, S.CANCELLED.value, S.EXPIRED.value):
+        return dsr.status
+    return None

@@ -1,4 +1,4 @@
-"""Portal views: parse the input, call the portal services (``app.dsr.portal``), render.
+"""Portal views: parse the input, call one portal service (``app.dsr.portal``, ``app.dsr.downloads``), render.
 
 Links we email are the only credentials: ``verify`` (24 h, single use), ``status`` (30 days, read, answer
 and cancel one request; renewable by ``/requests/lookup``) and ``download`` (7 days, 5 uses). Opening a
@@ -11,20 +11,23 @@ open links cannot confirm or cancel on the person's behalf.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
-from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, Response, abort, current_app, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user
+from flask_wtf.csrf import CSRFError
 from limits import parse as parse_limit
-from sqlalchemy import select
 from werkzeug.exceptions import HTTPException, TooManyRequests
+from werkzeug.wrappers import Response as BaseResponse
 from werkzeug.wsgi import wrap_file
 
-from app.audit.models import AuditEvent
-from app.dsr import portal, services
+from app.dsr import downloads, portal, services
 from app.dsr.attachments import AttachmentRefused
-from app.dsr.models import DsrRequest, Export, Token
-from app.dsr.portal import JURISDICTION_LABELS, TYPE_LABELS
-from app.dsr.states import STATUS_LABELS, SUBJECT_CANCELLABLE, RequestStatus
-from app.extensions import db, limiter
+from app.dsr.downloads import DownloadProblem
+from app.dsr.models import DsrRequest
+from app.dsr.portal import TYPE_LABELS
+from app.extensions import db, limiter, login_manager
 from app.hashing import email_hash
 from app.portal.forms import (
     CORRECTABLE_FIELDS,
@@ -35,17 +38,17 @@ from app.portal.forms import (
     ReplyForm,
     ResendForm,
 )
+from app.portal.lookup import enqueue_lookup, enqueue_resend
 from app.portal.mailbox import normalise_mailbox
 
 bp = Blueprint("portal", __name__)
 
-S = RequestStatus
 # Cookie per link purpose: name and how long it lasts once a link has been opened.
 LINK_COOKIES = {"verify": 3600, "status": 3600, "download": 900, "identifier": 3600, "email_change": 3600}
 
 
-def _limit(name: str):
-    return lambda: current_app.config[name]
+def _limit(name: str) -> Callable[[], str]:
+    return lambda: str(current_app.config[name])
 
 
 def _hit_limit(config_name: str, scope: str, identity: str) -> None:
@@ -71,9 +74,15 @@ def _cookie_name(purpose: str) -> str:
     return f"dsr_{purpose}"
 
 
-def _exchange(raw: str, purpose: str, path: str):
+def _exchange(raw: str, purpose: str, path: str) -> BaseResponse:
     """Redirect to the clean ``path`` with the token in a cookie only that path receives."""
     response = redirect(path, code=303)
+    _set_link_cookie(response, purpose, raw, path)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _set_link_cookie(response: BaseResponse, purpose: str, raw: str, path: str) -> None:
     response.set_cookie(
         _cookie_name(purpose),
         raw,
@@ -83,27 +92,26 @@ def _exchange(raw: str, purpose: str, path: str):
         httponly=True,
         samesite="Lax",
     )
-    response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 def _from_cookie(purpose: str) -> str:
     return request.cookies.get(_cookie_name(purpose)) or ""
 
 
-def _open_link(token: str, purpose: str, endpoint: str):
+def _open_link(token: str, purpose: str, endpoint: str) -> ResponseReturnValue:
     """An emailed single-purpose link: checked (nothing is used up), then traded for a cookie."""
     try:
         services.find_token(token, purpose)
     except services.TokenProblem as problem:
-        db.session.rollback()
         return _token_problem_page(problem, purpose)
     db.session.rollback()
     return _exchange(token, purpose, url_for(endpoint))
 
 
-def _token_problem_page(problem: services.TokenProblem, purpose: str = "verify"):
-    status = 404 if problem.kind == "invalid" else 410
+def _token_problem_page(problem: services.TokenProblem, purpose: str = "verify") -> ResponseReturnValue:
+    """404 for a link that never was; 410 for one that expired, was used or no longer applies."""
+    db.session.rollback()
+    status = 404 if problem.kind == "invalid" and not isinstance(problem, portal.SpentLink) else 410
     return (
         render_template("portal/link_problem.html", kind=problem.kind, purpose=purpose, form=ResendForm()),
         status,
@@ -114,7 +122,7 @@ def _token_problem_page(problem: services.TokenProblem, purpose: str = "verify")
 
 
 @bp.get("/")
-def home():
+def home() -> ResponseReturnValue:
     return render_template("portal/home.html")
 
 
@@ -125,7 +133,7 @@ def _gpc() -> bool:
 
 @bp.route("/requests/new", methods=["GET", "POST"])
 @limiter.limit(_limit("RATELIMIT_INTAKE_IP"), methods=["POST"])
-def new_request():
+def new_request() -> ResponseReturnValue:
     form = IntakeForm()
     if request.method == "GET" and request.args.get("type") in TYPE_LABELS:
         form.request_type.data = request.args["type"]
@@ -138,6 +146,7 @@ def new_request():
             status,
         )
     _hit_mailbox_limit(form.email.data)
+    agent = form.requester.data == "agent"
     try:
         portal.submit(
             request_type=form.request_type.data,
@@ -147,8 +156,8 @@ def new_request():
             details=form.details.data or "",
             corrections=form.corrections(),
             requester=form.requester.data or "self",
-            agent=(form.agent_name.data or "", form.agent_email.data or "") if form.requester.data == "agent" else None,
-            permission=form.permission_file() if form.requester.data == "agent" else None,
+            agent=(form.agent_name.data or "", form.agent_email.data or "") if agent else None,
+            permission=form.permission_file() if agent else None,
             gpc=_gpc(),
         )
     except AttachmentRefused as exc:
@@ -161,13 +170,13 @@ def new_request():
 
 
 @bp.get("/requests/sent")
-def request_sent():
+def request_sent() -> ResponseReturnValue:
     return render_template("portal/check_inbox.html", hours=current_app.config["VERIFY_TOKEN_HOURS"])
 
 
 @bp.route("/requests/lookup", methods=["GET", "POST"])
 @limiter.limit(_limit("RATELIMIT_VERIFY"), methods=["POST"])
-def lookup():
+def lookup() -> ResponseReturnValue:
     """A lost status link: every open request of the address gets its link emailed again. The answer,
     and the work behind it, are the same whatever the address holds."""
     form = LookupForm()
@@ -175,8 +184,6 @@ def lookup():
         if not form.validate_on_submit():
             return render_template("portal/lookup.html", form=form, sent=False), 400
         _hit_mailbox_limit(form.email.data)
-        from app.portal.lookup import enqueue_lookup
-
         enqueue_lookup(form.email.data)
         return render_template("portal/lookup.html", form=LookupForm(formdata=None), sent=True)
     return render_template("portal/lookup.html", form=form, sent=False)
@@ -184,31 +191,26 @@ def lookup():
 
 @bp.get("/verify/<token>")
 @limiter.limit(_limit("RATELIMIT_VERIFY"))
-def verify_link(token: str):
+def verify_link(token: str) -> ResponseReturnValue:
     return _open_link(token, "verify", "portal.verify")
 
 
 @bp.route("/verify", methods=["GET", "POST"])
 @limiter.limit(_limit("RATELIMIT_VERIFY"))
-def verify():
+def verify() -> ResponseReturnValue:
     form = ConfirmForm()
-    try:
-        tok = services.find_token(_from_cookie("verify"), "verify", lock=request.method == "POST")
-    except services.TokenProblem as problem:
-        db.session.rollback()
-        return _token_problem_page(problem)
-    dsr = tok.dsr
-    if dsr.status != S.UNVERIFIED.value:
-        db.session.rollback()
-        return render_template("portal/link_problem.html", kind="closed", purpose="verify", form=ResendForm()), 410
+    raw = _from_cookie("verify")
     if request.method == "GET":
+        try:
+            dsr = portal.verification(raw).dsr
+        except services.TokenProblem as problem:
+            return _token_problem_page(problem)
         return render_template("portal/verify.html", form=form, dsr=dsr, type_label=TYPE_LABELS[dsr.request_type])
     if not form.validate_on_submit():
         abort(400)
     try:
-        done = portal.verify(tok)
+        done = portal.verify(raw)
     except services.TokenProblem as problem:
-        db.session.rollback()
         return _token_problem_page(problem)
     db.session.commit()
     dsr = done.dsr
@@ -222,58 +224,41 @@ def verify():
             type_label=TYPE_LABELS[dsr.request_type],
         )
     )
-    status_path = url_for("portal.request_status", reference=dsr.reference)
-    response.set_cookie(
-        _cookie_name("status"),
-        done.status_token,
-        max_age=LINK_COOKIES["status"],
-        path=status_path,
-        secure=bool(current_app.config.get("SESSION_COOKIE_SECURE")),
-        httponly=True,
-        samesite="Lax",
-    )
+    _set_link_cookie(response, "status", done.status_token, url_for("portal.request_status", reference=dsr.reference))
     response.delete_cookie(_cookie_name("verify"), path=url_for("portal.verify"))
     return response
 
 
 @bp.post("/verify/resend")
 @limiter.limit(_limit("RATELIMIT_VERIFY"))
-def resend_verification():
+def resend_verification() -> ResponseReturnValue:
     form = ResendForm()
     if not form.validate_on_submit():
         return render_template("portal/link_problem.html", kind="resend", purpose="verify", form=form), 400
     _hit_mailbox_limit(form.email.data)
-    from app.portal.lookup import enqueue_resend
-
     enqueue_resend(form.email.data)
     return render_template("portal/check_inbox.html", hours=current_app.config["VERIFY_TOKEN_HOURS"], resent=True)
 
 
-def _status_request(reference: str, raw: str | None) -> tuple[DsrRequest, Token]:
+def _status_request(reference: str, raw: str) -> DsrRequest:
     """The request behind a status link, or a 404 that says nothing about which part was wrong."""
-    if not raw or len(reference) > 32:
-        abort(404)
     try:
-        tok = services.find_token(raw, "status")
+        return portal.status_request(reference, raw)
     except services.TokenProblem:
         abort(404)
-    dsr = tok.dsr
-    if dsr is None or dsr.reference != reference:
-        abort(404)
-    return dsr, tok
 
 
 @bp.route("/requests/<reference>", methods=["GET", "POST"])
-def request_status(reference: str):
+def request_status(reference: str) -> ResponseReturnValue:
     if request.method == "GET" and request.args.get("token"):
         raw = request.args["token"]
         _status_request(reference, raw)
         db.session.rollback()
         return _exchange(raw, "status", url_for("portal.request_status", reference=reference))
-    dsr, _tok = _status_request(reference, _from_cookie("status"))
+    dsr = _status_request(reference, _from_cookie("status"))
     form = CancelForm()
     reply = ReplyForm()
-    message = None
+    message: tuple[str, str] | None = None
     status_code = 200
     if request.method == "POST":
         action = request.form.get("action")
@@ -311,78 +296,26 @@ def request_status(reference: str):
         else:
             abort(400)
     return render_template(
-        "portal/status.html", **_status_context(dsr), form=form, reply=reply, message=message
+        "portal/status.html", **portal.status_page(dsr).context(), form=form, reply=reply, message=message
     ), status_code
 
 
-def _status_context(dsr: DsrRequest) -> dict:
-    events = (
-        db.session.execute(
-            select(AuditEvent)
-            .where(AuditEvent.request_id == dsr.id, AuditEvent.public.is_(True))
-            .order_by(AuditEvent.id)
-        )
-        .scalars()
-        .all()
-    )
-    downloads = []
-    if dsr.request_type == "access":
-        for export in db.session.execute(
-            select(Export).where(Export.request_id == dsr.id, Export.status == "ready").order_by(Export.id)
-        ).scalars():
-            token = (
-                db.session.execute(
-                    select(Token).where(Token.export_id == export.id, Token.purpose == "download").order_by(Token.id)
-                )
-                .scalars()
-                .first()
-            )
-            left = None if token is None or token.max_uses is None else max(0, token.max_uses - token.use_count)
-            downloads.append({"expires_at": export.expires_at, "left": left})
-    # An automatic answer (out of office, a bounce) that reached the privacy mailbox is for staff only.
-    thread = [m for m in dsr.messages if (m.body or m.attachment_name) and m.kind != "auto_reply"]
-    return {
-        "dsr": dsr,
-        "events": events,
-        "downloads": downloads,
-        "thread": thread,
-        "status_label": STATUS_LABELS[S(dsr.status)],
-        "type_label": TYPE_LABELS.get(dsr.request_type, dsr.request_type),
-        "law": JURISDICTION_LABELS.get(dsr.jurisdiction, dsr.jurisdiction),
-        "cancellable": dsr.status in {s.value for s in SUBJECT_CANCELLABLE},
-        "can_reply": dsr.status not in ("completed", "denied", "cancelled", "expired"),
-        "outcome": _outcome(dsr),
-    }
-
-
-def _outcome(dsr: DsrRequest) -> str | None:
-    """The ``data-outcome`` of a closed request (INTERFACE.md)."""
-    if dsr.status == S.COMPLETED.value:
-        return dsr.outcome or "completed"
-    if dsr.status in (S.DENIED.value, S.CANCELLED.value, S.EXPIRED.value):
-        return dsr.status
-    return None
-
-
-def _confirm_page(purpose: str, endpoint: str, title: str, lead: str, done_text: str):
+def _confirm_page(purpose: str, endpoint: str, title: str, lead: str, done_text: str) -> ResponseReturnValue:
     """A page that confirms something by a single-use emailed link (an added address, a new email)."""
     form = ConfirmForm()
-    try:
-        tok = services.find_token(_from_cookie(purpose), purpose, lock=request.method == "POST")
-    except services.TokenProblem as problem:
-        db.session.rollback()
-        return render_template("portal/link_problem.html", kind=problem.kind, purpose=purpose, form=ResendForm()), (
-            404 if problem.kind == "invalid" else 410
-        )
+    raw = _from_cookie(purpose)
     if request.method == "GET":
-        return render_template("portal/confirm.html", form=form, title=title, lead=lead, dsr=tok.dsr)
+        try:
+            dsr = services.find_token(raw, purpose).dsr
+        except services.TokenProblem as problem:
+            return _token_problem_page(problem, purpose)
+        return render_template("portal/confirm.html", form=form, title=title, lead=lead, dsr=dsr)
     if not form.validate_on_submit():
         abort(400)
     try:
-        (portal.confirm_identifier if purpose == "identifier" else portal.confirm_email_change)(tok)
+        portal.confirm(purpose, raw)
     except services.TokenProblem as problem:
-        db.session.rollback()
-        return render_template("portal/link_problem.html", kind=problem.kind, purpose=purpose, form=ResendForm()), 410
+        return _token_problem_page(problem, purpose)
     db.session.commit()
     response = current_app.make_response(
         render_template("portal/confirm.html", form=None, title="Thank you", lead=done_text, dsr=None)
@@ -393,13 +326,13 @@ def _confirm_page(purpose: str, endpoint: str, title: str, lead: str, done_text:
 
 @bp.get("/identifiers/<token>")
 @limiter.limit(_limit("RATELIMIT_VERIFY"))
-def identifier_link(token: str):
+def identifier_link(token: str) -> ResponseReturnValue:
     return _open_link(token, "identifier", "portal.identifier_confirm")
 
 
 @bp.route("/identifiers/confirm", methods=["GET", "POST"])
 @limiter.limit(_limit("RATELIMIT_VERIFY"))
-def identifier_confirm():
+def identifier_confirm() -> ResponseReturnValue:
     return _confirm_page(
         "identifier",
         "portal.identifier_confirm",
@@ -412,13 +345,13 @@ def identifier_confirm():
 
 @bp.get("/confirm/<token>")
 @limiter.limit(_limit("RATELIMIT_VERIFY"))
-def email_change_link(token: str):
+def email_change_link(token: str) -> ResponseReturnValue:
     return _open_link(token, "email_change", "portal.email_change_confirm")
 
 
 @bp.route("/confirm", methods=["GET", "POST"])
 @limiter.limit(_limit("RATELIMIT_VERIFY"))
-def email_change_confirm():
+def email_change_confirm() -> ResponseReturnValue:
     return _confirm_page(
         "email_change",
         "portal.email_change_confirm",
@@ -428,63 +361,61 @@ def email_change_confirm():
     )
 
 
-def _download_refused(problem: services.TokenProblem | portal.DownloadProblem):
-    """404 for a link that never was; 410 (or 404 while building) with an explanation otherwise."""
+def _download_refused(problem: services.TokenProblem | DownloadProblem) -> ResponseReturnValue:
+    """404 for a link that never was; 410 (or 404 while building, 503 while the store is out of reach)
+    with an explanation otherwise."""
     db.session.rollback()
     if problem.kind == "invalid":
         abort(404)
-    status = getattr(problem, "status", 410)
+    status = problem.status if isinstance(problem, DownloadProblem) else 410
     return render_template("portal/download_gone.html", kind=problem.kind), status
 
 
 @bp.get("/download/<token>")
-def download_link(token: str):
+def download_link(token: str) -> ResponseReturnValue:
     try:
-        tok = services.find_token(token, "download")
-        portal.downloadable(tok)
-    except (services.TokenProblem, portal.DownloadProblem) as problem:
+        downloads.check_link(token)
+    except (services.TokenProblem, DownloadProblem) as problem:
         return _download_refused(problem)
     db.session.rollback()
     return _exchange(token, "download", url_for("portal.download"))
 
 
+NO_STORE = {"Cache-Control": "no-store", "Accept-Ranges": "none"}
+
+
 @bp.route("/download", methods=["GET", "HEAD"])
-def download():
+def download() -> ResponseReturnValue:
     """Stream the package from the export store. Only a complete GET counts as one of the five downloads:
     HEAD answers with the headers and counts nothing, and a Range request (a link scanner's peek, a
-    resume) is refused. The package is opened before the count, so a store that cannot be read costs
-    nothing."""
+    resume) is refused."""
+    raw = _from_cookie("download")
     try:
-        tok = services.find_token(_from_cookie("download"), "download", lock=request.method == "GET")
-        export = portal.downloadable(tok)
-        dsr = tok.dsr
-        headers = {"Cache-Control": "no-store", "Accept-Ranges": "none"}
         if request.headers.get("Range") or request.method == "HEAD":
-            size = portal.package_size(export)
+            size = downloads.peek(raw)
             db.session.rollback()
             if request.method == "GET":
-                return current_app.response_class(status=416, headers={**headers, "Content-Range": f"bytes */{size}"})
+                return current_app.response_class(status=416, headers={**NO_STORE, "Content-Range": f"bytes */{size}"})
             return current_app.response_class(
-                status=200, headers={**headers, "Content-Type": "application/zip", "Content-Length": str(size)}
+                status=200, headers={**NO_STORE, "Content-Type": "application/zip", "Content-Length": str(size)}
             )
-        package = portal.open_package(export)
-    except (services.TokenProblem, portal.DownloadProblem) as problem:
+        taken = downloads.take(raw)
+    except (services.TokenProblem, DownloadProblem) as problem:
         return _download_refused(problem)
-    try:
-        portal.count_download(tok, export)
-    except portal.DownloadProblem as problem:
-        package.close()
-        db.session.rollback()
-        return render_template("portal/download_gone.html", kind=problem.kind), problem.status
     db.session.commit()
+    return _package_response(taken)
+
+
+def _package_response(taken: downloads.Download) -> Response:
+    """The counted package, streamed as an attachment (the one place that serves its bytes)."""
     response = current_app.response_class(
-        wrap_file(request.environ, package.file, buffer_size=1 << 16),
+        wrap_file(request.environ, taken.package.file, buffer_size=1 << 16),
         mimetype="application/zip",
         direct_passthrough=True,
     )
-    response.content_length = package.size
-    response.headers.set("Content-Disposition", "attachment", filename=f"{dsr.reference}-data.zip")
-    response.headers.update(headers)
+    response.content_length = taken.package.size
+    response.headers.set("Content-Disposition", "attachment", filename=taken.filename)
+    response.headers.update(NO_STORE)
     return response
 
 
@@ -508,7 +439,7 @@ ERROR_TEXT = {
 }
 
 
-def _error_page(exc: HTTPException | Exception):
+def _error_page(exc: Exception) -> Response:
     code = exc.code if isinstance(exc, HTTPException) and exc.code else 500
     if code >= 500:
         try:
@@ -516,14 +447,10 @@ def _error_page(exc: HTTPException | Exception):
         except Exception:  # noqa: BLE001, S110 - the session may itself be what failed
             pass
     title, text = ERROR_TEXT.get(code, ERROR_TEXT[500] if code >= 500 else ERROR_TEXT[400])
-    from flask_wtf.csrf import CSRFError
-
     if isinstance(exc, CSRFError):
         text = "The form was missing its security token or it had expired. Reload the page, then send the form again."
     template = "portal/error.html"
     if request.path.startswith("/admin") and code in (403, 404):
-        from flask_login import current_user
-
         if getattr(current_user, "is_authenticated", False):
             template = "admin/error.html"  # inside the dashboard, with its navigation
     response = current_app.make_response((render_template(template, code=code, title=title, text=text), code))
@@ -534,16 +461,14 @@ def _error_page(exc: HTTPException | Exception):
     return response
 
 
-def _no_staff_from_request(_request):
+def _no_staff_from_request(_request: object) -> None:
     return None
 
 
-def register(app) -> None:
+def register(app: Flask) -> None:
     app.register_blueprint(bp)
     # Portal pages never log anyone in, but Flask-Login's template context asks for a loader. The admin
     # blueprint (registered after this one) installs the real loaders; this fallback only answers "nobody".
-    from app.extensions import login_manager
-
     if login_manager._request_callback is None and login_manager._user_callback is None:
         login_manager.request_loader(_no_staff_from_request)
     for code in (400, 403, 404, 405, 410, 413, 429, 500):

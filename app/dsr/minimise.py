@@ -183,6 +183,18 @@ def minimise_closed_requests(now: datetime | None = None) -> int:
         done += len(batch)
 
 
+def _read_before_mailbox_hashes(emails: set[str]) -> list[int]:
+    """Mail still holding its sender that was read before ``mailbox_hash`` was kept (migration 0010): its
+    address is compared spelling-free here."""
+    mailboxes = {normalise_mailbox(e) for e in emails}
+    rows = db.session.execute(
+        select(InboundMail.id, InboundMail.from_addr).where(
+            InboundMail.mailbox_hash.is_(None), InboundMail.from_addr.is_not(None), InboundMail.minimised_at.is_(None)
+        )
+    ).all()
+    return [row_id for row_id, addr in rows if addr and normalise_mailbox(addr) in mailboxes]
+
+
 def erase_portal_copies(dsr: DsrRequest, emails: set[str], now: datetime | None = None) -> dict[str, int]:
     """After ``dsr`` erased its subject: what the portal itself holds about them goes too. The deletion
     request keeps its own status link (the subject reads the outcome there) until it is minimised."""
@@ -213,6 +225,7 @@ def erase_portal_copies(dsr: DsrRequest, emails: set[str], now: datetime | None 
                 InboundMail.from_hash.in_(sorted(h for h in hashes if h)),
                 # the same mailbox under another spelling (sam+x@gmail.com, s.am@googlemail.com)
                 InboundMail.mailbox_hash.in_(sorted({email_hash(normalise_mailbox(e)) for e in emails})),
+                InboundMail.id.in_(_read_before_mailbox_hashes(emails)),
                 InboundMail.request_id.in_(other_ids) if other_ids else false(),
                 # mail that answers one of their requests from another address (a work address, a forward)
                 InboundMail.related_request_id.in_([*other_ids, dsr.id]),

@@ -18,6 +18,8 @@ from email.message import EmailMessage
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from html.parser import HTMLParser
 
+import authres
+
 MSGID = re.compile(r"<([^<>\s]{1,250})>")
 # How far a message is taken apart: parts nested deeper, or past this many, are not read in (and the
 # message says so to staff). Real mail nests three or four levels and has a handful of parts.
@@ -61,7 +63,10 @@ class ParsedMail:
     # and the recipient it names (``Final-Recipient``).
     bounce_of: str | None = None
     bounce_status: str = ""
-    bounce_recipient: str | None = None
+    bounce_recipients: list[str] = field(default_factory=list)
+    # The first ``Return-Path`` (written by the delivering server): ``<>`` for a real delivery report,
+    # which RFC 5321 sends from the null reverse-path; a person's own mail has their address there.
+    return_path: str | None = None
     # Why the From header names no single sender we can believe ("" when it does): two From headers, two
     # mailboxes, a malformed or encoded address. Such a mail is never the subject's answer by itself.
     sender_problem: str = ""
@@ -170,13 +175,14 @@ def _leaves(msg: EmailMessage, problems: list[str]) -> list[EmailMessage]:
     return found
 
 
-def bounce(msg: EmailMessage) -> tuple[str | None, str, str | None]:
-    """(Message-ID of the message that failed, its status code, the failed recipient) for a delivery status
-    notification (RFC 3464: ``multipart/report; report-type=delivery-status`` with an ``Action: failed``
-    recipient); (None, "", None) for anything else, a delay or a success notice included."""
+def bounce(msg: EmailMessage) -> tuple[str | None, str, list[str]]:
+    """(Message-ID of the message that failed, its status code, the failed recipients as the report names
+    them: ``Original-Recipient`` and ``Final-Recipient``) for a delivery status notification (RFC 3464:
+    ``multipart/report; report-type=delivery-status`` with an ``Action: failed`` recipient); (None, "", [])
+    for anything else, a delay or a success notice included."""
     if msg.get_content_type() != "multipart/report":
-        return None, "", None
-    status, original, recipient = "", None, None
+        return None, "", []
+    status, original, recipients = "", None, []
     for part in msg.iter_parts():
         ctype = part.get_content_type()
         if ctype == "message/delivery-status":
@@ -184,9 +190,11 @@ def bounce(msg: EmailMessage) -> tuple[str | None, str, str | None]:
             for block in blocks if isinstance(blocks, list) else []:
                 if isinstance(block, EmailMessage) and str(block.get("Action") or "").strip().lower() == "failed":
                     status = clean_line(str(block.get("Status") or "5.0.0"), 16)
-                    final = str(block.get("Final-Recipient") or block.get("Original-Recipient") or "")
-                    _, _, address = final.partition(";")  # "rfc822; user@host"
-                    recipient = address.strip().strip("<>").lower() or None
+                    for field_name in ("Original-Recipient", "Final-Recipient"):
+                        _, _, value = str(block.get(field_name) or "").partition(";")  # "rfc822; user@host"
+                        address = parseaddr(value.strip())[1].strip().lower()
+                        if "@" in address:
+                            recipients.append(address)
         elif ctype == "text/rfc822-headers" and isinstance(part, EmailMessage):
             headers = message_from_bytes(_decoded(part).encode("utf-8", "replace"), policy=policy.default)
             assert isinstance(headers, EmailMessage)
@@ -195,7 +203,7 @@ def bounce(msg: EmailMessage) -> tuple[str | None, str, str | None]:
             inner = part.get_payload()
             if isinstance(inner, list) and inner and isinstance(inner[0], EmailMessage):
                 original = next(iter(message_ids(_header(inner[0], "Message-ID"))), None)
-    return (original, status, recipient) if status and original else (None, "", None)
+    return (original, status, recipients) if status and original else (None, "", [])
 
 
 def sender(msg: EmailMessage) -> tuple[str, str | None, str]:
@@ -215,18 +223,38 @@ def sender(msg: EmailMessage) -> tuple[str, str | None, str]:
         header = msg["From"]
         addresses = list(header.addresses)
         defects = list(header.defects)
+        grouped = any(group.display_name is not None for group in header.groups)
     except (ValueError, TypeError, IndexError, AttributeError, LookupError):
         return clean_line(name, 200), fallback, "The From header cannot be read."
-    if len(addresses) != 1:
-        return clean_line(name, 200), fallback, "The From header names more than one sender."
+    if len(addresses) != 1 or grouped:
+        return clean_line(name, 200), fallback, "The From header names more than one sender, or a group."
     address = (addresses[0].addr_spec or "").strip().lower()
     if defects or "@" not in address or len(address) > 254 or address not in raw or raw.count("@") != 1:
         return clean_line(name, 200), fallback, "The From header is malformed or ambiguous."
     return clean_line(addresses[0].display_name, 200), address, ""
 
 
-_RESULT = re.compile(r"\b(spf|dkim|dmarc)\s*=\s*([a-z]+)", re.IGNORECASE)
-_DKIM_DOMAIN = re.compile(r"\bheader\.d\s*=\s*([A-Za-z0-9.-]+)", re.IGNORECASE)
+def _results(header: str) -> tuple[str, list[tuple[str, str, dict[str, str]]]] | None:
+    """(authserv-id, [(method, result, {"ptype.property": value})]) of one ``Authentication-Results``
+    header, read by ``authres`` (RFC 8601's grammar: comments, quoted strings and ``;`` inside them are
+    text, never a verdict); None when it does not parse."""
+    try:
+        parsed = authres.AuthenticationResultsHeader.parse_value(header)
+    except Exception:  # noqa: BLE001 - authres raises its own and the parser's errors alike
+        return None
+    verdicts = [
+        (
+            str(r.method).lower(),
+            str(r.result).lower(),
+            {f"{p.type}.{p.name}".lower(): str(p.value).lower() for p in r.properties},
+        )
+        for r in parsed.results
+    ]
+    return str(parsed.authserv_id).lower(), verdicts
+
+
+def _aligned(domain: str, signer: str) -> bool:
+    return bool(signer) and "." in signer and (domain == signer or domain.endswith("." + signer))
 
 
 def authenticated(results: list[str], authserv_id: str, from_addr: str | None) -> bool:
@@ -234,31 +262,34 @@ def authenticated(results: list[str], authserv_id: str, from_addr: str | None) -
 
     With ``authserv_id`` (``MAIL_AUTHSERV_ID``: the id our own server writes), only the topmost header
     bearing it counts (a sender can write headers too, and our server removes or precedes any claiming
-    its id) and the mail must pass DMARC, or DKIM signed by the From domain. Without it, no header can be
-    told from a forged one, so none makes a mail more trusted, and a failure reported by any of them
-    (DMARC failed, or SPF and DKIM both failed) is believed: only the attacker would forge one."""
-    domain = (from_addr or "").rpartition("@")[2]
+    its id), and the mail must pass DMARC for the From domain itself, or DKIM signed by that domain.
+    Without it, no header can be told from a forged one, so none makes a mail more trusted, and a failure
+    reported by any of them (DMARC failed, or SPF and DKIM both failed), or a header that does not parse,
+    is believed: only the attacker would forge one. Either way any failure is final."""
+    domain = (from_addr or "").rpartition("@")[2].lower()
+    read = [_results(r) for r in results]
     if authserv_id:
-        ours = [r for r in results if r.split(";", 1)[0].split()[:1] == [authserv_id.lower()]]
+        ours = [r for r in read if r is not None and r[0] == authserv_id.lower()]
         if not ours or not domain:
             return False
-        verdicts = ours[0].split(";")[1:]
-        for verdict in verdicts:
-            found = _RESULT.search(verdict)
-            if not found:
-                continue
-            method, outcome = found.group(1).lower(), found.group(2).lower()
-            if method == "dmarc" and outcome == "pass":
+        verdicts = ours[0][1]
+        if any(method == "dmarc" and result in ("fail", "temperror", "permerror") for method, result, _ in verdicts):
+            return False
+        for method, result, props in verdicts:
+            if method == "dmarc" and result == "pass" and props.get("header.from") == domain:
                 return True
-            signer = _DKIM_DOMAIN.search(verdict)
-            if method == "dkim" and outcome == "pass" and signer:
-                d = signer.group(1).lower()
-                if domain == d or domain.endswith("." + d):
-                    return True
+            if method == "dkim" and result == "pass" and _aligned(domain, props.get("header.d", "")):
+                return True
         return False
-    for result in results:
-        outcomes = {m.group(1).lower(): m.group(2).lower() for m in _RESULT.finditer(result)}
-        if outcomes.get("dmarc") == "fail" or (outcomes.get("spf") == "fail" and outcomes.get("dkim") == "fail"):
+    for found in read:
+        if found is None:
+            return False
+        outcomes: dict[str, set[str]] = {}
+        for method, result, _ in found[1]:
+            outcomes.setdefault(method, set()).add(result)
+        if "fail" in outcomes.get("dmarc", set()):
+            return False
+        if "fail" in outcomes.get("spf", set()) and "fail" in outcomes.get("dkim", set()):
             return False
     return True
 
@@ -308,9 +339,9 @@ def parse_mail(raw: bytes) -> ParsedMail:
         elif ctype == "text/html" and html_body is None:
             html_body = _decoded(part)
     try:
-        bounce_of, bounce_status, bounce_recipient = bounce(msg)
+        bounce_of, bounce_status, bounce_recipients = bounce(msg)
     except (ValueError, TypeError, IndexError, AttributeError, LookupError):
-        bounce_of, bounce_status, bounce_recipient = None, "", None
+        bounce_of, bounce_status, bounce_recipients = None, "", []
     if sender_problem:
         problems.append(sender_problem + " It is never taken as the subject's answer by itself.")
     html_only = text_body is None and html_body is not None
@@ -333,7 +364,8 @@ def parse_mail(raw: bytes) -> ParsedMail:
         problems=problems,
         bounce_of=bounce_of,
         bounce_status=bounce_status,
-        bounce_recipient=bounce_recipient,
+        bounce_recipients=bounce_recipients,
+        return_path=next((" ".join(str(v).split()) for k, v in msg.raw_items() if k.lower() == "return-path"), None),
         sender_problem=sender_problem,
         auth_results=[
             " ".join(str(v).split())[:2000].lower() for k, v in msg.raw_items() if k.lower() == "authentication-results"

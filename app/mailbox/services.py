@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timedelta
 from email import message_from_bytes, policy
+from email.message import EmailMessage
 from typing import Any
 
 from flask import current_app
@@ -57,11 +58,27 @@ def _senders(addr: str | None) -> tuple[str | None, str | None]:
     return email_hash(addr), email_hash(normalise_mailbox(addr))
 
 
-def _fit(text: str, saved: list[str]) -> tuple[str, dict | None]:
+def _whole_text_file(text: str, saved: list[str]) -> dict | None:
+    """The whole text of a long mail as a file to attach (None when even that is over the size limit)."""
+    data = text.encode("utf-8")
+    if attachment_problem(len(data), "text/plain"):
+        return None
+    key = save_attachment(data, "text/plain")
+    saved.append(key)
+    return {"name": FULL_TEXT_NAME, "type": "text/plain", "size": len(data), "key": key, "whole_text": True}
+
+
+def _fit(text: str, saved: list[str], files: list[dict] | None = None) -> tuple[str, dict | None]:
     """``text`` as one thread message: unchanged when it fits, else cut with a note saying so and the
-    whole text kept as a file (returned, to attach)."""
+    whole text kept as a file (returned, to attach; or the one ``files`` already holds, made when the
+    mail was read, which is then not made again)."""
     if len(text) <= THREAD_TEXT:
         return text, None
+    if any(f.get("whole_text") for f in files or []):
+        note = (
+            f"\n\n[The mail is longer: it is cut here on the thread; the whole text is attached as {FULL_TEXT_NAME}.]"
+        )
+        return text[: THREAD_TEXT - len(note)] + note, None
     data = text.encode("utf-8")
     note = (
         f"\n\n[The mail is {len(text):,} characters long: it is cut here on the thread; the whole text is "
@@ -90,6 +107,30 @@ def _received(parsed: ParsedMail, fetched: Fetched, now: datetime) -> datetime:
     return arrived
 
 
+MAIL_HEADERS = ("from", "to", "subject", "date", "message-id", "mime-version", "content-type", "received")
+
+
+def _as_text(data: bytes) -> bytes:
+    """A text file as kept: tokens redacted. A saved mail (``.eml``, a forward as a file) is flattened to
+    its headers and decoded text first, since quoted-printable soft breaks or base64 would hide a status
+    link's token from redaction; the files inside it are named, not kept."""
+    text = data.decode("utf-8")
+    head = message_from_bytes(data[:HEADER_BYTES], policy=policy.default)
+    if sum(1 for key in {k.lower() for k in head.keys()} if key in MAIL_HEADERS) >= 2:
+        inner = parse_mail(data)
+        lines = [f"{name}: {_header_line(head, name)}" for name in ("From", "To", "Date", "Subject")]
+        files = [f"[a file inside this mail, not kept: {p.name}]" for p in inner.attachments]
+        text = "\n".join([*lines, "", inner.text, *([""] + files if files else [])])
+    return redact_tokens(text).encode("utf-8")
+
+
+def _header_line(msg: EmailMessage, name: str) -> str:
+    try:
+        return " ".join(str(msg.get(name) or "").split())[:500]
+    except (ValueError, TypeError, IndexError, AttributeError, LookupError):
+        return ""
+
+
 def _files(parsed: ParsedMail) -> tuple[list[dict], list[dict]]:
     kept, refused = [], []
     for part in parsed.attachments:
@@ -97,7 +138,7 @@ def _files(parsed: ParsedMail) -> tuple[list[dict], list[dict]]:
         data = part.data
         if kind == "text/plain":
             # A forwarded mail of ours, attached as text, quotes its status link: no working token is kept.
-            data = redact_tokens(data.decode("utf-8")).encode("utf-8")
+            data = _as_text(data)
         problem = attachment_problem(len(data), kind)
         info = {"name": part.name, "type": kind, "size": len(data)}
         if problem:
@@ -277,7 +318,15 @@ def _act(item: InboundMail, parsed: ParsedMail, fetched: Fetched, saved: list[st
         item.related_request_id = dsr.id
         item.matched_by = how
     if len(text) > TEXT_LIMIT:
-        note = f"\n\n[The mail is {len(text):,} characters long: it is cut here.]"
+        whole = _whole_text_file(text, saved)
+        if whole is not None:
+            kept = [*kept, whole]
+            note = (
+                f"\n\n[The mail is {len(text):,} characters long: it is cut here; the whole text is attached "
+                f"as {FULL_TEXT_NAME}.]"
+            )
+        else:
+            note = f"\n\n[The mail is {len(text):,} characters long: it is cut here.]"
         text = text[: TEXT_LIMIT - len(note)] + note
     item.body_text = text
     item.attachments = kept or None
@@ -309,11 +358,14 @@ def _bounced(item: InboundMail, parsed: ParsedMail, text: str, kept: list[dict])
     ).scalar_one_or_none()
     if sent is None or sent.request_id is None:
         return False
-    # The report must name the address we wrote to: anyone holding our Message-ID (the subject, a
-    # forward's reader) could otherwise mark a delivered message undelivered.
-    if not parsed.bounce_recipient or email_hash(parsed.bounce_recipient) != (
-        sent.to_hash or (email_hash(sent.to_addr) if sent.to_addr else None)
-    ):
+    # A real report comes from the null reverse-path (RFC 5321 4.5.5: the delivering server writes it as
+    # ``Return-Path: <>``; a person's own mail carries their address) and names the address we wrote to:
+    # anyone holding our Message-ID (the subject, a forward's reader) could otherwise mark a delivered
+    # message undelivered. What fails these checks is an intake item for staff to read.
+    if (parsed.return_path or "").replace(" ", "") != "<>":
+        return False
+    ours = sent.to_hash or (email_hash(sent.to_addr) if sent.to_addr else None)
+    if not ours or ours not in {email_hash(r) for r in parsed.bounce_recipients}:
         return False
     dsr = db.session.get(DsrRequest, sent.request_id)
     if dsr is None:
@@ -563,7 +615,8 @@ def attach_to_request(item_id: int, dsr: DsrRequest, actor: Actor) -> InboundMai
     item = lock_item(item_id)
     if item.status != "new":
         raise ActionError("This mail was handled already.")
-    body, whole = _fit(item.body_text or "", [])
+    made: list[str] = []
+    body, whole = _fit(item.body_text or "", made, item.attachments)
     files = [*(item.attachments or []), *([whole] if whole else [])]
     first = RequestMessage(request_id=dsr.id, direction="in", via="email", kind="original_mail", body=body)
     messages = [first]
@@ -599,9 +652,15 @@ def add_to_thread(item_id: int, actor: Actor) -> InboundMail:
     dsr = db.session.get(DsrRequest, item.related_request_id)
     if dsr is None or dsr.status in {s.value for s in CLOSED}:
         raise ActionError("Its request is closed: make a new request of this mail, or dismiss it.")
-    text, whole = _fit(without_quote(item.body_text or ""), [])
+    made: list[str] = []
+    text, whole = _fit(without_quote(item.body_text or ""), made, item.attachments)
     files = [*(item.attachments or []), *([whole] if whole else [])]
-    portal.answer(dsr, text or ("(no text)" if not files else ""), via="email", files=files)
+    try:
+        portal.answer(dsr, text or ("(no text)" if not files else ""), via="email", files=files)
+    except BaseException:
+        for key in made:  # nothing of this attempt is kept: its file goes too
+            delete_attachment(key)
+        raise
     item.status = "threaded"
     item.request_id = dsr.id
     item.handled_by_id = actor.id
@@ -643,7 +702,7 @@ def minimise_item(item: InboundMail, now: datetime | None = None, *, closing_rea
     db.session.execute(
         update(InboundMail)
         .where(InboundMail.duplicate_of_id == item.id, InboundMail.minimised_at.is_(None))
-        .values(minimised_at=item.minimised_at, from_hash=None)
+        .values(minimised_at=item.minimised_at, from_hash=None, mailbox_hash=None)
         .execution_options(synchronize_session=False)
     )
 

@@ -723,6 +723,8 @@ def test_a_request_made_from_a_mail_cannot_be_dated_after_the_mail_arrived(app, 
 
 def dsn(original_message_id: str, action: str = "failed", status: str = "5.1.1") -> str:
     return (
+        # the delivering server writes the envelope's reverse-path, null for a delivery report (RFC 5321)
+        "Return-Path: <>\n"
         "From: Mail Delivery System <MAILER-DAEMON@mx.example>\nTo: privacy@chatgpttech.test\n"
         f"Subject: Undelivered Mail Returned to Sender\nMessage-ID: <dsn{utcnow().timestamp()}@mx.example>\n"
         "Auto-Submitted: auto-replied\nMIME-Version: 1.0\n"

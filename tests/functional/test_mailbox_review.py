@@ -30,9 +30,14 @@ def officer(app):
 
 
 def dsn(original_message_id: str, recipient: str, *, sender: str = "Mail Delivery System <MAILER-DAEMON@mx.example>"):
-    """An RFC 3464 delivery status notification that ``recipient`` did not get ``original_message_id``."""
+    """An RFC 3464 delivery status notification that ``recipient`` did not get ``original_message_id``,
+    with the ``Return-Path`` its delivering server writes: null for a mail system's report, the sender's
+    own address for a report a person wrote."""
+    from email.utils import parseaddr
+
+    return_path = "<>" if "MAILER-DAEMON" in sender else f"<{parseaddr(sender)[1]}>"
     return (
-        f"From: {sender}\nTo: privacy@chatgpttech.test\n"
+        f"Return-Path: {return_path}\nFrom: {sender}\nTo: privacy@chatgpttech.test\n"
         f"Subject: Undelivered Mail Returned to Sender\nMessage-ID: <dsn{utcnow().timestamp()}@mx.example>\n"
         "Auto-Submitted: auto-replied\nMIME-Version: 1.0\n"
         'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\n\n'

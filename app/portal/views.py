@@ -16,7 +16,6 @@ from flask import Blueprint, abort, current_app, redirect, render_template, requ
 from limits import parse as parse_limit
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException, TooManyRequests
-from werkzeug.wsgi import wrap_file
 
 from app.audit.models import AuditEvent
 from app.dsr import portal, services
@@ -26,6 +25,7 @@ from app.dsr.portal import JURISDICTION_LABELS, TYPE_LABELS
 from app.dsr.states import STATUS_LABELS, SUBJECT_CANCELLABLE, RequestStatus
 from app.extensions import db, limiter
 from app.hashing import email_hash
+from app.portal.downloads import package_response
 from app.portal.forms import (
     CORRECTABLE_FIELDS,
     CancelForm,
@@ -477,15 +477,7 @@ def download():
         db.session.rollback()
         return render_template("portal/download_gone.html", kind=problem.kind), problem.status
     db.session.commit()
-    response = current_app.response_class(
-        wrap_file(request.environ, package.file, buffer_size=1 << 16),
-        mimetype="application/zip",
-        direct_passthrough=True,
-    )
-    response.content_length = package.size
-    response.headers.set("Content-Disposition", "attachment", filename=f"{dsr.reference}-data.zip")
-    response.headers.update(headers)
-    return response
+    return package_response(package, f"{dsr.reference}-data.zip", headers)
 
 
 # --- errors (app-wide) ---------------------------------------------------------------------------

@@ -7,8 +7,10 @@ measured idle and under that load, with the requests that failed or timed out (r
 - ``gthread``: the same 4 workers as ``--worker-class gthread --threads 16``;
 - ``accel``: sync workers with ``DOWNLOAD_ACCEL=x-accel-redirect`` behind ``bench.front``, a one-process
   asyncio front server standing in for nginx (not installed here) that sends the file itself.
-Afterwards every export's download count and its ``export.downloaded`` events must equal the downloads
-that were answered 200. Target: portal p99 within 2x of idle, nothing refused, every download whole.
+Afterwards the exports' download counts must equal their ``export.downloaded`` events, at least the
+200s the clients saw and at most the downloads they asked for (the count comes before the first byte:
+a client that gave up waiting for a worker is still counted once a worker answers it). Target: portal
+p99 within 2x of idle, nothing refused, every download whole.
 """
 
 from __future__ import annotations
@@ -190,7 +192,7 @@ def main(downloads: int, size_mb: int, rate_mb: float, portal_clients: int, idle
         env["REDIS_URL"] = redis_url()
         links, portal, ids = seed(downloads, size_mb, portal_clients)
     size, rate = size_mb << 20, rate_mb * (1 << 20)
-    rows, verdicts, answered = [], [], 0
+    rows, verdicts, answered, asked = [], [], 0, 0
     for name, args in SERVERS.items():
         began = time.monotonic()
         run_env = dict(env)
@@ -207,12 +209,15 @@ def main(downloads: int, size_mb: int, rate_mb: float, portal_clients: int, idle
                     proc.terminate()
                     proc.wait(10)
         answered += sum(1 for d in done if d["status"] == 200)
+        asked += len(done)
         with app.app_context():
             total, events = counted(ids)
         whole = sum(1 for d in done if d["whole"])
         refused = len(idle_failed) + len(failed)
         p99_ratio = percentile(lat, 99) / percentile(idle, 99) if lat and idle else float("inf")
-        exact = total == answered and events == answered
+        # Counted before the first byte: a download the app answered counts even when the client had given
+        # up waiting for a worker (it never sees the 200), so the count lies between the two.
+        exact = total == events and answered <= total <= asked
         rows.append(
             [
                 name,
@@ -225,7 +230,7 @@ def main(downloads: int, size_mb: int, rate_mb: float, portal_clients: int, idle
                 refused,
                 f"{whole}/{downloads}",
                 f"{elapsed:.0f}",
-                f"{total}/{events}/{answered}",
+                f"{total}/{events}/{answered}/{asked}",
             ]
         )
         met = p99_ratio <= 2 and refused == 0 and whole == downloads and exact
@@ -248,7 +253,7 @@ def main(downloads: int, size_mb: int, rate_mb: float, portal_clients: int, idle
             "refused",
             "downloads whole",
             "load s",
-            "counted/audited/200s",
+            "counted/audited/200s seen/asked",
         ],
         rows,
         f"{downloads} downloads x {size_mb} MB at {rate_mb:g} MB/s, {portal_clients} portal clients "

@@ -54,6 +54,7 @@ def _header_name(name: str, default: str) -> str:
 
 
 STAFF_ROLES = ("admin", "officer", "auditor")
+DOWNLOAD_ACCEL_MODES = ("none", "x-accel-redirect", "x-sendfile")
 
 
 def parse_roles(value: str | None, name: str = "TOTP_REQUIRED_ROLES") -> frozenset[str]:
@@ -178,6 +179,11 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "EXPORT_STORAGE_URL": os.environ.get("EXPORT_STORAGE_URL") or None,
         # An S3-compatible store's address (MinIO, Ceph...); unset: AWS S3 in the AWS_REGION.
         "S3_ENDPOINT_URL": os.environ.get("S3_ENDPOINT_URL") or None,
+        # Who sends a counted download's bytes (app.portal.package_response): the app itself, or, for a
+        # directory store only, the front server told by X-Accel-Redirect (nginx: DOWNLOAD_ACCEL_PREFIX is
+        # its internal location) or X-Sendfile (Apache mod_xsendfile, lighttpd). S3 always streams.
+        "DOWNLOAD_ACCEL": _choice("DOWNLOAD_ACCEL", DOWNLOAD_ACCEL_MODES, "none"),
+        "DOWNLOAD_ACCEL_PREFIX": os.environ.get("DOWNLOAD_ACCEL_PREFIX") or "/_exports/",
         # Log lines (app.logs): one JSON object a line for a collector (production's default), or text.
         "LOG_FORMAT": _choice("LOG_FORMAT", ("text", "json"), "json" if production else "text"),
         # The incoming header a proxy's request id is read from (else one is made); echoed in responses.
@@ -295,6 +301,7 @@ def load_config(instance_path: Path, overrides: dict | None = None) -> dict:
     }
     cfg.update(overrides)
     _check_export_storage(cfg)
+    _check_download_accel(cfg)
     _check_mailbox(cfg, production)
     if production:
         _refuse_unsafe_production(cfg, overrides)
@@ -358,3 +365,17 @@ def parse_storage_url(url: str) -> tuple[str, str, str]:
 
 def _check_export_storage(cfg: dict) -> None:
     parse_storage_url(str(cfg.get("EXPORT_STORAGE_URL") or cfg["EXPORT_DIR"]))
+
+
+def _check_download_accel(cfg: dict) -> None:
+    import re
+
+    mode = str(cfg.get("DOWNLOAD_ACCEL") or "none").strip().lower()
+    if mode not in DOWNLOAD_ACCEL_MODES:
+        raise ConfigError(f"DOWNLOAD_ACCEL must be {' or '.join(DOWNLOAD_ACCEL_MODES)}, not {mode!r}")
+    cfg["DOWNLOAD_ACCEL"] = mode
+    prefix = str(cfg.get("DOWNLOAD_ACCEL_PREFIX") or "/_exports/").strip()
+    segments = prefix.strip("/").split("/")
+    if not re.fullmatch(r"/[A-Za-z0-9._~/-]*", prefix) or "//" in prefix or {".", ".."} & set(segments):
+        raise ConfigError(f"DOWNLOAD_ACCEL_PREFIX must be a plain path such as /_exports/, not {prefix!r}")
+    cfg["DOWNLOAD_ACCEL_PREFIX"] = prefix.rstrip("/") + "/"

@@ -148,13 +148,14 @@ def percentile(values: list[float], p: float) -> float:
 
 
 @contextlib.contextmanager
-def gunicorn(env: dict[str, str], workers: int):
-    """``gunicorn wsgi:app`` on a free loopback port; yields its base URL once /healthz answers."""
+def gunicorn(env: dict[str, str], workers: int, extra: tuple[str, ...] = ()):
+    """``gunicorn wsgi:app`` on a free loopback port (``extra``: more options, e.g. a worker class);
+    yields its base URL once /healthz answers."""
     import requests
 
     port = free_port()
     proc = subprocess.Popen(
-        [str(ROOT / ".venv" / "bin" / "gunicorn"), "-w", str(workers), "-b", f"127.0.0.1:{port}", "wsgi:app"],
+        [str(ROOT / ".venv" / "bin" / "gunicorn"), "-w", str(workers), *extra, "-b", f"127.0.0.1:{port}", "wsgi:app"],
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,

@@ -12,6 +12,7 @@ BENCHES = [
     "bench.bench_dashboard",
     "bench.bench_intake",
     "bench.bench_platform",
+    "bench.bench_downloads",
 ]
 
 

@@ -45,10 +45,13 @@ class StoreError(Exception):
 
 @dataclass
 class Package:
-    """A stored package opened for reading: its size and a binary stream of its bytes (close it)."""
+    """A stored package opened for reading: its size and a binary stream of its bytes (close it); ``path``
+    is the file's real path inside the export directory (a directory store only), which a front server
+    may send instead (``DOWNLOAD_ACCEL``)."""
 
     file: BinaryIO
     size: int
+    path: Path | None = None
 
     def close(self) -> None:
         self.file.close()
@@ -113,11 +116,14 @@ class DirectoryStore:
         path = self.path_of(filename)
         if path is None:
             return None
+        real = Path(os.path.realpath(path))
+        if real.parent != Path(os.path.realpath(self.directory)):
+            return None  # a link out of the directory is never a package of ours
         try:
-            fh = open(path, "rb")  # noqa: SIM115 - closed by the response that streams it
+            fh = open(real, "rb")  # noqa: SIM115 - closed by the response that streams it
         except FileNotFoundError:
             return None
-        return Package(file=fh, size=os.fstat(fh.fileno()).st_size)
+        return Package(file=fh, size=os.fstat(fh.fileno()).st_size, path=real)
 
     def delete(self, filename: str | None) -> bool:
         path = self.path_of(filename)

@@ -20,7 +20,6 @@ from flask_wtf.csrf import CSRFError
 from limits import parse as parse_limit
 from werkzeug.exceptions import HTTPException, TooManyRequests
 from werkzeug.wrappers import Response as BaseResponse
-from werkzeug.wsgi import wrap_file
 
 from app.dsr import downloads, portal, services
 from app.dsr.attachments import AttachmentRefused
@@ -29,6 +28,7 @@ from app.dsr.models import DsrRequest
 from app.dsr.portal import TYPE_LABELS
 from app.extensions import db, limiter, login_manager
 from app.hashing import email_hash
+from app.portal.downloads import package_response
 from app.portal.forms import (
     CORRECTABLE_FIELDS,
     CancelForm,
@@ -403,20 +403,8 @@ def download() -> ResponseReturnValue:
     except (services.TokenProblem, DownloadProblem) as problem:
         return _download_refused(problem)
     db.session.commit()
-    return _package_response(taken)
-
-
-def _package_response(taken: downloads.Download) -> Response:
-    """The counted package, streamed as an attachment (the one place that serves its bytes)."""
-    response = current_app.response_class(
-        wrap_file(request.environ, taken.package.file, buffer_size=1 << 16),
-        mimetype="application/zip",
-        direct_passthrough=True,
-    )
-    response.content_length = taken.package.size
-    response.headers.set("Content-Disposition", "attachment", filename=taken.filename)
-    response.headers.update(NO_STORE)
-    return response
+    # The one place that serves a package's bytes: streamed, or handed to the front server (DOWNLOAD_ACCEL).
+    return package_response(taken.package, taken.filename, NO_STORE)
 
 
 # --- errors (app-wide) ---------------------------------------------------------------------------

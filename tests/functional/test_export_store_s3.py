@@ -120,6 +120,20 @@ def test_download_streams_from_s3_counts_and_audits(app, officer, redis_conn, s3
     assert uses == [1]
 
 
+@pytest.mark.parametrize("mode", ["x-accel-redirect", "x-sendfile"])
+def test_download_from_s3_streams_whatever_download_accel_says(app, officer, redis_conn, s3_bucket, mode):
+    """The front server cannot reach an S3 object: the app streams it, counted and audited once."""
+    app.config["DOWNLOAD_ACCEL"] = mode
+    dsr = build_access(officer, redis_conn)
+    export = db.session.execute(select(Export).where(Export.request_id == dsr.id)).scalar_one()
+    got = app.test_client().get(download_link(ready_mail()), follow_redirects=True)
+    assert got.status_code == 200 and hashlib.sha256(got.data).hexdigest() == export.sha256
+    assert "X-Accel-Redirect" not in got.headers and "X-Sendfile" not in got.headers
+    db.session.refresh(export)
+    assert export.download_count == 1
+    assert len(db.session.execute(select(AuditEvent).where(AuditEvent.event == "export.downloaded")).all()) == 1
+
+
 def test_download_when_the_store_is_unreachable_is_503_and_counts_nothing(app, officer, redis_conn):
     dsr = build_access(officer, redis_conn)
     browser = app.test_client()

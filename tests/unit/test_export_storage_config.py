@@ -92,3 +92,28 @@ def test_startup_line_names_the_store_without_credentials(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "exports=s3://dsr-exports/prod at https://minio.internal:9000" in proc.stderr
     assert "topsecret" not in proc.stderr and "key:" not in proc.stderr
+
+
+def test_download_accel_modes_and_prefix(tmp_path, clean_env):
+    assert cfg(tmp_path)["DOWNLOAD_ACCEL"] == "none"
+    chosen = cfg(tmp_path, DOWNLOAD_ACCEL="X-Accel-Redirect", DOWNLOAD_ACCEL_PREFIX="/internal/exports")
+    assert chosen["DOWNLOAD_ACCEL"] == "x-accel-redirect" and chosen["DOWNLOAD_ACCEL_PREFIX"] == "/internal/exports/"
+    clean_env.setenv("DOWNLOAD_ACCEL", "x-sendfile")
+    assert cfg(tmp_path)["DOWNLOAD_ACCEL"] == "x-sendfile"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DOWNLOAD_ACCEL", "sendfile"),
+        ("DOWNLOAD_ACCEL_PREFIX", "exports/"),
+        ("DOWNLOAD_ACCEL_PREFIX", "/a/../b/"),
+        ("DOWNLOAD_ACCEL_PREFIX", "/a b/"),
+        ("DOWNLOAD_ACCEL_PREFIX", "/x\r\nSet-Cookie: a=b/"),
+        ("DOWNLOAD_ACCEL_PREFIX", "//evil/"),
+    ],
+)
+def test_download_accel_bad_values_refuse_to_boot(tmp_path, clean_env, name, value):
+    clean_env.setenv(name, value)
+    with pytest.raises(ConfigError, match=name):
+        cfg(tmp_path)

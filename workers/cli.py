@@ -10,6 +10,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import click
 import redis
@@ -41,7 +42,39 @@ def worker_cmd(burst: bool, queues: tuple[str, ...]) -> None:
     for engine in db.engines.values():
         engine.dispose()
     mark_parent_process()
-    work_through_outages(lambda: new_worker(names, conn), conn, burst=burst)  # JSON, allow-listed jobs only
+    # JSON jobs, allow-listed functions only (app.queue).
+    work_through_outages(lambda: new_worker(names, conn, worker_class=SchedulerReviving), conn, burst=burst)
+
+
+class SchedulerReviving(Worker):
+    """rq's worker, which also starts its scheduler again when that process died.
+
+    rq's scheduler process exits at the first Redis error its heartbeat meets (a Redis restart or
+    failover), and the worker only looks at it in its ten-minute maintenance: meanwhile every retry
+    (Stripe or the store unreachable, a mail server down) waited for the reconciler. The worker's own
+    heartbeat (after each job, every ``job_monitoring_interval`` while one runs, between idle waits)
+    checks instead.
+    """
+
+    revive_pause = 5.0
+    _revived_at = 0.0
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        super().heartbeat(timeout, pipeline)
+        if pipeline is None:  # inside a pipeline the call is only queued; the next plain heartbeat checks
+            self.revive_scheduler()
+
+    def revive_scheduler(self) -> None:
+        scheduler = self.scheduler
+        # No process: another worker's scheduler holds the locks (or burst mode), rq's own case.
+        process = getattr(scheduler, "_process", None)
+        if self.is_horse or scheduler is None or process is None or process.is_alive():
+            return
+        if time.monotonic() - self._revived_at < self.revive_pause:
+            return
+        self._revived_at = time.monotonic()
+        log.warning("worker %s: its scheduler process had died; starting it again", self.name)
+        scheduler.acquire_locks(auto_start=True)
 
 
 # How long a worker that lost Redis waits between tries to reach it again (seconds, the last repeats).

@@ -1,7 +1,8 @@
-"""``flask worker`` rides out a Redis restart: rq's worker quits at the first Redis error it meets
-while a job runs (and its teardown raises again while Redis is still down), so a Redis crash used to
-take every busy worker with it and nothing ran until someone restarted them (the chaos run's Redis
-restart). A real redis-server on a free port is SIGKILLed mid-job and started again empty.
+"""``flask worker`` rides out a Redis restart (the chaos run's): rq's worker quits at the first Redis
+error it meets while a job runs (and its teardown raises again while Redis is still down), so a Redis
+crash took every busy worker with it; and its scheduler process dies at its next heartbeat, which an
+idle worker only notices at its ten-minute maintenance, so retries waited for the reconciler. A real
+redis-server on a free port is SIGKILLed and started again empty.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -90,78 +92,109 @@ def workers_registered(conn: redis.Redis) -> int:
     return 0
 
 
-def test_worker_redis_killed_mid_job_keeps_working_after_restart(app, tmp_path, migrated):
+class Rig:
+    """A redis-server of our own, a silent SMTP server and one ``flask worker`` pointed at them."""
+
+    def __init__(self, tmp_path: Path, database_url: str) -> None:
+        self.tmp_path = tmp_path
+        self.port = free_port()
+        self.server = start_redis(self.port, tmp_path)
+        self.conn = redis.Redis(port=self.port, socket_timeout=2)
+        self.smtp = SilentSmtp()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TEST_", "REDIS", "DATABASE", "MAIL_"))}
+        env.update(
+            APP_ENV="development",
+            FLASK_DEBUG="0",
+            SECRET_KEY="worker-restart-test",
+            DATABASE_URL=database_url,
+            PLATFORM_DATABASE_URL=database_url,
+            REDIS_URL=f"redis://127.0.0.1:{self.port}/0",
+            MAIL_SERVER="127.0.0.1",
+            MAIL_PORT=str(self.smtp.port),
+            MAIL_USE_TLS="false",
+            MAIL_TIMEOUT="3",
+            STRIPE_API_KEY="",
+        )
+        self.log = tmp_path / "worker.log"
+        with open(self.log, "wb") as out:
+            self.worker = subprocess.Popen(
+                [str(BIN / "flask"), "--app", "wsgi", "worker"],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        end = time.monotonic() + 60
+        while not workers_registered(self.conn) and time.monotonic() < end:
+            time.sleep(0.2)
+        assert workers_registered(self.conn), f"the worker never registered:\n{self.tail()}"
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:]
+
+    def restart_redis(self, down: float) -> None:
+        os.killpg(self.server.pid, signal.SIGKILL)
+        self.server.wait(10)
+        time.sleep(down)
+        self.server = start_redis(self.port, self.tmp_path)  # empty: nothing was saved
+
+    def run(self, job, timeout: float = 45) -> None:
+        end = time.monotonic() + timeout
+        while job.get_status(refresh=True) != "finished" and time.monotonic() < end:
+            time.sleep(0.2)
+        assert job.get_status(refresh=True) == "finished", f"job {job.get_status()}:\n{self.tail()}"
+        assert job.return_value() == "gone"  # an id with no row
+
+    def stop(self) -> None:
+        for proc in (self.worker, self.server):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        self.smtp.close()
+
+
+@pytest.fixture
+def rig(app, tmp_path, migrated):
     if redis_binary() is None:
         pytest.skip("no redis-server binary")
+    made = Rig(tmp_path, migrated)
+    yield made
+    made.stop()
+
+
+def test_worker_redis_killed_mid_job_keeps_working_after_restart(rig):
     from app.extensions import db
     from app.mail import queue_mail
 
-    port = free_port()
-    server = start_redis(port, tmp_path)
-    smtp = SilentSmtp()
     mail = queue_mail(
         "staff@example.test", "admin_staff_invite", "Your account", inviter="An admin", role="officer",
         enrol_url=None, login_url="http://portal.test/admin/login",
     )  # fmt: skip
     db.session.commit()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEST_", "REDIS", "DATABASE", "MAIL_"))}
-    env.update(
-        APP_ENV="development",
-        FLASK_DEBUG="0",
-        SECRET_KEY="worker-restart-test",
-        DATABASE_URL=migrated,
-        PLATFORM_DATABASE_URL=migrated,
-        REDIS_URL=f"redis://127.0.0.1:{port}/0",
-        MAIL_SERVER="127.0.0.1",
-        MAIL_PORT=str(smtp.port),
-        MAIL_USE_TLS="false",
-        MAIL_TIMEOUT="3",
-        STRIPE_API_KEY="",
+    get_queue("mail", rig.conn).enqueue("workers.mail.send_mail", mail.id, job_timeout=30)
+    assert rig.smtp.connected.wait(30), "the mail job never reached the SMTP server"
+    # Mid-job: the work horse waits for the greeting, gives up after MAIL_TIMEOUT while Redis is
+    # still down, and cannot record that; its worker then cannot read the job's status.
+    rig.restart_redis(down=6)
+
+    end = time.monotonic() + 45
+    while not workers_registered(rig.conn) and rig.worker.poll() is None and time.monotonic() < end:
+        time.sleep(0.2)
+    assert rig.worker.poll() is None, (
+        f"flask worker exited ({rig.worker.returncode}) when Redis restarted:\n{rig.tail()}"
     )
-    conn = redis.Redis(port=port, socket_timeout=2)
-    log = tmp_path / "worker.log"
-    with open(log, "wb") as out:
-        worker = subprocess.Popen(
-            [str(BIN / "flask"), "--app", "wsgi", "worker"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        end = time.monotonic() + 60
-        while not workers_registered(conn) and time.monotonic() < end:
-            time.sleep(0.2)
-        assert workers_registered(conn), "the worker never registered"
-        get_queue("mail", conn).enqueue("workers.mail.send_mail", mail.id, job_timeout=30)
-        assert smtp.connected.wait(30), "the mail job never reached the SMTP server"
+    assert workers_registered(rig.conn), f"the worker did not register again with the restarted Redis:\n{rig.tail()}"
+    # And it works: a job enqueued after the restart runs.
+    rig.run(get_queue("mail", rig.conn).enqueue("workers.mail.send_mail", 10**9, job_timeout=30))
 
-        # Mid-job: the work horse waits for the greeting, gives up after MAIL_TIMEOUT while Redis is
-        # still down, and cannot record that; its worker then cannot read the job's status.
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait(10)
-        time.sleep(6)
-        server = start_redis(port, tmp_path)  # empty: nothing was saved
 
-        end = time.monotonic() + 45
-        while not workers_registered(conn) and worker.poll() is None and time.monotonic() < end:
-            time.sleep(0.2)
-        tail = log.read_text(errors="replace")[-3000:]
-        assert worker.poll() is None, f"flask worker exited ({worker.returncode}) when Redis restarted:\n{tail}"
-        assert workers_registered(conn), f"the worker did not register again with the restarted Redis:\n{tail}"
-        # And it works: a job enqueued after the restart runs (an id with no row: the job says "gone").
-        job = get_queue("mail", conn).enqueue("workers.mail.send_mail", 10**9, job_timeout=30)
-        end = time.monotonic() + 45
-        while job.get_status(refresh=True) != "finished" and time.monotonic() < end:
-            time.sleep(0.2)
-        assert job.get_status(refresh=True) == "finished"
-        assert job.return_value() == "gone"
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(worker.pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGKILL)
-        worker.wait(10)
-        server.wait(10)
-        smtp.close()
+def test_worker_redis_restarted_while_idle_scheduled_retries_still_run(rig):
+    queue = get_queue("mail", rig.conn)
+    rig.run(queue.enqueue("workers.mail.send_mail", 10**9, job_timeout=30))
+    time.sleep(1)
+    # Idle: rq's dequeue loop waits for Redis and carries on; its scheduler process dies meanwhile.
+    rig.restart_redis(down=4)
+    rig.run(queue.enqueue("workers.mail.send_mail", 10**9, job_timeout=30))
+    # A retry's way back: scheduled, then moved to its queue by the scheduler, within seconds.
+    rig.run(queue.enqueue_in(timedelta(seconds=1), "workers.mail.send_mail", 10**9, job_timeout=30), timeout=30)

@@ -348,9 +348,29 @@ def judge(scenario: Scenario) -> list[str]:
     by_ref = {r["ref"]: r for r in scenario.requests}
     rows = s.query(s.portal(), "select id, reference, status, last_error from dsr_request")
     status = {ref: (st, err) for _id, ref, st, err in rows if ref in by_ref}
+    # A deletion may end failed, with staff alerted, when Stripe stayed away past its last retry: that
+    # is a true outcome (nothing is reported deleted), not a lost request. Anything else must complete.
+    gave_up = {
+        ref
+        for ref, (st, err) in status.items()
+        if by_ref[ref]["kind"] == "deletion"
+        and st == "failed"
+        and (err or "").startswith("BillingTransient")
+        and "will retry" not in err
+    }
+    for ref in sorted(gave_up):
+        s.log(f"{ref}: failed after its last retry with Stripe unreachable ({status[ref][1][:120]})")
+        alerts = s.query(
+            s.portal(),
+            "select count(*) from outgoing_mail m join dsr_request d on d.id = m.request_id "
+            "where d.reference = :r and m.template = 'fulfil_staff_alert'",
+            r=ref,
+        )[0][0]
+        if not alerts:
+            problems.append(f"{ref}: failed with Stripe unreachable, and no staff member was alerted")
     for ref, req in by_ref.items():
         st, err = status.get(ref, (None, None))
-        if st != "completed":
+        if st != "completed" and ref not in gave_up:
             ids = [i for i, r, *_ in rows if r == ref]
             problems.append(
                 f"{ref} ({req['kind']}, {req['email']}): {st}, not completed; last error: {err}; "
@@ -365,8 +385,9 @@ def judge(scenario: Scenario) -> list[str]:
         if ref in by_ref and data.get("to") == "completed":
             completions[ref] += 1
     for ref in by_ref:
-        if completions[ref] != 1:
-            problems.append(f"{ref}: {completions[ref]} audit events changing it to completed, expected 1")
+        expected = 0 if ref in gave_up else 1
+        if completions[ref] != expected:
+            problems.append(f"{ref}: {completions[ref]} audit events changing it to completed, expected {expected}")
 
     mail = s.query(
         s.portal(),
@@ -410,7 +431,7 @@ def judge(scenario: Scenario) -> list[str]:
                 check_export(s, req, problems)
         if req["kind"] == "deletion":
             left = s.platform_mentions(req["email"])
-            if left:
+            if left and req["ref"] not in gave_up:
                 problems.append(f"{req['ref']}: {req['email']} still in platform tables {left}")
             reports = s.query(
                 s.portal(),
@@ -418,8 +439,9 @@ def judge(scenario: Scenario) -> list[str]:
                 "where d.reference = :r and m.template = 'fulfil_deletion_report'",
                 r=req["ref"],
             )[0][0]
-            if reports != 1:
-                problems.append(f"{req['ref']}: {reports} deletion reports, expected 1")
+            expected = 0 if req["ref"] in gave_up else 1
+            if reports != expected:
+                problems.append(f"{req['ref']}: {reports} deletion reports, expected {expected}")
         if req["kind"] == "correction" and not req["email"].startswith("unknown-"):
             names = s.query(s.platform(), "select name from platform_account where email = :e", e=req["email"])
             if names and names[0][0] != req["new_name"]:

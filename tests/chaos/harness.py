@@ -187,7 +187,12 @@ class FaultProxy:
             return
         upstream.settimeout(None)
         with self.lock:
+            down = self.listener is None  # accepted just before the cut: it dies with the rest
             self.conns.update((conn, upstream))
+        if down:
+            self._reset(conn)
+            self._reset(upstream)
+            return
         muted = threading.Event()
 
         def pump(src: socket.socket, dst: socket.socket, from_client: bool) -> None:

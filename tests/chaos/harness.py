@@ -19,7 +19,6 @@ import secrets
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import tempfile
 import threading
@@ -226,9 +225,10 @@ class FaultProxy:
     def _reset(self, sock: socket.socket) -> None:
         with self.lock:
             self.conns.discard(sock)
+        # shutdown() first: a close() alone does not wake the other pump blocked in recv() on it, and
+        # the kernel keeps the connection (and PostgreSQL its backend) open until that returns.
         with contextlib.suppress(OSError):
-            # SO_LINGER 0: close() sends RST, as a server process that died would.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):
             sock.close()
 
@@ -243,8 +243,6 @@ class FaultProxy:
             with contextlib.suppress(OSError):
                 listener.close()
         for sock in conns:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
             self._reset(sock)
         time.sleep(seconds)
         if not self.closed:

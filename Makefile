@@ -48,7 +48,7 @@ bench: $(STAMP) ## Full benchmarks (SQLite; BENCH_DATABASE_URL for PostgreSQL); 
 bench-quick: $(STAMP) ## Small-size benchmarks, under 2 minutes
 	$(BIN)/python -m bench.run --quick
 
-chaos: $(STAMP) ## Fault injection, full size: 30 requests, 10 worker kills, FLUSHALL, SMTP down 60s (loopback only)
+chaos: $(STAMP) ## Fault injection, full size: 30 requests, 10 worker kills, FLUSHALL, Redis/PostgreSQL restart, Stripe and SMTP down (loopback only)
 	CHAOS_REQUESTS=30 CHAOS_KILLS=10 CHAOS_SMTP_DOWN=60 timeout -k 30 1200 $(BIN)/pytest tests/chaos -m chaos -q -s
 
 clean: ## Remove the venv and local state

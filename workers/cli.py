@@ -6,11 +6,22 @@ They register through the ``flask.commands`` entry points in ``pyproject.toml``,
 
 from __future__ import annotations
 
+import itertools
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
 import click
+import redis
 from flask.cli import with_appcontext
+from rq import Worker
+from rq.exceptions import StopRequested
 
 from app.extensions import db
 from app.queue import WORKER_QUEUES
+
+log = logging.getLogger(__name__)
 
 
 @click.command("worker", help="Run an RQ worker inside the app context.")
@@ -31,8 +42,81 @@ def worker_cmd(burst: bool, queues: tuple[str, ...]) -> None:
     for engine in db.engines.values():
         engine.dispose()
     mark_parent_process()
-    worker = new_worker(names, conn)  # JSON jobs, allow-listed functions only (app.queue)
-    worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
+    # JSON jobs, allow-listed functions only (app.queue).
+    work_through_outages(lambda: new_worker(names, conn, worker_class=SchedulerReviving), conn, burst=burst)
+
+
+class SchedulerReviving(Worker):
+    """rq's worker, which also starts its scheduler again when that process died.
+
+    rq's scheduler process exits at the first Redis error its heartbeat meets (a Redis restart or
+    failover), and the worker only looks at it in its ten-minute maintenance: meanwhile every retry
+    (Stripe or the store unreachable, a mail server down) waited for the reconciler. The worker's own
+    heartbeat (after each job, every ``job_monitoring_interval`` while one runs, between idle waits)
+    checks instead.
+    """
+
+    revive_pause = 5.0
+    _revived_at = 0.0
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        super().heartbeat(timeout, pipeline)
+        if pipeline is None:  # inside a pipeline the call is only queued; the next plain heartbeat checks
+            self.revive_scheduler()
+
+    def revive_scheduler(self) -> None:
+        scheduler = self.scheduler
+        # No process: another worker's scheduler holds the locks (or burst mode), rq's own case.
+        process = getattr(scheduler, "_process", None)
+        if self.is_horse or scheduler is None or process is None or process.is_alive():
+            return
+        if time.monotonic() - self._revived_at < self.revive_pause:
+            return
+        self._revived_at = time.monotonic()
+        log.warning("worker %s: its scheduler process had died; starting it again", self.name)
+        scheduler.acquire_locks(auto_start=True)
+
+
+# How long a worker that lost Redis waits between tries to reach it again (seconds, the last repeats).
+RECONNECT_PAUSES = (1, 2, 5, 10)
+
+
+def work_through_outages(make_worker: Callable[[], Worker], conn: redis.Redis, *, burst: bool = False) -> None:
+    """Run rq workers until one stops because it was asked to (SIGTERM, or an empty queue in burst mode).
+
+    rq's worker quits at the first Redis error it meets while a job runs (the work horse's end or a
+    heartbeat falling inside a Redis restart or failover), and its teardown raises again while Redis
+    is still away: without this, a Redis restart took every busy worker with it. A worker that quit any
+    other way is replaced by a new one (registered afresh) once Redis answers again; the job it was
+    running is the reconciler's to re-enqueue, as after a kill.
+    """
+    while True:
+        worker = make_worker()
+        try:
+            worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("worker %s lost Redis (%s); starting a new worker once it answers", worker.name, exc)
+        if worker._stop_requested or burst:  # rq's own flag: a SIGTERM/SIGINT asked it to stop
+            return
+        try:
+            # The old worker's signal handlers stay installed until the next one starts: a SIGTERM
+            # while waiting raises StopRequested (or sets its flag, checked here).
+            time.sleep(RECONNECT_PAUSES[0])
+            wait_for_redis(conn)
+        except StopRequested:
+            return
+        if worker._stop_requested:
+            return
+        log.warning("worker %s quit on an error (logged above); a new worker takes over", worker.name)
+
+
+def wait_for_redis(conn: redis.Redis) -> None:
+    for attempt in itertools.count():
+        try:
+            conn.ping()
+            return
+        except (redis.ConnectionError, redis.TimeoutError):
+            time.sleep(RECONNECT_PAUSES[min(attempt, len(RECONNECT_PAUSES) - 1)])
 
 
 @click.command("cron", help="Run the rq cron scheduler with the schedule in workers/cron.py.")

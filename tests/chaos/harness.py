@@ -1,11 +1,13 @@
 """Real processes for the fault-injection run, all on 127.0.0.1.
 
-A ``Stack`` starts a ``redis-server``, an aiosmtpd sink (stoppable and restartable on its port),
-localstripe, an S3 store (moto's server, behind a proxy that can cut uploads mid-body), gunicorn with
-two workers and one or more ``flask worker`` trees, on SQLite files in a temp dir (or
-``CHAOS_DATABASE_URL``), and gives the scenario the levers it pulls: SIGKILL a worker tree,
-``FLUSHALL``, stop and start SMTP, fail the export store mid-upload, run ``flask reconcile`` the way
-cron would.
+A ``Stack`` starts its own ``redis-server`` on a free port, an aiosmtpd sink (stoppable and restartable
+on its port), localstripe (behind a ``FaultProxy``), an S3 store (moto's server, behind a proxy that can
+cut uploads mid-body), gunicorn with two workers and one or more ``flask worker`` trees, on SQLite files
+in a temp dir or on PostgreSQL behind a ``FaultProxy`` (``CHAOS_DATABASE_URL``, else ``<name>_chaos``
+beside ``TEST_DATABASE_URL``'s database), and gives the scenario the levers it pulls: SIGKILL a worker
+tree, ``FLUSHALL``, SIGKILL Redis and start it again empty, restart PostgreSQL as clients see it, take
+Stripe away, stop and start SMTP, fail the export store mid-upload, run ``flask reconcile`` the way cron
+would. The shared servers on the machine (PostgreSQL, Redis on 6379) are never restarted or flushed.
 """
 
 from __future__ import annotations
@@ -62,6 +64,31 @@ def wait_http(url: str, timeout: float) -> bool:
     return False
 
 
+def chaos_database_url() -> str | None:
+    """``CHAOS_DATABASE_URL`` as given, else a database of its own beside ``TEST_DATABASE_URL``'s
+    (``<name>_chaos``, so the run never drops the tables another test run is using); None: SQLite."""
+    if os.environ.get("CHAOS_DATABASE_URL"):
+        return os.environ["CHAOS_DATABASE_URL"]
+    test = os.environ.get("TEST_DATABASE_URL")
+    if not test or not test.startswith("postgresql"):
+        return None
+    url = sa.make_url(test)
+    return url.set(database=f"{url.database}_chaos").render_as_string(hide_password=False)
+
+
+def create_database(url: str) -> None:
+    """Create the run's PostgreSQL database when it does not exist yet."""
+    target = sa.make_url(url)
+    engine = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            exists = conn.execute(sa.text("select 1 from pg_database where datname = :n"), {"n": target.database})
+            if exists.first() is None:
+                conn.execute(sa.text(f'create database "{target.database}"'))
+    finally:
+        engine.dispose()
+
+
 def redis_binary() -> str | None:
     if Path("/usr/bin/redis-server").exists():
         return "/usr/bin/redis-server"
@@ -99,6 +126,137 @@ def descendants(pid: int) -> list[int]:
         if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
             kids.append(int(entry.name))
     return kids + [g for k in kids for g in descendants(k)]
+
+
+class FaultProxy:
+    """A TCP forwarder to a loopback server that the scenario can take down, as clients see a restart.
+
+    ``down(seconds)`` resets every connection it carries and closes its listening socket, so new
+    connections are refused, then listens again on the same port. ``trip_on`` (a regex of request
+    bytes) arms it: the first request that matches is passed upstream, its answer never reaches the
+    client, and the proxy goes down for ``trip_seconds`` (the effect happened; the client cannot know).
+    """
+
+    def __init__(self, upstream_port: int, name: str) -> None:
+        self.upstream_port = upstream_port
+        self.name = name
+        self.port = free_port()
+        self.url = f"http://{LOOPBACK}:{self.port}"
+        self.lock = threading.Lock()
+        self.conns: set[socket.socket] = set()
+        self.listener: socket.socket | None = None
+        self.closed = False
+        self.trip_on: re.Pattern[bytes] | None = None
+        self.trip_seconds = 0.0
+        self.trips: list[str] = []
+        self.downs = 0
+        self.down_until = 0.0
+        self._listen()
+
+    def _listen(self) -> None:
+        deadline = time.monotonic() + 10
+        while True:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((LOOPBACK, self.port))
+                break
+            except OSError:
+                sock.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        sock.listen(64)
+        self.listener = sock
+        threading.Thread(target=self._accept, args=(sock,), daemon=True).start()
+
+    def _accept(self, sock: socket.socket) -> None:
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            upstream = socket.create_connection((LOOPBACK, self.upstream_port), timeout=30)
+        except OSError:
+            self._reset(conn)
+            return
+        upstream.settimeout(None)
+        with self.lock:
+            down = self.listener is None  # accepted just before the cut: it dies with the rest
+            self.conns.update((conn, upstream))
+        if down:
+            self._reset(conn)
+            self._reset(upstream)
+            return
+        muted = threading.Event()
+
+        def pump(src: socket.socket, dst: socket.socket, from_client: bool) -> None:
+            with contextlib.suppress(OSError):
+                while data := src.recv(65536):
+                    if from_client and self._trips(data):
+                        muted.set()
+                        dst.sendall(data)
+                        threading.Timer(0.5, self.down, args=(self.trip_seconds,)).start()
+                        continue
+                    if not from_client and muted.is_set():
+                        continue  # the answer to the tripping request is lost with the connection
+                    dst.sendall(data)
+            for s in (src, dst):
+                self._reset(s)
+
+        threading.Thread(target=pump, args=(upstream, conn, False), daemon=True).start()
+        pump(conn, upstream, True)
+
+    def _trips(self, data: bytes) -> bool:
+        with self.lock:
+            if self.trip_on is None:
+                return False
+            found = self.trip_on.search(data)
+            if not found:
+                return False
+            self.trip_on = None
+            self.trips.append(found.group(0).decode("latin-1"))
+            return True
+
+    def _reset(self, sock: socket.socket) -> None:
+        with self.lock:
+            self.conns.discard(sock)
+        # shutdown() first: a close() alone does not wake the other pump blocked in recv() on it, and
+        # the kernel keeps the connection (and PostgreSQL its backend) open until that returns.
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            sock.close()
+
+    def down(self, seconds: float) -> None:
+        """Cut every connection and refuse new ones for ``seconds``, then accept again (blocking)."""
+        with self.lock:
+            listener, self.listener = self.listener, None
+            conns = list(self.conns)
+            self.downs += 1
+            self.down_until = time.monotonic() + seconds
+        if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.close()
+        for sock in conns:
+            self._reset(sock)
+        time.sleep(seconds)
+        if not self.closed:
+            self._listen()
+
+    @property
+    def is_down(self) -> bool:
+        return self.listener is None
+
+    def close(self) -> None:
+        self.closed = True
+        if self.listener is not None:
+            with contextlib.suppress(OSError):
+                self.listener.close()
 
 
 class Sink:
@@ -193,7 +351,17 @@ class Stack:
         self.bucket = "chaos-exports"
         self.base = f"http://{LOOPBACK}:{self.web_port}"
         self.log_lines: list[str] = []
-        database = os.environ.get("CHAOS_DATABASE_URL")
+        # Stripe (localstripe) behind a proxy the scenario takes down during a deletion.
+        self.stripe = FaultProxy(self.stripe_port, "stripe")
+        # PostgreSQL, when there is one, behind a proxy the scenario restarts (as clients see it); the
+        # judge reads it directly. The machine's server itself is never touched.
+        self.database = chaos_database_url()
+        self.pg: FaultProxy | None = None
+        database = self.database
+        if database:
+            url = sa.make_url(database)
+            self.pg = FaultProxy(url.port or 5432, "postgresql")
+            database = url.set(host=LOOPBACK, port=self.pg.port).render_as_string(hide_password=False)
         env = {k: v for k, v in os.environ.items() if not k.startswith(self._OWN_PREFIXES)}
         env.update(
             APP_ENV="development",
@@ -213,7 +381,7 @@ class Stack:
             MAIL_JOB_TIMEOUT_SECONDS="10",
             MAIL_SEND_LEASE_SECONDS="20",
             STRIPE_API_KEY="sk_test_chaos",
-            STRIPE_API_BASE=f"http://{LOOPBACK}:{self.stripe_port}",
+            STRIPE_API_BASE=self.stripe.url,
             EXPORT_DIR=str(self.work / "exports"),
             EXPORT_STORAGE_URL=f"s3://{self.bucket}/chaos",
             S3_ENDPOINT_URL=self.store.url,
@@ -271,48 +439,25 @@ class Stack:
         conf = self.work / "redis.conf"
         conf.touch(mode=0o600)
         conf.write_text(f"requirepass {self.redis_password}\n")
-        self.spawn(
-            [
-                redis_binary() or "redis-server",
-                str(conf),
-                "--port",
-                str(self.redis_port),
-                "--bind",
-                LOOPBACK,
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.work),
-            ],
-            "redis",
-        )
+        self.start_redis()
         self.spawn(
             [str(BIN / "python"), "-c", LOCALSTRIPE, "--port", str(self.stripe_port), "--from-scratch"], "localstripe"
         )
         self.spawn([str(BIN / "moto_server"), "-H", LOOPBACK, "-p", str(self.s3_port)], "s3")
         self.sink.start()
         self.redis = redis.Redis(host=LOOPBACK, port=self.redis_port, password=self.redis_password, socket_timeout=5)
-        end = time.monotonic() + 20
-        while True:
-            try:
-                self.redis.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > end:
-                    raise
-                time.sleep(0.1)
+        self.wait_redis()
         # seed-demo creates Stripe customers: localstripe must answer first.
         if not wait_http(f"http://{LOOPBACK}:{self.stripe_port}/v1/customers", 30):
             raise RuntimeError("localstripe did not start")
         if not wait_http(f"http://{LOOPBACK}:{self.s3_port}/", 30):
             raise RuntimeError("moto_server (S3) did not start")
         self.s3().create_bucket(Bucket=self.bucket)
-        if self.env["DATABASE_URL"].startswith("postgresql"):
+        if self.database:
             from tests.dbreset import drop_app_tables
 
-            drop_app_tables(self.env["DATABASE_URL"])
+            create_database(self.database)
+            drop_app_tables(self.database)
         seed = ["seed-demo", "--accounts", str(accounts)] + (["--usage-rows", str(usage_rows)] if usage_rows else [])
         for args in (("db", "upgrade"), tuple(seed)):
             result = self.flask(*args)
@@ -326,6 +471,49 @@ class Stack:
             self.start_worker()
         if not wait_http(self.base + "/healthz", 60):
             raise RuntimeError("gunicorn did not answer /healthz")
+
+    def start_redis(self) -> None:
+        self.redis_proc = self.spawn(
+            [
+                redis_binary() or "redis-server",
+                str(self.work / "redis.conf"),
+                "--port",
+                str(self.redis_port),
+                "--bind",
+                LOOPBACK,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.work),
+            ],
+            "redis",
+        )
+
+    def wait_redis(self) -> None:
+        end = time.monotonic() + 20
+        while True:
+            try:
+                self.redis.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > end:
+                    raise
+                time.sleep(0.1)
+
+    def restart_redis(self, down: float) -> float:
+        """SIGKILL our redis-server (nothing is saved: every job and key is lost) and start it again on
+        the same port ``down`` seconds later, as a crashed Redis comes back; returns how long it was gone."""
+        started = time.monotonic()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.redis_proc.pid, signal.SIGKILL)
+        self.redis_proc.wait(10)
+        self.procs.remove(self.redis_proc)
+        time.sleep(down)
+        self.start_redis()
+        self.wait_redis()
+        return time.monotonic() - started
 
     def start_worker(self) -> subprocess.Popen:
         proc = self.spawn([str(BIN / "flask"), "--app", "wsgi", "worker"], "worker")
@@ -366,6 +554,9 @@ class Stack:
 
     def stop(self) -> None:
         self.store.close()
+        self.stripe.close()
+        if self.pg is not None:
+            self.pg.close()
         for proc in list(self.workers):
             self.kill_worker(proc)
         for proc in self.procs:
@@ -385,13 +576,25 @@ class Stack:
     # --- the databases, read directly to judge the outcome ----------------------------------------
     def portal(self) -> sa.Engine:
         if not hasattr(self, "_portal"):
-            self._portal = sa.create_engine(self.env["DATABASE_URL"])
+            self._portal = sa.create_engine(self.database or self.env["DATABASE_URL"], pool_pre_ping=True)
         return self._portal
 
     def platform(self) -> sa.Engine:
         if not hasattr(self, "_platform"):
-            self._platform = sa.create_engine(self.env["PLATFORM_DATABASE_URL"])
+            self._platform = sa.create_engine(self.database or self.env["PLATFORM_DATABASE_URL"], pool_pre_ping=True)
         return self._platform
+
+    def stripe_get(self, path: str) -> dict | None:
+        """An object as localstripe itself holds it (not through the proxy); None when it has none."""
+        r = requests.get(
+            f"http://{LOOPBACK}:{self.stripe_port}/v1/{path}",
+            auth=(self.env["STRIPE_API_KEY"], ""),
+            timeout=10,
+        )
+        if r.status_code == 404:
+            return None
+        r.raise_for_status()
+        return r.json()
 
     def query(self, engine: sa.Engine, sql: str, **params) -> list:
         with engine.connect() as conn:

@@ -2,19 +2,23 @@
 
 Submits, verifies (through the real emails) and approves a mix of access, deletion and correction
 requests, then, while they run: SIGKILLs worker trees at random moments and restarts them, FLUSHALLs
-Redis once while approved requests are queued, stops the SMTP sink for a while, cuts the export
-store's connections mid-upload (S3: moto's server behind a proxy) until a package has failed all of
-its attempts, and runs ``flask reconcile`` every few seconds as cron would. At the end every request
+Redis once while approved requests are queued, then restarts PostgreSQL (when the run has it: every
+connection cut and new ones refused for a while) and SIGKILLs Redis and starts it again empty, stops the
+SMTP sink for a while, cuts the export store's connections mid-upload (S3: moto's server behind a proxy)
+until a package has failed all of its attempts, makes Stripe unreachable from a deletion's first erasing
+call (its answer lost), and runs ``flask reconcile`` every few seconds as cron would. At the end every request
 completed exactly once, every email went out exactly once (or, where a worker died between the SMTP
 server's acceptance and our record of it, which no client can make atomic, a second time under the
 same Message-ID with the interruption on the row), every export is a valid zip whose manifest matches
-and is stored encrypted (and nothing else is stored), and no deletion ran twice. Sizes:
-``CHAOS_REQUESTS``, ``CHAOS_KILLS``, ``CHAOS_SMTP_DOWN`` (seconds), ``CHAOS_STORE_CUTS``; ``make chaos``
-runs the full size, the normal suite a reduced one.
+and is stored encrypted (and nothing else is stored), no deletion ran twice, and nothing a deletion
+reports deleted at Stripe is still there. Sizes: ``CHAOS_REQUESTS``, ``CHAOS_KILLS``, ``CHAOS_SMTP_DOWN``,
+``CHAOS_PG_DOWN``, ``CHAOS_REDIS_DOWN``, ``CHAOS_STRIPE_DOWN`` (seconds), ``CHAOS_STORE_CUTS``;
+``make chaos`` runs the full size, the normal suite a reduced one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -30,6 +34,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+import redis
 import requests
 
 from tests.chaos.harness import Stack, button_form, form_with, missing_binaries, post_form
@@ -45,6 +50,15 @@ USAGE_ROWS = int(os.environ.get("CHAOS_USAGE_ROWS") or (60_000 if REQUESTS > 10 
 REF = re.compile(r"\bDSR-[A-Z0-9]{3,}(?:-[A-Z0-9]{3,})*\b")
 KINDS = ("access", "deletion", "correction")
 STORE_CUTS = int(os.environ.get("CHAOS_STORE_CUTS") or 4)
+# PostgreSQL (when the run has one) cut and refusing for this long, as clients see a restart.
+PG_DOWN = float(os.environ.get("CHAOS_PG_DOWN") or (8 if REQUESTS > 10 else 4))
+# Redis SIGKILLed and started again (empty) after this long.
+REDIS_DOWN = float(os.environ.get("CHAOS_REDIS_DOWN") or 2)
+# Stripe unreachable for this long from the first erasing call a deletion makes (whose answer is lost).
+STRIPE_DOWN = float(os.environ.get("CHAOS_STRIPE_DOWN") or (12 if REQUESTS > 10 else 6))
+STRIPE_ERASE = re.compile(
+    rb"^(?:DELETE /v1/(?:subscriptions|customers)/\S+|POST /v1/payment_methods/\S+/detach)[? ]", re.MULTILINE
+)
 
 
 class Scenario:
@@ -56,6 +70,10 @@ class Scenario:
         self.approved_all = threading.Event()
         self.events: Counter = Counter()
         self.errors: list[str] = []
+        # (what, start, end) on the monotonic clock: a cron run that fails inside one is expected.
+        self.outages: list[tuple[str, float, float]] = []
+        self.expected_failures = 0
+        self.stripe_customers: dict[str, str] = {}
 
     # --- the subject ---------------------------------------------------------------------------------
     def submit(self, kind: str, email: str) -> dict:
@@ -136,8 +154,14 @@ class Scenario:
         self.s.store.cuts_left = STORE_CUTS
         self.s.store.cut_after = 2048
         self.s.log(f"export store: the next {STORE_CUTS} uploads are cut mid-body")
+        # Stripe goes away at the first call that erases something there; its answer is lost.
+        self.s.stripe.trip_on = STRIPE_ERASE
+        self.s.stripe.trip_seconds = STRIPE_DOWN
         flushed = False
-        next_reconcile = start + RECONCILE_EVERY
+        pg_at = redis_at = None
+        # Cron runs reconcile on its own clock, whatever else is happening (a run can take seconds).
+        cron = threading.Thread(target=self.cron, daemon=True)
+        cron.start()
         while not self.stop.is_set():
             now = time.monotonic()
             if not self.s.sink.up and now >= smtp_back_at:
@@ -148,26 +172,86 @@ class Scenario:
                 flushed = True
                 self.events["flushall"] += 1
                 self.s.log("Redis FLUSHALL with approved requests queued")
+                # Then, while the jobs run, PostgreSQL restarts and Redis crashes and comes back empty.
+                pg_at = now + self.rng.uniform(0.5, 2.5) if self.s.pg is not None else None
+                redis_at = now + self.rng.uniform(4.0, 7.0)
+            if pg_at is not None and now >= pg_at:
+                pg_at = None
+                self.restart_postgres()
+            if redis_at is not None and now >= redis_at:
+                redis_at = None
+                self.restart_redis()
+            if self.s.stripe.trips and not self.events["stripe_down"]:
+                self.events["stripe_down"] += 1
+                self.outages.append(("stripe", now, now + STRIPE_DOWN))
+                self.s.log(f"Stripe unreachable for {STRIPE_DOWN:.0f}s from {self.s.stripe.trips[0]!r} (answer lost)")
             if kill_at and now - start >= kill_at[0] and self.s.workers:
                 kill_at.pop(0)
                 self.kill_one()
-            if now >= next_reconcile:
-                ok, summary = self.s.reconcile()
-                self.events["reconcile"] += 1
-                if not ok:
-                    self.errors.append(f"flask reconcile failed: {summary}")
-                if not summary.startswith("requests: 0, abandoned: 0, mail: 0"):
-                    self.s.log(f"reconcile: {summary}")
-                next_reconcile = time.monotonic() + RECONCILE_EVERY
             time.sleep(0.1)
+        cron.join(120)
         if not self.s.sink.up:
             self.s.sink.start()
 
-    def kill_one(self) -> None:
-        # Prefer a moment when some job is running, so the kill lands mid-work.
-        end = time.monotonic() + 2
-        while time.monotonic() < end and not self.s.redis.keys("rq:wip:*"):
+    def cron(self) -> None:
+        while not self.stop.wait(RECONCILE_EVERY):
+            self.reconcile()
+
+    def reconcile(self) -> None:
+        """``flask reconcile`` as cron runs it; a run that fails while PostgreSQL or Redis is down is
+        expected (the next run catches up), any other failure is a defect."""
+        began = time.monotonic()
+        ok, summary = self.s.reconcile()
+        self.events["reconcile"] += 1
+        if not ok:
+            ended = time.monotonic()
+            if any(what != "stripe" and a <= ended and began <= b + 1 for what, a, b in self.outages):
+                self.expected_failures += 1
+            else:
+                self.errors.append(f"flask reconcile failed: {summary}")
+        elif not summary.startswith("requests: 0, abandoned: 0, mail: 0"):
+            self.s.log(f"reconcile: {summary}")
+
+    def restart_postgres(self) -> None:
+        """Every connection to PostgreSQL cut and new ones refused for PG_DOWN seconds (in the background)."""
+        pg = self.s.pg
+        assert pg is not None
+        self.wait_for_work()
+        now = time.monotonic()
+        self.outages.append(("postgresql", now, now + PG_DOWN))
+        threading.Thread(target=pg.down, args=(PG_DOWN,), daemon=True).start()
+        self.events["pg_restart"] += 1
+        running = self.s.query(self.s.portal(), "select count(*) from dsr_request where status = 'in_progress'")[0][0]
+        self.s.log(f"PostgreSQL restarting: connections cut, refused for {PG_DOWN:.0f}s ({running} in progress)")
+
+    def restart_redis(self) -> None:
+        self.wait_for_work()
+        now = time.monotonic()
+        # Recorded before the kill: a cron run failing meanwhile is judged against it.
+        self.outages.append(("redis", now, float("inf")))
+        gone = self.s.restart_redis(REDIS_DOWN)
+        self.outages[-1] = ("redis", now, now + gone)
+        self.events["redis_restart"] += 1
+        self.s.log(f"Redis SIGKILLed and started again empty on its port ({gone:.1f}s gone)")
+
+    def wait_for_work(self, timeout: float = 2) -> None:
+        """Prefer a moment when some job is running, so the fault lands mid-work."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with contextlib.suppress(redis.RedisError):
+                if self.s.redis.keys("rq:wip:*"):
+                    return
             time.sleep(0.05)
+
+    def faults_pending(self) -> bool:
+        return (
+            self.events["kills"] < KILLS
+            or not self.events["redis_restart"]
+            or (self.s.pg is not None and not self.events["pg_restart"])
+        )
+
+    def kill_one(self) -> None:
+        self.wait_for_work()
         victim = self.rng.choice(self.s.workers)
         running = self.s.query(self.s.portal(), "select count(*) from dsr_request where status = 'in_progress'")[0][0]
         killed = self.s.kill_worker(victim)
@@ -266,9 +350,29 @@ def judge(scenario: Scenario) -> list[str]:
     by_ref = {r["ref"]: r for r in scenario.requests}
     rows = s.query(s.portal(), "select id, reference, status, last_error from dsr_request")
     status = {ref: (st, err) for _id, ref, st, err in rows if ref in by_ref}
+    # A deletion may end failed, with staff alerted, when Stripe stayed away past its last retry: that
+    # is a true outcome (nothing is reported deleted), not a lost request. Anything else must complete.
+    gave_up = {
+        ref
+        for ref, (st, err) in status.items()
+        if by_ref[ref]["kind"] == "deletion"
+        and st == "failed"
+        and (err or "").startswith("BillingTransient")
+        and "will retry" not in err
+    }
+    for ref in sorted(gave_up):
+        s.log(f"{ref}: failed after its last retry with Stripe unreachable ({status[ref][1][:120]})")
+        alerts = s.query(
+            s.portal(),
+            "select count(*) from outgoing_mail m join dsr_request d on d.id = m.request_id "
+            "where d.reference = :r and m.template = 'fulfil_staff_alert'",
+            r=ref,
+        )[0][0]
+        if not alerts:
+            problems.append(f"{ref}: failed with Stripe unreachable, and no staff member was alerted")
     for ref, req in by_ref.items():
         st, err = status.get(ref, (None, None))
-        if st != "completed":
+        if st != "completed" and ref not in gave_up:
             ids = [i for i, r, *_ in rows if r == ref]
             problems.append(
                 f"{ref} ({req['kind']}, {req['email']}): {st}, not completed; last error: {err}; "
@@ -283,8 +387,9 @@ def judge(scenario: Scenario) -> list[str]:
         if ref in by_ref and data.get("to") == "completed":
             completions[ref] += 1
     for ref in by_ref:
-        if completions[ref] != 1:
-            problems.append(f"{ref}: {completions[ref]} audit events changing it to completed, expected 1")
+        expected = 0 if ref in gave_up else 1
+        if completions[ref] != expected:
+            problems.append(f"{ref}: {completions[ref]} audit events changing it to completed, expected {expected}")
 
     mail = s.query(
         s.portal(),
@@ -317,6 +422,7 @@ def judge(scenario: Scenario) -> list[str]:
         problems.append(f"the sink got {len(unknown)} messages no OutgoingMail row accounts for")
 
     problems.extend(judge_store(scenario))
+    problems.extend(judge_stripe(scenario, status))
     for req in scenario.requests:
         if req["kind"] == "access" and status.get(req["ref"], (None,))[0] == "completed":
             outcome = s.query(s.portal(), "select outcome from dsr_request where reference = :r", r=req["ref"])[0][0]
@@ -327,7 +433,7 @@ def judge(scenario: Scenario) -> list[str]:
                 check_export(s, req, problems)
         if req["kind"] == "deletion":
             left = s.platform_mentions(req["email"])
-            if left:
+            if left and req["ref"] not in gave_up:
                 problems.append(f"{req['ref']}: {req['email']} still in platform tables {left}")
             reports = s.query(
                 s.portal(),
@@ -335,8 +441,9 @@ def judge(scenario: Scenario) -> list[str]:
                 "where d.reference = :r and m.template = 'fulfil_deletion_report'",
                 r=req["ref"],
             )[0][0]
-            if reports != 1:
-                problems.append(f"{req['ref']}: {reports} deletion reports, expected 1")
+            expected = 0 if req["ref"] in gave_up else 1
+            if reports != expected:
+                problems.append(f"{req['ref']}: {reports} deletion reports, expected {expected}")
         if req["kind"] == "correction" and not req["email"].startswith("unknown-"):
             names = s.query(s.platform(), "select name from platform_account where email = :e", e=req["email"])
             if names and names[0][0] != req["new_name"]:
@@ -367,8 +474,49 @@ def judge_store(scenario: Scenario) -> list[str]:
     return problems
 
 
+def judge_stripe(scenario: Scenario, status: dict[str, tuple[str, str]]) -> list[str]:
+    """Nothing is reported deleted at Stripe that localstripe (read directly) still holds, a completed
+    deletion of a subject with a customer reports that customer deleted, and Stripe really went away
+    during a deletion when one had a customer to delete."""
+    s = scenario.s
+    problems: list[str] = []
+    with_customer = 0
+    for req in scenario.requests:
+        if req["kind"] != "deletion":
+            continue
+        ref, cid = req["ref"], scenario.stripe_customers.get(req["email"])
+        with_customer += bool(cid)
+        report = s.query(s.portal(), "select report from dsr_request where reference = :r", r=ref)[0][0]
+        report = json.loads(report) if isinstance(report, str) else (report or {})
+        billing = [i for i in report.get("items", []) if i.get("category") == "billing"]
+        targets = (report.get("state") or {}).get("stripe_targets") or {}
+        if any(i["action"] == "deleted" for i in billing):
+            for oid in targets.get("customers", []):
+                cust = s.stripe_get(f"customers/{oid}")
+                if cust is not None and not cust.get("deleted"):
+                    problems.append(f"{ref}: reports Stripe customer {oid} deleted; Stripe still holds it")
+            for oid in targets.get("subscriptions", []):
+                sub = s.stripe_get(f"subscriptions/{oid}")
+                if sub is not None and sub.get("status") not in ("canceled", "incomplete_expired"):
+                    problems.append(f"{ref}: reports subscription {oid} cancelled; Stripe says {sub.get('status')}")
+            for oid in targets.get("payment_methods", []):
+                pm = s.stripe_get(f"payment_methods/{oid}")
+                if pm is not None and pm.get("customer"):
+                    problems.append(f"{ref}: reports payment method {oid} removed; still attached at Stripe")
+        if cid and status.get(ref, (None,))[0] == "completed":
+            cust = s.stripe_get(f"customers/{cid}")
+            if cid not in targets.get("customers", []) or not any(i["action"] == "deleted" for i in billing):
+                problems.append(f"{ref}: completed, but its report does not say Stripe customer {cid} was deleted")
+            if cust is not None and not cust.get("deleted"):
+                problems.append(f"{ref}: completed, but Stripe still holds customer {cid}")
+    s.log(f"Stripe: {len(s.stripe.trips)} outages ({s.stripe.trips}), {with_customer} deletions had a customer")
+    if with_customer and not s.stripe.trips:
+        problems.append("no deletion's Stripe call was cut: the Stripe fault never landed")
+    return problems
+
+
 @pytest.mark.chaos
-def test_requests_survive_kills_flush_and_smtp_outage():
+def test_requests_survive_kills_restarts_and_outages():
     missing = missing_binaries()
     if missing:
         print(f"chaos run skipped: missing {', '.join(missing)}")
@@ -387,6 +535,11 @@ def test_requests_survive_kills_flush_and_smtp_outage():
         # gets its status link, not a confirmation link), which is not what this run measures.
         seeded = {row[0] for row in stack.query(stack.portal(), "select email from dsr_request where demo")}
         accounts = [a for a in accounts if a not in seeded]
+        scenario.stripe_customers = {
+            email: cid
+            for email, cid in stack.query(stack.platform(), "select email, stripe_customer_id from platform_account")
+            if cid
+        }
         officer = scenario.officer()
         for kind, email in plan(rng, accounts, REQUESTS):
             scenario.requests.append(scenario.submit(kind, email))
@@ -405,7 +558,7 @@ def test_requests_survive_kills_flush_and_smtp_outage():
         while time.monotonic() < deadline:
             if (
                 time.monotonic() >= chaos_end
-                and scenario.events["kills"] >= KILLS
+                and not scenario.faults_pending()
                 and not scenario.open_requests()
                 and not scenario.unsent_mail()
                 and not scenario.mail_mismatch()
@@ -422,10 +575,16 @@ def test_requests_survive_kills_flush_and_smtp_outage():
             problems.append(f"only {scenario.events['kills']} of {KILLS} kills happened")
         if scenario.events["flushall"] != 1:
             problems.append("Redis was not flushed")
+        if scenario.events["redis_restart"] != 1:
+            problems.append("Redis was not restarted")
+        if stack.pg is not None and scenario.events["pg_restart"] != 1:
+            problems.append("PostgreSQL was not restarted")
         elapsed = time.monotonic() - started
         stack.log(
             f"done in {elapsed:.0f}s: {scenario.events['kills']} kills, {scenario.events['flushall']} flush, "
-            f"{scenario.events['reconcile']} reconcile runs, {len(stack.sink.snapshot())} messages delivered"
+            f"{scenario.events['redis_restart']} Redis restart, {scenario.events['pg_restart']} PostgreSQL restart, "
+            f"{len(stack.stripe.trips)} Stripe outage, {scenario.events['reconcile']} reconcile runs "
+            f"({scenario.expected_failures} failed during an outage), {len(stack.sink.snapshot())} messages delivered"
         )
         if problems:
             report = "\n".join(f"  - {p}" for p in problems)

@@ -11,12 +11,20 @@ from pathlib import Path
 import pytest
 
 from app import create_app
+from app.extensions import db
 from tests.conftest import make_config
 from tests.s3_fixtures import S3_ENV
 
 
-def readyz(cfg: dict):
-    return create_app(cfg).test_client().get("/readyz")
+def readyz(cfg: dict, app=None):
+    """``/readyz`` of an app made for one check (its database connections closed afterwards)."""
+    app = app or create_app(cfg)
+    try:
+        return app.test_client().get("/readyz")
+    finally:
+        with app.app_context():
+            for engine in db.engines.values():
+                engine.dispose()
 
 
 def assert_no_secret(response, *secrets: str) -> None:
@@ -64,7 +72,7 @@ def test_readyz_store_s3_endpoint_hung_is_503_quickly(migrated, redis_url, tmp_p
     )
     app = create_app(cfg)
     started = time.monotonic()
-    r = app.test_client().get("/readyz")
+    r = readyz(cfg, app)
     elapsed = time.monotonic() - started
     assert r.status_code == 503
     assert r.json["checks"]["export_store"] == "error: unreachable"

@@ -1,5 +1,7 @@
-"""Liveness (``/healthz``), readiness (``/readyz``: both databases and Redis answer, and no daily job has
-gone stale) and ``/metrics`` (Prometheus text: ``METRICS_TOKEN`` bearer, or loopback only when unset)."""
+"""Liveness (``/healthz``), readiness (``/readyz``: both databases and Redis answer, the export store
+takes a package (an S3 HeadBucket of one short attempt, or a directory that takes a file), and no daily
+job has gone stale) and ``/metrics`` (Prometheus text: ``METRICS_TOKEN`` bearer, or loopback only when
+unset). A failed check is named by a code (``error: bucket_missing``), never by a path, bucket or key."""
 
 from __future__ import annotations
 
@@ -36,6 +38,13 @@ def readyz() -> ResponseReturnValue:
         checks["redis"] = "ok"
     except Exception as exc:
         checks["redis"] = f"error: {type(exc).__name__}"
+    try:
+        from app.exports.store import current as export_store
+
+        problem = export_store().check()
+        checks["export_store"] = f"error: {problem}" if problem else "ok"
+    except Exception as exc:
+        checks["export_store"] = f"error: {type(exc).__name__}"
     jobs: dict[str, str] = {}
     if checks.get("database") == "ok":
         from app.schedule import DAILY, last_successes, stale

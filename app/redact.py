@@ -2,9 +2,10 @@
 
 Link tokens are the only credentials a subject has, so no copy of one may outlive its purpose: a sent
 message's stored bodies lose them (``redact_tokens``), and every log line passes through the same
-function (``RedactingFilter``, installed on the app's, werkzeug's and gunicorn's loggers), so a token in
-a URL never reaches a log file. A token is any run of 32 or more URL-safe base64 characters after a
-``/`` or ``=`` (ours are 43); references (13 characters) and ids are untouched.
+function (``redact_record``, applied to every record as it is made), so a token in a URL or in an
+exception's message never reaches a log file, in text or JSON: message, traceback and stack alike. A
+token is any run of 32 or more URL-safe base64 characters after a ``/`` or ``=`` (ours are 43);
+references (13 characters) and ids are untouched.
 """
 
 from __future__ import annotations
@@ -41,17 +42,37 @@ def redact_all(text: str | None) -> str | None:
     return EMAIL.sub("[address]", TOKEN.sub(REDACTED, text))
 
 
-class RedactingFilter(logging.Filter):
-    """Rewrites each record's message with tokens and addresses redacted (access logs included)."""
+_formatter = logging.Formatter()
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except (TypeError, ValueError):
-            return True
+
+def redact_record(record: logging.LogRecord) -> logging.LogRecord:
+    """Redact a record's message, traceback and stack in place, whatever later formats it.
+
+    The traceback is rendered here once, redacted, into ``exc_text``: every ``logging.Formatter`` (the
+    text ones of Flask, rq, gunicorn and pytest) writes that cached text instead of rendering
+    ``exc_info`` again, so text lines lose tokens and addresses as JSON lines do (``app.logs``)."""
+    try:
+        message = record.getMessage()
+    except (TypeError, ValueError, KeyError):
+        message = None
+    if message is not None:
         clean = redact_all(message)
         if clean != message:
             record.msg, record.args = clean, None
+    if record.exc_info and not record.exc_text:
+        record.exc_text = _formatter.formatException(record.exc_info)
+    if record.exc_text:
+        record.exc_text = redact_all(record.exc_text)
+    if record.stack_info:
+        record.stack_info = redact_all(record.stack_info)
+    return record
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts each record it sees (``redact_record``): for records made before the factory below."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        redact_record(record)
         return True
 
 
@@ -67,15 +88,7 @@ def install_record_factory() -> None:
     previous = logging.getLogRecordFactory()
 
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        record = previous(*args, **kwargs)
-        try:
-            message = record.getMessage()
-        except (TypeError, ValueError, KeyError):
-            return record
-        clean = redact_all(message)
-        if clean != message:
-            record.msg, record.args = clean, None
-        return record
+        return redact_record(previous(*args, **kwargs))
 
     logging.setLogRecordFactory(factory)
     _factory_installed = True

@@ -19,7 +19,7 @@ import redis
 from flask import current_app
 from rq import Retry, get_current_job
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm.attributes import flag_modified
 
 from app.audit import Actor, record_event
@@ -29,7 +29,7 @@ from app.dsr.models import DsrRequest, Export
 from app.dsr.notices import correction_context, deletion_context
 from app.dsr.states import RequestStatus
 from app.exports import store as export_store
-from app.exports.writer import build_package
+from app.exports.writer import PackageResult, build_package
 from app.extensions import db
 from app.mail import queue_mail
 from app.models_base import utcnow
@@ -188,8 +188,21 @@ def _export(dsr: DsrRequest, progress: Progress) -> str:
         expected_rows=expected,
         jurisdiction=dsr.jurisdiction,
     )
-    dsr = services.lock_request(dsr.id)
-    export = db.session.get(Export, export.id)
+    export_id, filename = export.id, export.filename
+    try:
+        return _record_export(dsr.id, export_id, result)
+    except services.TransitionError:
+        raise  # another run recorded this package (the same name) first: the object is its now
+    except Exception:
+        db.session.rollback()
+        _discard_unrecorded(store, export_id, filename)
+        raise
+
+
+def _record_export(request_id: int, export_id: int, result: PackageResult) -> str:
+    """Record the uploaded package and send its link (or hold it): one transaction."""
+    dsr = services.lock_request(request_id)
+    export = db.session.get(Export, export_id)
     export.size_bytes = result.size
     export.sha256 = result.sha256
     export.manifest = result.manifest
@@ -202,6 +215,24 @@ def _export(dsr: DsrRequest, progress: Progress) -> str:
     packages.deliver(dsr, export, WORKER, result.rows)
     db.session.commit()
     return f"export {export.id}: {result.rows} rows, {result.size} bytes"
+
+
+def _discard_unrecorded(store: export_store.ExportStore, export_id: int, filename: str) -> None:
+    """The package is stored but the commit recording it failed: remove it, or it would stay (with
+    personal data) where no purge looks, as purges go by delivered rows. Kept only when its row reads
+    as recorded after all (a commit that failed to answer but happened); a retry builds it again."""
+    try:
+        status = db.session.execute(select(Export.status).where(Export.id == export_id)).scalar_one_or_none()
+        db.session.rollback()
+    except SQLAlchemyError:
+        db.session.rollback()
+        status = None  # cannot tell: a failed commit most likely recorded nothing
+    if status not in (None, "building"):
+        return
+    try:
+        store.delete(filename)
+    except export_store.StoreError:
+        current_app.logger.warning("export %s: the package could not be removed after its commit failed", export_id)
 
 
 def _billing_held(subject) -> bool:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,10 @@ class ExportStore(Protocol):
     def discard_partial(self, filename: str) -> None:
         """Remove what a killed writer or upload left of ``filename``."""
 
+    def check(self) -> str | None:
+        """For ``/readyz``: None when the store can take a package now, else a short code (never a
+        secret: no bucket, path or credential)."""
+
 
 def valid_name(filename: str | None) -> bool:
     """Only plain file names of ours: no path, nothing hidden (``.part`` names are never packages)."""
@@ -137,13 +142,36 @@ class DirectoryStore:
     def discard_partial(self, filename: str) -> None:
         (self.directory / f".{filename}.part").unlink(missing_ok=True)
 
+    def check(self) -> str | None:
+        """The directory is there (or made, as the first export would make it) and takes a file."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return "missing"
+        try:
+            with tempfile.NamedTemporaryFile(dir=self.directory, prefix=".ready-"):
+                pass  # a hidden name: never a package, and removed on close
+        except OSError:
+            return "not_writable"
+        return None
+
 
 class S3Store:
     """Packages as objects under ``s3://bucket/prefix/``, encrypted at rest by the store."""
 
-    def __init__(self, bucket: str, prefix: str, *, client, staging: str | os.PathLike, transfer=None) -> None:
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str,
+        *,
+        client,
+        staging: str | os.PathLike,
+        transfer=None,
+        endpoint_url: str | None = None,
+    ) -> None:
         self.bucket, self.prefix = bucket, prefix.strip("/")
         self.client = client
+        self.endpoint_url = endpoint_url
         self.staging = Path(staging)
         self.transfer = transfer
         self.description = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
@@ -229,6 +257,21 @@ class S3Store:
                 with _s3_errors("abort upload"):
                     self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload["UploadId"])
 
+    def check(self) -> str | None:
+        """A HeadBucket through a client that gives up after one attempt of ``PROBE_TIMEOUT`` seconds
+        (``/readyz`` must answer before the load balancer's own timeout, whatever the store does)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            with _s3_errors("check"):
+                s3_client(self.endpoint_url, probe=True).head_bucket(Bucket=self.bucket)
+        except StoreError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ClientError):
+                return {404: "bucket_missing", 403: "access_denied"}.get(_status(cause), "store_error")
+            return "unreachable" if exc.transient else "misconfigured"
+        return None
+
     def list_uploads(self) -> list[str]:
         """Keys of open multipart uploads under the prefix (for tests and operators)."""
         with _s3_errors("list uploads"):
@@ -296,22 +339,26 @@ def _s3_errors(doing: str):
 # --- which store ---------------------------------------------------------------------------------------
 
 
-_clients: dict[tuple[int, str | None], object] = {}
+# The readiness probe's client: one attempt, a short timeout (the jobs' client waits and retries).
+PROBE_TIMEOUT = 2
+
+_clients: dict[tuple[int, str | None, bool], object] = {}
 
 
-def s3_client(endpoint_url: str | None):
+def s3_client(endpoint_url: str | None, *, probe: bool = False):
     """One boto3 client per process and endpoint (never shared across a fork: rq's work horses and
-    gunicorn's workers each make their own). Region and credentials: boto3's usual chain."""
-    key = (os.getpid(), endpoint_url)
+    gunicorn's workers each make their own). Region and credentials: boto3's usual chain. ``probe``:
+    the client ``/readyz`` asks, which gives up after one attempt of ``PROBE_TIMEOUT`` seconds."""
+    key = (os.getpid(), endpoint_url, probe)
     client = _clients.get(key)
     if client is None:
         import boto3
         from botocore.config import Config
 
         config = Config(
-            connect_timeout=5,
-            read_timeout=60,
-            retries={"max_attempts": 3, "mode": "standard"},
+            connect_timeout=PROBE_TIMEOUT if probe else 5,
+            read_timeout=PROBE_TIMEOUT if probe else 60,
+            retries={"total_max_attempts": 1, "mode": "standard"} if probe else {"max_attempts": 3, "mode": "standard"},
             # S3-compatible stores at their own address (MinIO, moto, Ceph) answer path-style requests.
             s3={"addressing_style": "path"} if endpoint_url else {},
         )
@@ -324,7 +371,8 @@ def from_config(cfg) -> ExportStore:
     url = cfg.get("EXPORT_STORAGE_URL") or cfg["EXPORT_DIR"]
     kind, where, prefix = parse_storage_url(str(url))
     if kind == "s3":
-        return S3Store(where, prefix, client=s3_client(cfg.get("S3_ENDPOINT_URL")), staging=cfg["EXPORT_DIR"])
+        endpoint = cfg.get("S3_ENDPOINT_URL")
+        return S3Store(where, prefix, client=s3_client(endpoint), staging=cfg["EXPORT_DIR"], endpoint_url=endpoint)
     return DirectoryStore(where)
 
 

@@ -11,7 +11,13 @@ def test_healthz(client):
 def test_readyz_ready(client):
     r = client.get("/readyz")
     assert r.status_code == 200
-    assert r.json["checks"] == {"database": "ok", "platform_database": "ok", "redis": "ok", "scheduled_jobs": "ok"}
+    assert r.json["checks"] == {
+        "database": "ok",
+        "platform_database": "ok",
+        "redis": "ok",
+        "export_store": "ok",
+        "scheduled_jobs": "ok",
+    }
 
 
 def test_readyz_reports_down_redis_as_not_ready(migrated, tmp_path):

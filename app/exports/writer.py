@@ -9,19 +9,21 @@ at the generation time (``members.entry``).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from app.exports.categories import Digest, write_category
 from app.exports.members import COMPRESSLEVEL, entry, write_member
 from app.exports.readme import render_readme
-from app.exports.store import DirectoryStore, ExportStore
+from app.exports.store import DirectoryStore, ExportStore, StoreError
 from app.models_base import utcnow
 from app.sources import EXPORTED, EXPORTERS, Subject
 
@@ -77,7 +79,6 @@ def build_package(
     tmp = directory / f".{filename}.part"
     generated_at = utcnow()
     files: list[dict[str, Any]] = []
-    digests: dict[str, Digest] = {}
     notes: dict[str, str] = {}
     withheld: list[dict[str, Any]] = []
     done = 0
@@ -88,6 +89,46 @@ def build_package(
         if progress:
             progress(done, expected_rows or 0)
 
+    try:
+        manifest = _write_zip(
+            tmp, subject, reference, generated_at, jurisdiction, directory, files, notes, withheld, on_rows
+        )
+    except BaseException as exc:
+        # A half-written package holds personal data and disk space: it goes now, not at the next run.
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            # Space comes back (expired packages are purged, the volume grows): the job tries again.
+            raise StoreError("the export store is full", transient=True) from exc
+        raise
+    sha = _sha256(tmp)
+    size = store.publish(tmp, filename, sha)
+    return PackageResult(
+        path=store.path_of(filename) if isinstance(store, DirectoryStore) else None,
+        filename=filename,
+        size=size,
+        sha256=sha,
+        manifest=manifest,
+        rows=done,
+        notes=notes,
+        withheld=withheld,
+    )
+
+
+def _write_zip(
+    tmp: Path,
+    subject: Subject,
+    reference: str,
+    generated_at: datetime,
+    jurisdiction: str,
+    directory: Path,
+    files: list[dict[str, Any]],
+    notes: dict[str, str],
+    withheld: list[dict[str, Any]],
+    on_rows: Callable[[int], None],
+) -> dict[str, Any]:
+    """The package's zip at ``tmp``: every category, README.html and manifest.json; returns the manifest
+    (``files``, ``notes`` and ``withheld`` are filled in as it goes)."""
+    digests: dict[str, Digest] = {}
     with (
         _open_private(tmp) as raw_file,
         zipfile.ZipFile(
@@ -125,18 +166,7 @@ def build_package(
         manifest_bytes = json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8")
         with zf.open(entry("manifest.json", generated_at), "w") as member:
             member.write(manifest_bytes)
-    sha = _sha256(tmp)
-    size = store.publish(tmp, filename, sha)
-    return PackageResult(
-        path=store.path_of(filename) if isinstance(store, DirectoryStore) else None,
-        filename=filename,
-        size=size,
-        sha256=sha,
-        manifest=manifest,
-        rows=done,
-        notes=notes,
-        withheld=withheld,
-    )
+    return manifest
 
 
 def discard_partial(export_dir: str | os.PathLike, filename: str) -> None:

@@ -233,7 +233,8 @@ def test_deploying_as_the_readme_says_serves_a_request_from_submission_to_downlo
     logs = {name: work / f"{name}.log" for name in ("web", "worker", "cron")}
     commands = {
         # the README's command; two workers rather than four on a test machine
-        "web": [str(venv / "bin" / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}",
+        "web": [str(venv / "bin" / "gunicorn"), "-w", "2", "--worker-class", "gthread", "--threads", "16",
+                "-b", f"127.0.0.1:{port}",
                 "--logger-class", "app.gunicorn_logging.Logger", "--access-logfile", "-", "wsgi:app"],
         "worker": [*flask, "worker"],
         "cron": [*flask, "cron"],

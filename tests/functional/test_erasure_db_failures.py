@@ -150,3 +150,30 @@ def test_minimisation_interrupted_by_a_drop_leaves_no_request_half_minimised(app
 
     assert minimise_closed_requests() == 2
     assert all(reload(i).email is None and reload(i).minimised_at is not None for i in ids)
+
+
+def test_an_account_whose_api_keys_the_plan_keeps_is_anonymised_not_deleted(app, redis_conn):
+    """The counterpart of the constraint test above: with the address free, the same plan anonymises."""
+    acct = make_subject_data(usage=5, stripe_customer_id="cus_kept123456")
+    account_id = acct.id
+    keep = {"api_keys", "support_messages"}
+    plan = [{**p, "action": "keep"} if p["category"] in keep else p for p in erasure_plan("ada@example.com")]
+    dsr_id = approved_deletion("ada@example.com", plan=plan)
+    run_jobs(redis_conn)
+
+    dsr = reload(dsr_id)
+    assert dsr.status == "completed", dsr.last_error
+    [item] = [i for i in dsr.report["items"] if i["category"] == "account"]
+    assert (item["action"], item["count"]) == ("anonymised", 1) and "keeps its API keys" in item["reason"]
+    acct = db.session.get(Account, account_id)
+    assert (acct.email, acct.name, acct.company, acct.stripe_customer_id, acct.status) == (
+        f"erased-{account_id}@invalid",
+        "Erased account",
+        None,
+        None,
+        "closed",
+    )
+    linked = select(func.count()).select_from(SupportMessage).where(SupportMessage.account_id == account_id)
+    assert db.session.execute(linked).scalar_one() == 0  # the kept messages are no longer linked to it
+    [mail] = report_mails()
+    assert "anonymised" in mail.body_text.lower()

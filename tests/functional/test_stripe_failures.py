@@ -215,3 +215,62 @@ def test_stripe_cut_off_during_an_export_is_retried_then_the_package_is_built(ap
     dsr = reload(dsr_id)
     assert dsr.status == "completed", dsr.last_error
     assert [m.to_addr for m in mails("fulfil_export_ready")] == ["ada@example.com"]
+
+
+def correction(customer_email: str = "ada@example.com") -> tuple[int, int, str]:
+    from app.audit import Actor
+    from app.dsr import services
+    from app.dsr.models import CorrectionItem
+    from app.dsr.states import RequestStatus
+    from tests.factories import make_staff
+
+    acct = make_subject_data(usage=0)
+    acct.stripe_customer_id = create_stripe_customer(acct.email, acct.name)
+    db.session.commit()
+    dsr = make_request("pending_review", "correction", email=customer_email)
+    db.session.add(
+        CorrectionItem(request_id=dsr.id, field="name", proposed_value="Augusta Ada King", decision="approved")
+    )
+    db.session.commit()
+    services.transition(dsr, RequestStatus.APPROVED, Actor.staff(make_staff("officer")))
+    db.session.commit()
+    return dsr.id, acct.id, acct.stripe_customer_id
+
+
+def test_stripe_refusing_a_correction_applies_the_account_and_says_stripe_was_not_updated(
+    app, redis_conn, front, localstripe
+):
+    dsr_id, account_id, customer = correction()
+    front.status = 403
+    app.config["STRIPE_API_BASE"] = front.base
+    run_jobs(redis_conn)
+
+    dsr = reload(dsr_id)
+    assert dsr.status == "completed", dsr.last_error
+    [item] = dsr.corrections
+    assert item.result.startswith("Account name updated.")
+    assert "Stripe not updated: Stripe refused the request (403)" in item.result
+    assert db.session.get(Account, account_id).name == "Augusta Ada King"
+    [done] = mails("fulfil_correction_done")
+    assert "Stripe not updated" in done.body_text  # the subject is told what was not changed
+    stripe.api_base = app.config["STRIPE_API_BASE"] = localstripe
+    assert stripe.Customer.retrieve(customer).name == "Ada Lovelace"
+
+
+def test_stripe_cut_off_during_a_correction_is_retried_and_the_retry_updates_both(app, redis_conn, front, localstripe):
+    from workers.jobs import apply_corrections
+
+    dsr_id, account_id, customer = correction()
+    front.cut = True
+    app.config["STRIPE_API_BASE"] = front.base
+    run_jobs(redis_conn)
+
+    dsr = reload(dsr_id)
+    assert dsr.status == "in_progress" and "will retry" in dsr.last_error
+    assert [c.applied_at for c in dsr.corrections] == [None] and mails("fulfil_correction_done") == []
+
+    app.config["STRIPE_API_BASE"] = localstripe
+    assert apply_corrections(dsr_id) == "1 correction(s) applied"
+    [item] = reload(dsr_id).corrections
+    assert "Account name updated." in item.result and "Stripe customer name updated." in item.result
+    assert stripe.Customer.retrieve(customer).name == "Augusta Ada King"

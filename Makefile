@@ -33,9 +33,11 @@ run: $(STAMP) ## Run the product: migrate, seed demo data, start web + worker + 
 test: $(STAMP) ## Run the test suite (SQLite + embedded Redis unless TEST_DATABASE_URL / TEST_REDIS_URL)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-coverage: $(STAMP) ## The suite with branch coverage of app/ and workers/: fails under fail_under in pyproject.toml
+# The chaos run is left out: it is bound by wall-clock windows, and tracing every process it starts
+# (work horses included) slows them past those windows. CI runs it on its own (make test PYTEST_ARGS=tests/chaos).
+coverage: $(STAMP) ## The suite but the chaos run, with branch coverage of app/ and workers/: fails under fail_under
 	rm -f .coverage .coverage.*
-	$(BIN)/pytest --cov --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
+	$(BIN)/pytest --cov --cov-report=term-missing:skip-covered -m "not chaos" $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff lint and format check, mypy type check
 	$(BIN)/ruff check .

@@ -26,6 +26,8 @@ from flask import current_app
 from sqlalchemy import ColumnElement, and_, case, or_, select, update
 from sqlalchemy.exc import DBAPIError
 
+from app.audit import Actor, record_event
+from app.dsr.models import DsrRequest
 from app.extensions import db
 from app.mail import mail_job_timeout
 from app.mail.backends import PermanentMailError, TransientMailError, deliver
@@ -124,11 +126,23 @@ def send_mail(mail_id: int) -> str:
     except PermanentMailError as exc:
         db.session.rollback()
         _settle(mail_id, attempt, status="failed", last_error=redact_all(str(exc))[:2000], **_redacted(mail))
+        _record_failure(mail_id)
         return "failed"
     except TransientMailError as exc:
         db.session.rollback()
         _settle(mail_id, attempt, status="queued", last_error=redact_all(str(exc))[:2000])
         raise TransientMailError(redact_all(str(exc))) from None  # rq retries; reconcile re-queues after the last
+
+
+def _record_failure(mail_id: int) -> None:
+    """A message about a request that will never be delivered goes on the request's timeline (as a
+    bounce does), so staff know to reach the subject another way."""
+    mail = db.session.get(OutgoingMail, mail_id)
+    if mail is None or mail.status != "failed" or mail.request_id is None:
+        return
+    dsr = db.session.get(DsrRequest, mail.request_id)
+    record_event("mail.failed", Actor.system("mail"), dsr=dsr, data={"mail_id": mail.id, "template": mail.template})
+    db.session.commit()
 
 
 def _redacted(mail: OutgoingMail) -> dict[str, Any]:

@@ -43,6 +43,7 @@ EVENT_LABELS = {
     "mailbox.reply_added_by_staff": "A reply from another address added to the thread by staff",
     "mailbox.unreadable": "Mail that could not be read in (kept on the mail server)",
     "mail.bounced": "Our message could not be delivered (bounced)",
+    "mail.failed": "Our message was refused by the mail server (not retried)",
     "export.downloaded": "Package downloaded",
     "export.purged": "Package file deleted",
     "retention.swept": "Retention sweep",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import smtplib
+import ssl
 from collections.abc import Callable
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -51,7 +52,9 @@ def send_smtp(mail: OutgoingMail, accepted: Callable[[], None]) -> None:
     try:
         try:
             if cfg["MAIL_USE_TLS"]:
-                smtp.starttls()
+                # Verified against the system's trust store and MAIL_SERVER's name (smtplib's own default
+                # context checks nothing); a server without STARTTLS raises, it never falls back to plain.
+                smtp.starttls(context=ssl.create_default_context())
             if cfg.get("MAIL_USERNAME"):
                 smtp.login(cfg["MAIL_USERNAME"], cfg.get("MAIL_PASSWORD") or "")
             smtp.send_message(message)
@@ -60,6 +63,10 @@ def send_smtp(mail: OutgoingMail, accepted: Callable[[], None]) -> None:
             if all(500 <= code < 600 for code in codes):
                 raise PermanentMailError(str(exc)) from exc
             raise TransientMailError(str(exc)) from exc
+        except smtplib.SMTPDataError as exc:  # the message itself refused at DATA: 5xx is final
+            if 500 <= exc.smtp_code < 600:
+                raise PermanentMailError(f"SMTPDataError: {exc}") from exc
+            raise TransientMailError(f"SMTPDataError: {exc}") from exc
         except (OSError, smtplib.SMTPException) as exc:
             raise TransientMailError(f"{type(exc).__name__}: {exc}") from exc
         accepted()

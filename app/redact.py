@@ -68,14 +68,6 @@ def redact_record(record: logging.LogRecord) -> logging.LogRecord:
     return record
 
 
-class RedactingFilter(logging.Filter):
-    """Redacts each record it sees (``redact_record``): for records made before the factory below."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        redact_record(record)
-        return True
-
-
 _factory_installed = False
 
 
@@ -92,14 +84,3 @@ def install_record_factory() -> None:
 
     logging.setLogRecordFactory(factory)
     _factory_installed = True
-
-
-def install(*loggers: logging.Logger) -> None:
-    """Put the filter on these loggers and on every handler of the root logger."""
-    filt = RedactingFilter()
-    for logger in loggers:
-        if not any(isinstance(f, RedactingFilter) for f in logger.filters):
-            logger.addFilter(filt)
-        for handler in logger.handlers:
-            if not any(isinstance(f, RedactingFilter) for f in handler.filters):
-                handler.addFilter(filt)

@@ -17,15 +17,14 @@ from sqlalchemy import select
 from app.admin.auth import safe_next
 from app.admin.guard import bp, requires
 from app.admin.limits import MAX_BULK, MAX_TEXT
-from app.admin.views import erasure_plan_for, get_request_or_404, staff_choices, status_label
+from app.admin.views import get_request_or_404, staff_choices, status_label
 from app.audit import Actor
-from app.dsr import identifiers, packages, services
+from app.dsr import approval, identifiers, packages, services
 from app.dsr.actions import available_actions, refusal
 from app.dsr.models import DsrRequest
 from app.dsr.services import ActionError, TransitionError
 from app.dsr.states import RequestType
 from app.extensions import db
-from app.sources.resolve import resolve_subject
 
 # A submitted form (``request.form``): the fields an action reads.
 Form = Mapping[str, str]
@@ -36,29 +35,8 @@ def _text(form: Form, name: str) -> str:
 
 
 def _approve(dsr: DsrRequest, actor: Actor, form: Form) -> str:
-    plan = None
-    if dsr.request_type == RequestType.DELETION.value:
-        if (_text(form, "confirm_reference") or "").upper() != dsr.reference:
-            raise ActionError(
-                f"Nothing was erased. To approve this deletion, type the reference {dsr.reference} in the box "
-                "to confirm you have read the plan."
-            )
-        resolution = resolve_subject(dsr)
-        if resolution.conflict:
-            raise ActionError(
-                "The identifiers match more than one account ("
-                + ", ".join(str(a) for a in resolution.conflict)
-                + "): remove the wrong identifier before approving."
-            )
-        plan = erasure_plan_for(resolution.subject)
-        if plan is None:
-            raise ActionError("The deletion plan could not be computed, so the request cannot be approved yet.")
-    locked = services.approve(
-        dsr,
-        actor,
-        plan=plan,
-        confirm_reference=_text(form, "confirm_reference"),
-        decision_text=_text(form, "decision_text"),
+    locked = approval.approve(
+        dsr, actor, confirm_reference=_text(form, "confirm_reference"), decision_text=_text(form, "decision_text")
     )
     if locked.status != "approved":
         return "Your approval is recorded. A second officer must approve this deletion before anything is erased."

@@ -28,6 +28,7 @@ from app.audit import Actor, record_event
 from app.audit.models import AuditEvent
 from app.dsr import deadlines, packages
 from app.dsr.actions import available_actions
+from app.dsr.approval import erasure_plan_for
 from app.dsr.identifiers import KINDS as IDENTIFIER_KINDS
 from app.dsr.intake import CHANNELS
 from app.dsr.models import DsrRequest, Token
@@ -241,17 +242,6 @@ def _subject_summary(subject: Subject) -> dict[str, Any] | None:
     except Exception:  # the dashboard must render even when a source is down
         current_app.logger.exception("subject_summary failed")
         return None
-
-
-def erasure_plan_for(subject: Subject) -> list[dict[str, Any]] | None:
-    from app.sources import erasure_plan
-
-    try:
-        plan = erasure_plan(subject)
-    except Exception:
-        current_app.logger.exception("erasure_plan failed")
-        return None
-    return [dict(item) for item in plan] if plan is not None else None
 
 
 @bp.route("/requests/<reference>")

@@ -6,7 +6,7 @@ import hashlib
 import secrets
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ColumnElement, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.dsr.states import RequestStatus
@@ -125,7 +125,7 @@ class DsrRequest(Model):
         return f"<DsrRequest {self.reference} {self.request_type} {self.status}>"
 
 
-def clock_running():
+def clock_running() -> ColumnElement[bool]:
     """SQL: the request's deadline clock is running (open and verified, not in a lawful pause). Every
     overdue and due-soon view and the reminders use this one definition."""
     from sqlalchemy import and_, not_

@@ -621,7 +621,7 @@ def expire_unverified(now: datetime | None = None) -> int:
     from sqlalchemy import exists
 
     now = now or utcnow()
-    cutoff = now - timedelta(days=current_app.config.get("UNVERIFIED_EXPIRY_DAYS", 7))
+    cutoff = now - timedelta(days=current_app.config["UNVERIFIED_EXPIRY_DAYS"])
     # Counted from the newest confirmation link, not from receipt: a request staff enter with its real
     # (older) receipt date gets its full week to be confirmed.
     fresh_link = exists().where(Token.request_id == DsrRequest.id, Token.purpose == "verify", Token.created_at > cutoff)

@@ -1,0 +1,67 @@
+"""Each policy number has one place (config or one constants module); what a subject reads follows it.
+
+The pages and mail say the privacy address, the link lifetimes and the download count the app enforces,
+because they read the same config values the code does; the staff lists page by one size."""
+
+from __future__ import annotations
+
+import pytest
+from flask import render_template
+
+from app.config import PRIVACY_ADDRESS
+from tests.conftest import make_config
+
+CONTACT = "dpo@example.org"
+
+
+@pytest.fixture
+def app_config(migrated, redis_url, tmp_path):
+    return make_config(
+        migrated,
+        redis_url,
+        tmp_path,
+        PRIVACY_CONTACT=CONTACT,
+        UNVERIFIED_EXPIRY_DAYS=3,
+        DOWNLOAD_DAYS=4,
+        DOWNLOAD_MAX=2,
+        VERIFY_TOKEN_HOURS=12,
+    )
+
+
+def test_portal_home_names_the_configured_contact_and_lifetimes(client):
+    page = " ".join(client.get("/").get_data(as_text=True).split())
+    assert PRIVACY_ADDRESS not in page
+    assert page.count(f'href="mailto:{CONTACT}"') == 1 and page.count(CONTACT) >= 3  # questions and the footer
+    assert "(it works for 12 hours)" in page and "a download link that works for 4 days" in page
+    assert "not confirmed within 3 days are closed" in page
+    assert "7 days" not in page and "24 hours" not in page
+
+
+@pytest.mark.parametrize("kind", ["expired", "used"])
+def test_download_gone_page_follows_download_days_uses_and_contact(app, kind):
+    with app.test_request_context("/download"):
+        page = " ".join(render_template("portal/download_gone.html", kind=kind).split())
+    assert CONTACT in page and PRIVACY_ADDRESS not in page
+    if kind == "expired":
+        assert "Download links work for 4 days" in page
+    else:
+        assert "works 2 times, and this one has been used 2 times" in page
+
+
+def test_unconfirmed_expiry_pages_say_the_configured_days(app):
+    with app.test_request_context("/"):
+        inbox = " ".join(render_template("portal/check_inbox.html", hours=12).split())
+        problem = " ".join(render_template("portal/link_problem.html", kind="closed", purpose="verify").split())
+    assert "Unconfirmed requests are closed after 3 days." in inbox
+    assert "not confirmed within 3 days" in problem
+    assert "7 days" not in inbox + problem
+
+
+def test_verify_mail_says_the_configured_expiry(app):
+    from app.mail import render_message
+
+    with app.test_request_context("/"):
+        text, _html = render_message(
+            "verify", "Confirm", {"link": "http://portal.test/verify/x", "hours": 12, "type_label": "Access"}
+        )
+    assert "closed after 3 days" in text and "7 days" not in text

@@ -75,6 +75,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(health_bp)
     _register_blueprints(app)
+    _template_policy(app)
 
     from app.cli import register_cli
 
@@ -198,6 +199,13 @@ def _register_blueprints(app: Flask) -> None:
 
     portal_views.register(app)
     admin_routes.register(app)
+
+
+def _template_policy(app: Flask) -> None:
+    """What the templates name that is defined once in code (numbers and limits come from ``config``)."""
+    from app.sources.account import FIELD_LABELS
+
+    app.jinja_env.globals["field_labels"] = FIELD_LABELS
 
 
 def _security_headers(response: Response) -> Response:

@@ -65,3 +65,32 @@ def test_verify_mail_says_the_configured_expiry(app):
             "verify", "Confirm", {"link": "http://portal.test/verify/x", "hours": 12, "type_label": "Access"}
         )
     assert "closed after 3 days" in text and "7 days" not in text
+
+
+def test_correction_labels_are_one_list_on_pages_mail_and_form(app):
+    """The account's correctable fields are defined once: the form offers them, and the confirmation
+    page, the status page and the mail name each (``full_name``, the name as older requests recorded
+    it, included) in the same words."""
+    from app.dsr.models import CorrectionItem
+    from app.dsr.notices import correction_context
+    from app.dsr.states import RequestStatus
+    from app.extensions import db
+    from app.portal.forms import CORRECTABLE_FIELDS, ConfirmForm
+    from app.sources.account import CORRECTABLE, FIELD_LABELS
+    from tests.factories import make_request
+
+    assert [field for field, _label in CORRECTABLE_FIELDS] == ["name", "email", "company"]
+    assert set(FIELD_LABELS) == set(CORRECTABLE)
+    dsr = make_request(RequestStatus.UNVERIFIED, request_type="correction")
+    for field, value in (("full_name", "Ada Lovelace"), ("email", "ada@example.org")):
+        db.session.add(CorrectionItem(request_id=dsr.id, field=field, proposed_value=value))
+    db.session.flush()
+    db.session.refresh(dsr)
+    with app.test_request_context("/verify"):
+        verify = " ".join(
+            render_template("portal/verify.html", form=ConfirmForm(), dsr=dsr, type_label="Correction").split()
+        )
+        lines = correction_context(dsr.corrections)["correction_lines"]
+    assert "<dt>Change name to</dt>" in verify and "<dt>Change email address to</dt>" in verify
+    assert "full_name" not in verify
+    assert [line.split(":", 1)[0] for line in lines] == ["Name", "Email address"]

@@ -22,6 +22,7 @@ from app.dsr.models import (
     RequestNote,
     Token,
     clock_running,
+    due_soon_window,
 )
 from app.dsr.states import CLOSED, RequestStatus
 from app.exports import store
@@ -180,11 +181,11 @@ def deadline_reminders(now: datetime | None = None) -> int:
     from workers.jobs import staff_recipients
 
     now = now or utcnow()
-    days = int(current_app.config["DUE_SOON_DAYS"])
+    window = due_soon_window()
     rows = list(
         db.session.execute(
             select(DsrRequest)
-            .where(clock_running(), DsrRequest.due_at <= now + timedelta(days=days))
+            .where(clock_running(), DsrRequest.due_at <= now + window)
             .order_by(DsrRequest.due_at)
             .limit(500)
         ).scalars()
@@ -237,7 +238,7 @@ def deadline_reminders(now: datetime | None = None) -> int:
             due_soon=due_soon,
             waiting=waiting,
             unread_mail=unread,
-            days=days,
+            days=window.days,
         )
         sent += 1
     db.session.commit()

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select
 
-from app.dsr.models import DsrRequest, clock_running
+from app.dsr.models import DsrRequest, clock_running, due_soon
 from app.dsr.states import OPEN, Jurisdiction, RequestStatus, RequestType
 from app.extensions import db
 
@@ -150,7 +150,7 @@ def queue_statement(f: QueueFilters, now: datetime, prefix: bool = False) -> Sel
     if f.overdue:
         stmt = stmt.where(clock_running(), DsrRequest.due_at < now)
     if f.due_soon:
-        stmt = stmt.where(clock_running(), DsrRequest.due_at >= now, DsrRequest.due_at < now + due_soon_window())
+        stmt = stmt.where(clock_running(), due_soon(now))
     if f.received_from:
         start = datetime.combine(f.received_from, datetime.min.time(), UTC)
         stmt = stmt.where(DsrRequest.received_at >= start)
@@ -194,12 +194,6 @@ def queue_page(f: QueueFilters, now: datetime, per_page: int = PER_PAGE) -> tupl
     return list(rows), total
 
 
-def due_soon_window() -> timedelta:
-    from flask import current_app
-
-    return timedelta(days=int(current_app.config.get("DUE_SOON_DAYS") or 7))
-
-
 def quick_counts(now: datetime, me_id: int | None) -> dict[str, int]:
     """The counts beside the queue's quick filters, in one aggregate query over open requests."""
     running = clock_running()
@@ -212,9 +206,7 @@ def quick_counts(now: datetime, me_id: int | None) -> dict[str, int]:
             count_if(DsrRequest.assignee_id == (me_id or -1)).label("mine"),
             count_if(DsrRequest.assignee_id.is_(None)).label("nobody"),
             count_if(and_(running, DsrRequest.due_at < now)).label("overdue"),
-            count_if(and_(running, DsrRequest.due_at >= now, DsrRequest.due_at < now + due_soon_window())).label(
-                "due_soon"
-            ),
+            count_if(and_(running, due_soon(now))).label("due_soon"),
         ).where(DsrRequest.status.in_(OPEN_REVIEWED))
     ).one()
     return {k: int(v or 0) for k, v in row._mapping.items()}
@@ -230,9 +222,7 @@ def dashboard_counts(now: datetime) -> dict[str, int]:
     row = db.session.execute(
         select(
             count_if(DsrRequest.status == S.PENDING_REVIEW.value).label("awaiting_review"),
-            count_if(and_(running, DsrRequest.due_at >= now, DsrRequest.due_at < now + due_soon_window())).label(
-                "due_soon"
-            ),
+            count_if(and_(running, due_soon(now))).label("due_soon"),
             count_if(and_(running, DsrRequest.due_at < now)).label("overdue"),
             count_if(DsrRequest.status.in_(FULFILMENT)).label("in_progress"),
             count_if(DsrRequest.status == S.FAILED.value).label("failed"),

@@ -94,3 +94,34 @@ def test_correction_labels_are_one_list_on_pages_mail_and_form(app):
     assert "<dt>Change name to</dt>" in verify and "<dt>Change email address to</dt>" in verify
     assert "full_name" not in verify
     assert [line.split(":", 1)[0] for line in lines] == ["Name", "Email address"]
+
+
+@pytest.mark.parametrize(("days", "expected"), [(0, 0), (3, 1), (1, 0)])
+def test_due_soon_window_is_one_setting_for_dashboard_queue_and_reminders(app, days, expected):
+    """``DUE_SOON_DAYS`` is the one window: the dashboard, the queue's filter and count and the staff
+    reminder agree for every value (0 included: nothing is due soon)."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from app.admin.queries import QueueFilters, dashboard_counts, queue_page, quick_counts
+    from app.dsr.states import RequestStatus
+    from app.extensions import db
+    from app.mail.models import OutgoingMail
+    from app.models_base import utcnow
+    from tests.factories import make_request
+    from workers.maintenance import deadline_reminders
+
+    now = utcnow()
+    dsr = make_request(RequestStatus.PENDING_REVIEW)
+    dsr.due_at = now + timedelta(days=2)
+    db.session.commit()
+    app.config.update(DUE_SOON_DAYS=days, STAFF_ALERT_EMAIL="staff@example.org")
+    assert dashboard_counts(now)["due_soon"] == expected
+    assert quick_counts(now, None)["due_soon"] == expected
+    assert queue_page(QueueFilters.parse({"due_soon": "1"}), now)[1] == expected
+    assert deadline_reminders(now) == expected  # one reminder to staff when something is due soon
+    subjects = db.session.execute(select(OutgoingMail.subject)).scalars().all()
+    assert [s for s in subjects if "due soon" in s] == (
+        ["Privacy requests: 0 overdue, 1 due soon, 0 waiting"] if expected else []
+    )

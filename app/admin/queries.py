@@ -20,7 +20,9 @@ from app.dsr.states import OPEN, Jurisdiction, RequestStatus, RequestType
 from app.extensions import db
 
 S = RequestStatus
-PER_PAGE = 25
+# Page sizes of the staff lists: the request queue, and the long lists (audit log, outbox, mailbox).
+QUEUE_PAGE_SIZE = 25
+LIST_PAGE_SIZE = 50
 # ?sort=: the orderings the queue offers (soonest deadline first by default).
 SORTS = {
     "due": (DsrRequest.due_at.asc().nulls_last(), DsrRequest.received_at),
@@ -118,11 +120,6 @@ class QueueFilters:
         return {k: v for k, v in args.items() if v}
 
 
-def _like_prefix(value: str) -> str:
-    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped + "%"
-
-
 # Approved and not yet answered: being built, or built and waiting for an officer's release.
 FULFILMENT = (S.APPROVED.value, S.IN_PROGRESS.value, S.AWAITING_RELEASE.value)
 
@@ -164,9 +161,10 @@ def queue_statement(f: QueueFilters, now: datetime, prefix: bool = False) -> Sel
         if prefix:
             stmt = stmt.where(
                 or_(
-                    DsrRequest.reference.like(_like_prefix(ref), escape="\\"),
-                    DsrRequest.email.like(_like_prefix(email), escape="\\"),
-                    func.lower(DsrRequest.full_name).like("%" + _like_prefix(email), escape="\\"),
+                    # autoescape: what staff type is literal text, never a LIKE wildcard
+                    DsrRequest.reference.startswith(ref, autoescape=True),
+                    DsrRequest.email.startswith(email, autoescape=True),
+                    func.lower(DsrRequest.full_name).contains(email, autoescape=True),
                 )
             )
         else:
@@ -175,11 +173,16 @@ def queue_statement(f: QueueFilters, now: datetime, prefix: bool = False) -> Sel
     return stmt
 
 
+def page_count(total: int, per_page: int) -> int:
+    """Pages for ``total`` rows (at least one: an empty list is one empty page)."""
+    return max(1, -(-total // per_page))
+
+
 def _count(stmt: Select[Any]) -> int:
     return db.session.execute(select(func.count()).select_from(stmt.order_by(None).subquery())).scalar_one()
 
 
-def queue_page(f: QueueFilters, now: datetime, per_page: int = PER_PAGE) -> tuple[list[DsrRequest], int]:
+def queue_page(f: QueueFilters, now: datetime, per_page: int = QUEUE_PAGE_SIZE) -> tuple[list[DsrRequest], int]:
     base = queue_statement(f, now)
     total = _count(base)
     if f.q and total == 0:
@@ -273,7 +276,9 @@ def saved_views(staff_id: int) -> list[tuple[str, dict[str, Any]]]:
     from app.dsr.models import AppSetting
 
     prefix = f"{VIEW_PREFIX}{staff_id}:"
-    rows = db.session.execute(select(AppSetting).where(AppSetting.key.like(prefix + "%")).order_by(AppSetting.key))
+    rows = db.session.execute(
+        select(AppSetting).where(AppSetting.key.startswith(prefix, autoescape=True)).order_by(AppSetting.key)
+    )
     found: list[tuple[str, dict[str, Any]]] = []
     for row in rows.scalars():
         try:

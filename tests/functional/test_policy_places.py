@@ -125,3 +125,41 @@ def test_due_soon_window_is_one_setting_for_dashboard_queue_and_reminders(app, d
     assert [s for s in subjects if "due soon" in s] == (
         ["Privacy requests: 0 overdue, 1 due soon, 0 waiting"] if expected else []
     )
+
+
+def test_search_wildcards_are_literal_in_the_queue_and_the_audit_filter(app):
+    """One way to search by prefix (SQLAlchemy's autoescape): ``%``, ``_`` and the escape character a
+    staff member types match only themselves, in the queue's search and the audit log's actor filter."""
+    from app.admin.manage import audit_filters, audit_statement
+    from app.admin.queries import QueueFilters, queue_page
+    from app.audit import Actor, record_event
+    from app.dsr.states import RequestStatus
+    from app.extensions import db
+    from app.models_base import utcnow
+    from tests.factories import make_request
+
+    now = utcnow()
+    plain = make_request(RequestStatus.PENDING_REVIEW, email="ab.cd@example.com", full_name="Ab Cd")
+    odd = make_request(RequestStatus.PENDING_REVIEW, email="a_b/c%d@example.com", full_name="A_b Ward")
+    for text, found in (("a_", [odd]), ("a_b/c%", [odd]), ("%", []), ("_", [odd]), ("/", [])):
+        assert queue_page(QueueFilters.parse({"q": text}), now)[0] == found, text
+    assert queue_page(QueueFilters.parse({"q": "ab"}), now)[0] == [plain]
+    record_event("request.note_added", Actor("staff", None, "a_b officer"), dsr=plain)
+    record_event("request.note_added", Actor("staff", None, "axb officer"), dsr=plain)
+    db.session.commit()
+
+    def actors(text: str) -> list[str]:
+        stmt = audit_statement(audit_filters({"actor": text}))
+        return sorted({e.actor_label for e in db.session.execute(stmt).scalars()})
+
+    assert actors("a_") == ["a_b officer"]
+    assert actors("A") == ["a_b officer", "axb officer"]
+    assert actors("%") == []
+
+
+def test_staff_lists_page_by_one_size(app):
+    from app.admin import mailbox, manage, outbox, queries
+
+    assert queries.QUEUE_PAGE_SIZE == 25 and queries.LIST_PAGE_SIZE == 50
+    assert not any(hasattr(module, "PER_PAGE") for module in (queries, mailbox, manage, outbox))
+    assert [queries.page_count(n, 50) for n in (0, 1, 50, 51)] == [1, 1, 1, 2]

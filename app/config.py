@@ -22,6 +22,9 @@ TRUE = {"1", "true", "yes", "on"}
 # The privacy address: the sender of our mail and the contact every page, mail and package names, unless
 # MAIL_DEFAULT_SENDER / PRIVACY_CONTACT say otherwise.
 PRIVACY_ADDRESS = "privacy@chatgpttech.mobi"
+# How long a job's heartbeats (rq's and the request row's) must be quiet before its worker is presumed
+# gone (RECONCILE_HORSE_GRACE_SECONDS; app.queue.LEFTOVER_GRACE, workers.reconcile.horse_grace).
+HEARTBEAT_GRACE_SECONDS = 90
 
 
 def _bool(value: str | None, default: bool = False) -> bool:
@@ -283,7 +286,9 @@ def _jobs() -> dict[str, Any]:
         # retry per interval; unset: 30 s, 2 min, 10 min, 30 min.
         "FULFIL_RETRY_INTERVALS": _intervals(os.environ.get("FULFIL_RETRY_INTERVALS"), "FULFIL_RETRY_INTERVALS"),
         # How long a request's heartbeat must be quiet before a job whose worker died is re-run.
-        "RECONCILE_HORSE_GRACE_SECONDS": float(os.environ.get("RECONCILE_HORSE_GRACE_SECONDS") or 90),
+        "RECONCILE_HORSE_GRACE_SECONDS": float(
+            os.environ.get("RECONCILE_HORSE_GRACE_SECONDS") or HEARTBEAT_GRACE_SECONDS
+        ),
         # How old a queued mail must be before the reconciler re-enqueues it.
         "RECONCILE_MAIL_GRACE_SECONDS": float(os.environ.get("RECONCILE_MAIL_GRACE_SECONDS") or 30),
     }

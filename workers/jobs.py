@@ -17,7 +17,7 @@ from typing import Any, cast
 
 import redis
 from flask import current_app
-from rq import Retry, get_current_job
+from rq import get_current_job
 from sqlalchemy import Table, select
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm.attributes import flag_modified
@@ -42,8 +42,6 @@ from workers.context import job
 
 S = RequestStatus
 WORKER = Actor.system("worker")
-# Backoff for transient trouble; services.fulfilment_job attaches it to every fulfilment job.
-FULFIL_RETRY = Retry(max=4, interval=[30, 120, 600, 1800])
 TRANSIENT = (OperationalError, redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError)
 
 

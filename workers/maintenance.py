@@ -120,7 +120,7 @@ def retention_sweep_job() -> dict[str, int]:
 
 def retention_sweep(now: datetime | None = None) -> dict[str, int]:
     """Usage logs and support messages past their inventory period (the export filters by the same
-    cutoffs); accounts closed more than 30 days ago, erased like a deletion."""
+    cutoffs); accounts closed more than ``CLOSED_ACCOUNT_DAYS`` ago, erased like a deletion."""
     from app.platform.models import Account
     from app.sources.base import DELETE_BATCH
     from app.sources.erasure import erase_everything
@@ -258,7 +258,7 @@ def purge_records_job() -> int:
 
 
 def purge_records(now: datetime | None = None) -> int:
-    """Delete request records (and the subject data in them) 24 months after closing."""
+    """Delete request records (and the subject data in them) ``RECORD_RETENTION_DAYS`` after closing."""
     now = now or utcnow()
     cutoff = now - timedelta(days=current_app.config["RECORD_RETENTION_DAYS"])
     ids = list(

@@ -163,3 +163,21 @@ def test_staff_lists_page_by_one_size(app):
     assert queries.QUEUE_PAGE_SIZE == 25 and queries.LIST_PAGE_SIZE == 50
     assert not any(hasattr(module, "PER_PAGE") for module in (queries, mailbox, manage, outbox))
     assert [queries.page_count(n, 50) for n in (0, 1, 50, 51)] == [1, 1, 1, 2]
+
+
+def test_expiry_notice_on_the_status_page_says_the_configured_days(app):
+    from sqlalchemy import select
+
+    from app.audit.models import AuditEvent
+    from app.dsr.services import expire_unverified
+    from app.dsr.states import RequestStatus
+    from app.extensions import db
+    from tests.factories import make_request
+
+    dsr = make_request(RequestStatus.UNVERIFIED, received_days_ago=5)
+    assert expire_unverified() == 1
+    db.session.commit()
+    messages = db.session.execute(
+        select(AuditEvent.message).where(AuditEvent.request_id == dsr.id, AuditEvent.public.is_(True))
+    ).scalars()
+    assert list(messages) == ["Your request expired because the email address was not confirmed within 3 days."]

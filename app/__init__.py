@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from flask import Flask
+from flask import Flask, Response
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from app.config import load_config
 from app.extensions import csrf, db, limiter, login_manager, migrate
@@ -33,7 +37,7 @@ CSP = (
 )
 
 
-def create_app(config: dict | None = None) -> Flask:
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from app import logs
     from app.redact import install_record_factory
 
@@ -71,6 +75,7 @@ def create_app(config: dict | None = None) -> Flask:
 
     app.register_blueprint(health_bp)
     _register_blueprints(app)
+    _template_policy(app)
 
     from app.cli import register_cli
 
@@ -84,7 +89,9 @@ def create_app(config: dict | None = None) -> Flask:
 
         # Only the configured number of proxies is believed: the client address, scheme and host they
         # report become the request's (rate limits and audit IPs use the real client).
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]  # Flask's documented way to wrap the WSGI app
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops
+        )
     _announce(app)
     return app
 
@@ -97,7 +104,7 @@ def _announce(app: Flask) -> None:
 
     from sqlalchemy.engine import make_url
 
-    def url(value) -> str:
+    def url(value: object) -> str:
         try:
             return make_url(str(value)).render_as_string(hide_password=True)
         except Exception:  # noqa: BLE001 - whatever it is, say only its scheme
@@ -128,7 +135,7 @@ def _announce(app: Flask) -> None:
     print("dsr-portal: " + " ".join(parts), file=sys.stderr, flush=True)
 
 
-def _export_storage(cfg) -> str:
+def _export_storage(cfg: Mapping[str, Any]) -> str:
     from app.config import parse_storage_url
 
     kind, where, prefix = parse_storage_url(str(cfg.get("EXPORT_STORAGE_URL") or cfg["EXPORT_DIR"]))
@@ -143,7 +150,7 @@ def _export_storage(cfg) -> str:
     return f"directory:{where}"
 
 
-def _refuse_nul_bytes():
+def _refuse_nul_bytes() -> None:
     """A NUL byte is never valid input, and PostgreSQL refuses it in text (a 500 on any query or insert
     that carried one): answer 400 before any view sees it. The portal's forms report control characters
     field by field themselves, so its form bodies are left to them (and path parts are only ever hashed or
@@ -168,7 +175,7 @@ def _tune_sqlite(app: Flask) -> None:
     for engine in engines:
 
         @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn, _record):
+        def _pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA busy_timeout = 15000")
             cur.execute("PRAGMA journal_mode = WAL")
@@ -194,7 +201,14 @@ def _register_blueprints(app: Flask) -> None:
     admin_routes.register(app)
 
 
-def _security_headers(response):
+def _template_policy(app: Flask) -> None:
+    """What the templates name that is defined once in code (numbers and limits come from ``config``)."""
+    from app.sources.account import FIELD_LABELS
+
+    app.jinja_env.globals["field_labels"] = FIELD_LABELS
+
+
+def _security_headers(response: Response) -> Response:
     headers = response.headers
     headers.setdefault("Content-Security-Policy", CSP)
     headers.setdefault("X-Content-Type-Options", "nosniff")

@@ -36,6 +36,7 @@ from rq.utils import utcparse
 from sqlalchemy import event
 from sqlalchemy.orm import Session, SessionTransaction, scoped_session
 
+from app.config import HEARTBEAT_GRACE_SECONDS
 from app.redis_server import ensure_embedded_redis
 
 if TYPE_CHECKING:
@@ -234,12 +235,23 @@ class PendingJob:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-def job_is_live(job_id: str, connection: redis.Redis | None = None) -> bool:
+def is_live(job: Job) -> bool:
+    """Whether rq still counts ``job`` as live (queued, started, deferred or scheduled), read afresh: the
+    one liveness test that enqueueing, the reconciler and the tests use."""
+    return job.get_status(refresh=True) in LIVE_STATUSES
+
+
+def live_job(job_id: str, connection: redis.Redis | None = None) -> Job | None:
+    """The job under ``job_id`` while it is live; None when there is none or it has finished or failed."""
     try:
         job = fetch_job(job_id, connection)
     except NoSuchJobError:
-        return False
-    return job.get_status(refresh=True) in LIVE_STATUSES
+        return None
+    return job if is_live(job) else None
+
+
+def job_is_live(job_id: str, connection: redis.Redis | None = None) -> bool:
+    return live_job(job_id, connection) is not None
 
 
 def discard_job(job: Job) -> None:
@@ -265,7 +277,7 @@ def discard_job(job: Job) -> None:
 
 # How long the heartbeat in a leftover job hash (see ``clear_leftover``) must have been quiet before the id
 # is taken for a new job: rq's worker beats for its work horse at least every 30 s.
-LEFTOVER_GRACE = timedelta(seconds=90)
+LEFTOVER_GRACE = timedelta(seconds=HEARTBEAT_GRACE_SECONDS)
 
 
 def leftover_hash(job_id: str, conn: redis.Redis) -> bool:
@@ -323,7 +335,7 @@ def enqueue_now(
             if not clear_leftover(pending.job_id, conn, leftover_grace):
                 return None
         if existing is not None:
-            if existing.get_status(refresh=True) in LIVE_STATUSES:
+            if is_live(existing):
                 return None
             discard_job(existing)
         opts["unique"] = True

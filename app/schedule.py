@@ -39,7 +39,7 @@ def record_success(name: str, now: datetime | None = None) -> None:
 
 
 def last_successes() -> dict[str, datetime]:
-    rows = db.session.query(AppSetting).filter(AppSetting.key.like(PREFIX + "%")).all()
+    rows = db.session.query(AppSetting).filter(AppSetting.key.startswith(PREFIX, autoescape=True)).all()
     found = {}
     for row in rows:
         try:

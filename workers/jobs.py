@@ -13,12 +13,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import redis
 from flask import current_app
-from rq import Retry, get_current_job
-from sqlalchemy import select
+from rq import get_current_job
+from sqlalchemy import Table, select
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm.attributes import flag_modified
 
@@ -34,7 +34,7 @@ from app.extensions import db
 from app.mail import queue_mail
 from app.models_base import utcnow
 from app.redact import redact_all
-from app.sources import BY_KEY, SOURCES, CorrectionRefused, find_subject
+from app.sources import BY_KEY, SOURCES, CorrectionRefused, Subject, find_subject
 from app.sources.resolve import resolve_subject
 from app.sources.stripe_billing import BillingError
 from app.staff.models import Role, StaffUser
@@ -42,8 +42,6 @@ from workers.context import job
 
 S = RequestStatus
 WORKER = Actor.system("worker")
-# Backoff for transient trouble; services.fulfilment_job attaches it to every fulfilment job.
-FULFIL_RETRY = Retry(max=4, interval=[30, 120, 600, 1800])
 TRANSIENT = (OperationalError, redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError)
 
 
@@ -117,7 +115,8 @@ def _run(request_id: int, kind: str, work: Callable[[DsrRequest, Progress], str]
 
 def _note_error(request_id: int, message: str) -> None:
     try:
-        db.session.execute(DsrRequest.__table__.update().where(DsrRequest.id == request_id).values(last_error=message))
+        table = cast(Table, DsrRequest.__table__)  # a mapped class's table (typed as any FromClause)
+        db.session.execute(table.update().where(DsrRequest.id == request_id).values(last_error=message))
         db.session.commit()
     except Exception:  # noqa: BLE001 - the original error matters more
         db.session.rollback()
@@ -202,7 +201,7 @@ def _export(dsr: DsrRequest, progress: Progress) -> str:
 def _record_export(request_id: int, export_id: int, result: PackageResult) -> str:
     """Record the uploaded package and send its link (or hold it): one transaction."""
     dsr = services.lock_request(request_id)
-    export = db.session.get(Export, export_id)
+    export = cast(Export, db.session.get(Export, export_id))  # made and committed before the build
     export.size_bytes = result.size
     export.sha256 = result.sha256
     export.manifest = result.manifest
@@ -235,7 +234,7 @@ def _discard_unrecorded(store: export_store.ExportStore, export_id: int, filenam
         current_app.logger.warning("export %s: the package could not be removed after its commit failed", export_id)
 
 
-def _billing_held(subject) -> bool:
+def _billing_held(subject: Subject) -> bool:
     """Whether Stripe holds a customer for the subject (True when it cannot be checked: then the
     package is built and says billing was not checked, rather than claiming we hold nothing)."""
     from app.sources.stripe_billing import configured
@@ -279,7 +278,7 @@ def _erase(dsr: DsrRequest, progress: Progress, batch: int | None = None) -> str
     resumed = "state" in report_so_far
 
     def checkpoint(state: dict[str, Any]) -> None:
-        row = db.session.get(DsrRequest, request_id)
+        row = db.session.get_one(DsrRequest, request_id)
         row.report = {"state": state}
         flag_modified(row, "report")
         db.session.commit()
@@ -322,7 +321,7 @@ def _erase(dsr: DsrRequest, progress: Progress, batch: int | None = None) -> str
 
 def _report_drift(request_id: int, found: dict[str, list[int]]) -> None:
     """The job found more or fewer rows than the plan staff approved: say so in the audit and to staff."""
-    dsr = db.session.get(DsrRequest, request_id)
+    dsr = db.session.get_one(DsrRequest, request_id)
     record_event("request.plan_drift", WORKER, dsr=dsr, data=found)
     for to in staff_recipients():
         lines = [
@@ -403,7 +402,7 @@ def _correct(dsr: DsrRequest, progress: Progress) -> str:
     return f"{len(todo)} correction(s) applied"
 
 
-def _current_value(subject, field: str) -> str | None:
+def _current_value(subject: Subject, field: str) -> str | None:
     """What the platform holds before a correction is applied (recorded beside the new value)."""
     from app.platform.models import Account
     from app.sources.account import CORRECTABLE

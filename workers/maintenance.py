@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import functools
-from datetime import timedelta
-from typing import Any
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import ParamSpec, TypeVar
 
 from flask import current_app
 from sqlalchemy import delete, or_, select, update
@@ -21,6 +22,7 @@ from app.dsr.models import (
     RequestNote,
     Token,
     clock_running,
+    due_soon_window,
 )
 from app.dsr.states import CLOSED, RequestStatus
 from app.exports import store
@@ -31,13 +33,15 @@ from app.schedule import record_success
 from workers.context import job
 
 SYSTEM = Actor.system("maintenance")
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-def scheduled(func):
+def scheduled(func: Callable[P, R]) -> Callable[P, R]:
     """Record the job's success (``app.schedule``), so a stopped cron is noticed."""
 
     @functools.wraps(func)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         result = func(*args, **kwargs)
         record_success(func.__name__)
         return result
@@ -45,7 +49,7 @@ def scheduled(func):
     return wrapper
 
 
-def alert_stale_jobs(now=None) -> list[str]:
+def alert_stale_jobs(now: datetime | None = None) -> list[str]:
     """Tell staff, once a day, about daily jobs that stopped succeeding (cron stopped, or a job fails)."""
     from app.dsr.models import AppSetting
     from app.mail import queue_mail
@@ -91,7 +95,7 @@ def purge_exports_job() -> int:
     return purge_exports()
 
 
-def purge_exports(now=None) -> int:
+def purge_exports(now: datetime | None = None) -> int:
     """Delete the files of exports past their expiry; the row stays (status purged) for the audit."""
     now = now or utcnow()
     due = db.session.execute(
@@ -114,9 +118,9 @@ def retention_sweep_job() -> dict[str, int]:
     return retention_sweep()
 
 
-def retention_sweep(now=None) -> dict[str, Any]:
+def retention_sweep(now: datetime | None = None) -> dict[str, int]:
     """Usage logs and support messages past their inventory period (the export filters by the same
-    cutoffs); accounts closed more than 30 days ago, erased like a deletion."""
+    cutoffs); accounts closed more than ``CLOSED_ACCOUNT_DAYS`` ago, erased like a deletion."""
     from app.platform.models import Account
     from app.sources.base import DELETE_BATCH
     from app.sources.erasure import erase_everything
@@ -127,7 +131,7 @@ def retention_sweep(now=None) -> dict[str, Any]:
     now = now or utcnow()
     cfg = current_app.config
     usage_cutoff = UsageSource().retention_cutoff(now)  # the cutoff the export filters by, too
-    usage = UsageSource().sweep(usage_cutoff, DELETE_BATCH)
+    usage = UsageSource().sweep(usage_cutoff, DELETE_BATCH) if usage_cutoff else 0
     support_cutoff = SupportSource().retention_cutoff(now)  # the inventory's period (support_messages)
     support = SupportSource().sweep(support_cutoff, DELETE_BATCH) if support_cutoff else 0
     closed_cutoff = now - timedelta(days=cfg["CLOSED_ACCOUNT_DAYS"])
@@ -169,7 +173,7 @@ def deadline_reminders_job() -> int:
     return deadline_reminders()
 
 
-def deadline_reminders(now=None) -> int:
+def deadline_reminders(now: datetime | None = None) -> int:
     """Email staff the open requests that are overdue or due soon (``DUE_SOON_DAYS``), on hold or not,
     and those waiting for the subject's answer for ``SUBJECT_REMINDER_DAYS``; remind those subjects too."""
     from app.dsr.services import notify_subject
@@ -177,11 +181,11 @@ def deadline_reminders(now=None) -> int:
     from workers.jobs import staff_recipients
 
     now = now or utcnow()
-    days = int(current_app.config["DUE_SOON_DAYS"])
+    window = due_soon_window()
     rows = list(
         db.session.execute(
             select(DsrRequest)
-            .where(clock_running(), DsrRequest.due_at <= now + timedelta(days=days))
+            .where(clock_running(), DsrRequest.due_at <= now + window)
             .order_by(DsrRequest.due_at)
             .limit(500)
         ).scalars()
@@ -219,8 +223,9 @@ def deadline_reminders(now=None) -> int:
     if not rows and not waiting and not unread:
         db.session.commit()
         return 0
-    overdue = [r for r in rows if r.due_at < now]
-    due_soon = [r for r in rows if r.due_at >= now]
+    # (every row has a due date: the query compared it)
+    overdue = [r for r in rows if r.due_at is not None and r.due_at < now]
+    due_soon = [r for r in rows if r.due_at is not None and r.due_at >= now]
     sent = 0
     for to in staff_recipients():
         queue_mail(
@@ -233,7 +238,7 @@ def deadline_reminders(now=None) -> int:
             due_soon=due_soon,
             waiting=waiting,
             unread_mail=unread,
-            days=days,
+            days=window.days,
         )
         sent += 1
     db.session.commit()
@@ -252,8 +257,8 @@ def purge_records_job() -> int:
     return purge_records()
 
 
-def purge_records(now=None) -> int:
-    """Delete request records (and the subject data in them) 24 months after closing."""
+def purge_records(now: datetime | None = None) -> int:
+    """Delete request records (and the subject data in them) ``RECORD_RETENTION_DAYS`` after closing."""
     now = now or utcnow()
     cutoff = now - timedelta(days=current_app.config["RECORD_RETENTION_DAYS"])
     ids = list(

@@ -31,15 +31,15 @@ from app.mail import mail_job
 from app.mail.models import OutgoingMail
 from app.models_base import utcnow
 from app.queue import (
-    LIVE_STATUSES,
+    LEFTOVER_GRACE,
     SERIALIZER,
     AllowedJob,
     discard_job,
     enqueue_now,
-    fetch_job,
     get_queue,
     get_redis,
     leftover_hash,
+    live_job,
 )
 from workers.mail import dead_claim
 
@@ -48,7 +48,7 @@ STALE_AFTER = timedelta(minutes=10)
 # parent and still be working: a dead worker only means an abandoned job once the request's own
 # heartbeat (written at least every second while rows flow) has also been quiet this long
 # (``RECONCILE_HORSE_GRACE_SECONDS`` overrides it).
-HORSE_GRACE = timedelta(seconds=90)
+HORSE_GRACE = LEFTOVER_GRACE
 
 
 def horse_grace() -> timedelta:
@@ -87,15 +87,6 @@ def _aware(moment: datetime | None) -> datetime | None: ...
 def _aware(moment: datetime | None) -> datetime | None:
     """rq keeps naive UTC datetimes."""
     return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
-
-
-def _live_job(job_id: str, conn: redis.Redis) -> Job | None:
-    """The job under ``job_id`` if rq counts it as live (queued, started, deferred, scheduled)."""
-    try:
-        job = fetch_job(job_id, conn)
-    except NoSuchJobError:
-        return None
-    return job if job.get_status(refresh=True) in LIVE_STATUSES else None
 
 
 def is_abandoned(job: Job, dsr: DsrRequest, conn: redis.Redis, stale_after: timedelta) -> bool:
@@ -175,7 +166,7 @@ def reconcile(mail_grace: timedelta | None = None, stale_after: timedelta = STAL
     for dsr in list(open_fulfilment):
         pending = fulfilment_job(dsr)
         assert pending.job_id is not None  # fulfilment jobs have deterministic ids
-        job = _live_job(pending.job_id, conn)
+        job = live_job(pending.job_id, conn)
         if job is not None:
             if not (
                 is_abandoned(job, dsr, conn, stale_after)
@@ -207,7 +198,7 @@ def reconcile(mail_grace: timedelta | None = None, stale_after: timedelta = STAL
     for mail_id in list(queued_mail):
         pending = mail_job(mail_id)
         assert pending.job_id is not None  # mail jobs have deterministic ids
-        job = _live_job(pending.job_id, conn)
+        job = live_job(pending.job_id, conn)
         if job is not None:
             if not (
                 overdue_retry(job, conn, mail_grace)

@@ -13,6 +13,7 @@ from flask_login import current_user
 from sqlalchemy import func, select
 
 from app.admin.guard import bp, requires
+from app.admin.queries import LIST_PAGE_SIZE
 from app.audit import Actor, record_event
 from app.dsr.services import ActionError
 from app.dsr.states import CLOSED
@@ -20,7 +21,6 @@ from app.extensions import db
 from app.mailbox.models import InboundMail
 from app.mailbox.services import DISMISS_REASONS, add_to_thread, dismiss, get_item
 
-PER_PAGE = 50
 STATUSES = {
     "new": "New",
     "converted": "Made a request",
@@ -44,7 +44,7 @@ def mailbox() -> ResponseReturnValue:
     )
     items = list(
         db.session.execute(
-            select(InboundMail).where(InboundMail.status == status).order_by(*order).limit(PER_PAGE)
+            select(InboundMail).where(InboundMail.status == status).order_by(*order).limit(LIST_PAGE_SIZE)
         ).scalars()
     )
     counts = dict(db.session.execute(select(InboundMail.status, func.count()).group_by(InboundMail.status)).all())
@@ -54,7 +54,7 @@ def mailbox() -> ResponseReturnValue:
         status=status,
         statuses=STATUSES,
         counts=counts,
-        per_page=PER_PAGE,
+        per_page=LIST_PAGE_SIZE,
         configured=bool(current_app.config.get("MAIL_IMAP_URL")),
     )
 

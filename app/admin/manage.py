@@ -12,14 +12,12 @@ from flask_login import current_user
 from sqlalchemy import Select, func, select
 
 from app.admin.guard import bp, requires
-from app.admin.queries import filter_date
+from app.admin.queries import LIST_PAGE_SIZE, filter_date, page_count
 from app.audit import Actor, record_event
 from app.audit.models import AuditEvent
 from app.csvsafe import csv_download, csv_line
 from app.extensions import db
 from app.models_base import utcnow
-
-PER_PAGE = 50
 
 
 class AuditFilters(TypedDict):
@@ -48,8 +46,7 @@ def audit_statement(f: AuditFilters) -> Select[AuditEvent]:
     if f["event"]:
         stmt = stmt.where(AuditEvent.event == f["event"])
     if f["actor"]:
-        escaped = f["actor"].lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        stmt = stmt.where(func.lower(AuditEvent.actor_label).like(escaped + "%", escape="\\"))
+        stmt = stmt.where(func.lower(AuditEvent.actor_label).startswith(f["actor"].lower(), autoescape=True))
     if f["reference"]:
         stmt = stmt.where(AuditEvent.request_reference == f["reference"])
     if f["date_from"]:
@@ -68,8 +65,8 @@ def audit_log() -> ResponseReturnValue:
     total = db.session.execute(select(func.count()).select_from(stmt.subquery())).scalar_one()
     events = db.session.execute(
         stmt.order_by(AuditEvent.occurred_at.desc(), AuditEvent.id.desc())
-        .limit(PER_PAGE)
-        .offset((f["page"] - 1) * PER_PAGE)
+        .limit(LIST_PAGE_SIZE)
+        .offset((f["page"] - 1) * LIST_PAGE_SIZE)
     ).scalars()
     names = db.session.execute(select(AuditEvent.event).distinct().order_by(AuditEvent.event)).scalars().all()
     args = {k: (v.isoformat() if isinstance(v, date) else v) for k, v in f.items() if v and k != "page"}
@@ -80,7 +77,7 @@ def audit_log() -> ResponseReturnValue:
         f=f,
         args=args,
         names=names,
-        pages=max(1, -(-total // PER_PAGE)),
+        pages=page_count(total, LIST_PAGE_SIZE),
     )
 
 

@@ -10,11 +10,10 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 
 from app.admin.guard import bp, requires
+from app.admin.queries import LIST_PAGE_SIZE, page_count
 from app.extensions import db
 from app.mail import outbox_enabled
 from app.mail.models import OutgoingMail
-
-PER_PAGE = 50
 
 
 @bp.route("/outbox")
@@ -26,10 +25,10 @@ def outbox() -> ResponseReturnValue:
     page = int(raw) if raw.isdecimal() and len(raw) < 6 and int(raw) > 0 else 1
     total = db.session.execute(select(func.count()).select_from(OutgoingMail)).scalar_one()
     mails = db.session.execute(
-        select(OutgoingMail).order_by(OutgoingMail.id.desc()).limit(PER_PAGE).offset((page - 1) * PER_PAGE)
+        select(OutgoingMail).order_by(OutgoingMail.id.desc()).limit(LIST_PAGE_SIZE).offset((page - 1) * LIST_PAGE_SIZE)
     ).scalars()
     return render_template(
-        "admin/outbox.html", mails=list(mails), total=total, page=page, pages=max(1, -(-total // PER_PAGE))
+        "admin/outbox.html", mails=list(mails), total=total, page=page, pages=page_count(total, LIST_PAGE_SIZE)
     )
 
 

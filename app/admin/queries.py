@@ -15,12 +15,14 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select
 
-from app.dsr.models import DsrRequest, clock_running
+from app.dsr.models import DsrRequest, clock_running, due_soon
 from app.dsr.states import OPEN, Jurisdiction, RequestStatus, RequestType
 from app.extensions import db
 
 S = RequestStatus
-PER_PAGE = 25
+# Page sizes of the staff lists: the request queue, and the long lists (audit log, outbox, mailbox).
+QUEUE_PAGE_SIZE = 25
+LIST_PAGE_SIZE = 50
 # ?sort=: the orderings the queue offers (soonest deadline first by default).
 SORTS = {
     "due": (DsrRequest.due_at.asc().nulls_last(), DsrRequest.received_at),
@@ -118,11 +120,6 @@ class QueueFilters:
         return {k: v for k, v in args.items() if v}
 
 
-def _like_prefix(value: str) -> str:
-    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped + "%"
-
-
 # Approved and not yet answered: being built, or built and waiting for an officer's release.
 FULFILMENT = (S.APPROVED.value, S.IN_PROGRESS.value, S.AWAITING_RELEASE.value)
 
@@ -150,7 +147,7 @@ def queue_statement(f: QueueFilters, now: datetime, prefix: bool = False) -> Sel
     if f.overdue:
         stmt = stmt.where(clock_running(), DsrRequest.due_at < now)
     if f.due_soon:
-        stmt = stmt.where(clock_running(), DsrRequest.due_at >= now, DsrRequest.due_at < now + due_soon_window())
+        stmt = stmt.where(clock_running(), due_soon(now))
     if f.received_from:
         start = datetime.combine(f.received_from, datetime.min.time(), UTC)
         stmt = stmt.where(DsrRequest.received_at >= start)
@@ -164,9 +161,10 @@ def queue_statement(f: QueueFilters, now: datetime, prefix: bool = False) -> Sel
         if prefix:
             stmt = stmt.where(
                 or_(
-                    DsrRequest.reference.like(_like_prefix(ref), escape="\\"),
-                    DsrRequest.email.like(_like_prefix(email), escape="\\"),
-                    func.lower(DsrRequest.full_name).like("%" + _like_prefix(email), escape="\\"),
+                    # autoescape: what staff type is literal text, never a LIKE wildcard
+                    DsrRequest.reference.startswith(ref, autoescape=True),
+                    DsrRequest.email.startswith(email, autoescape=True),
+                    func.lower(DsrRequest.full_name).contains(email, autoescape=True),
                 )
             )
         else:
@@ -175,11 +173,16 @@ def queue_statement(f: QueueFilters, now: datetime, prefix: bool = False) -> Sel
     return stmt
 
 
+def page_count(total: int, per_page: int) -> int:
+    """Pages for ``total`` rows (at least one: an empty list is one empty page)."""
+    return max(1, -(-total // per_page))
+
+
 def _count(stmt: Select[Any]) -> int:
     return db.session.execute(select(func.count()).select_from(stmt.order_by(None).subquery())).scalar_one()
 
 
-def queue_page(f: QueueFilters, now: datetime, per_page: int = PER_PAGE) -> tuple[list[DsrRequest], int]:
+def queue_page(f: QueueFilters, now: datetime, per_page: int = QUEUE_PAGE_SIZE) -> tuple[list[DsrRequest], int]:
     base = queue_statement(f, now)
     total = _count(base)
     if f.q and total == 0:
@@ -194,12 +197,6 @@ def queue_page(f: QueueFilters, now: datetime, per_page: int = PER_PAGE) -> tupl
     return list(rows), total
 
 
-def due_soon_window() -> timedelta:
-    from flask import current_app
-
-    return timedelta(days=int(current_app.config.get("DUE_SOON_DAYS") or 7))
-
-
 def quick_counts(now: datetime, me_id: int | None) -> dict[str, int]:
     """The counts beside the queue's quick filters, in one aggregate query over open requests."""
     running = clock_running()
@@ -212,9 +209,7 @@ def quick_counts(now: datetime, me_id: int | None) -> dict[str, int]:
             count_if(DsrRequest.assignee_id == (me_id or -1)).label("mine"),
             count_if(DsrRequest.assignee_id.is_(None)).label("nobody"),
             count_if(and_(running, DsrRequest.due_at < now)).label("overdue"),
-            count_if(and_(running, DsrRequest.due_at >= now, DsrRequest.due_at < now + due_soon_window())).label(
-                "due_soon"
-            ),
+            count_if(and_(running, due_soon(now))).label("due_soon"),
         ).where(DsrRequest.status.in_(OPEN_REVIEWED))
     ).one()
     return {k: int(v or 0) for k, v in row._mapping.items()}
@@ -230,9 +225,7 @@ def dashboard_counts(now: datetime) -> dict[str, int]:
     row = db.session.execute(
         select(
             count_if(DsrRequest.status == S.PENDING_REVIEW.value).label("awaiting_review"),
-            count_if(and_(running, DsrRequest.due_at >= now, DsrRequest.due_at < now + due_soon_window())).label(
-                "due_soon"
-            ),
+            count_if(and_(running, due_soon(now))).label("due_soon"),
             count_if(and_(running, DsrRequest.due_at < now)).label("overdue"),
             count_if(DsrRequest.status.in_(FULFILMENT)).label("in_progress"),
             count_if(DsrRequest.status == S.FAILED.value).label("failed"),
@@ -283,7 +276,9 @@ def saved_views(staff_id: int) -> list[tuple[str, dict[str, Any]]]:
     from app.dsr.models import AppSetting
 
     prefix = f"{VIEW_PREFIX}{staff_id}:"
-    rows = db.session.execute(select(AppSetting).where(AppSetting.key.like(prefix + "%")).order_by(AppSetting.key))
+    rows = db.session.execute(
+        select(AppSetting).where(AppSetting.key.startswith(prefix, autoescape=True)).order_by(AppSetting.key)
+    )
     found: list[tuple[str, dict[str, Any]]] = []
     for row in rows.scalars():
         try:

@@ -15,11 +15,12 @@ from app.admin import charts
 from app.admin.guard import bp, requires
 from app.admin.limits import MAX_BULK
 from app.admin.queries import (
-    PER_PAGE,
+    QUEUE_PAGE_SIZE,
     QueueFilters,
     dashboard_counts,
     deadline_badge,
     mask_email,
+    page_count,
     queue_page,
     quick_counts,
     saved_views,
@@ -174,7 +175,7 @@ def queue() -> str:
     now = utcnow()
     filters = QueueFilters.parse(request.args, me_id=current_user.id)
     rows, total = queue_page(filters, now)
-    pages = max(1, -(-total // PER_PAGE))
+    pages = page_count(total, QUEUE_PAGE_SIZE)
     return render_template(
         "admin/queue.html",
         rows=[(r, mask_email(r.email), *deadline_badge(r, now)) for r in rows],

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ColumnElement, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.dsr.states import RequestStatus
@@ -125,7 +125,7 @@ class DsrRequest(Model):
         return f"<DsrRequest {self.reference} {self.request_type} {self.status}>"
 
 
-def clock_running():
+def clock_running() -> ColumnElement[bool]:
     """SQL: the request's deadline clock is running (open and verified, not in a lawful pause). Every
     overdue and due-soon view and the reminders use this one definition."""
     from sqlalchemy import and_, not_
@@ -136,6 +136,20 @@ def clock_running():
         DsrRequest.status.in_([s.value for s in CLOCK_RUNNING]),
         not_(and_(DsrRequest.status == RequestStatus.ON_HOLD.value, DsrRequest.hold_pauses_clock.is_(True))),
     )
+
+
+def due_soon_window() -> timedelta:
+    """How far ahead "due soon" looks (``DUE_SOON_DAYS``): the dashboard, the queue and the reminders."""
+    from flask import current_app
+
+    return timedelta(days=int(current_app.config["DUE_SOON_DAYS"]))
+
+
+def due_soon(now: datetime) -> ColumnElement[bool]:
+    """SQL: due from ``now`` to the end of the due-soon window (with ``clock_running``, a due-soon request)."""
+    from sqlalchemy import and_
+
+    return and_(DsrRequest.due_at >= now, DsrRequest.due_at < now + due_soon_window())
 
 
 class CorrectionItem(Model):

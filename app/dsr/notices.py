@@ -11,11 +11,10 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from app.dsr.law import Law
+from app.sources.account import FIELD_LABELS
 
 if TYPE_CHECKING:
     from app.dsr.models import CorrectionItem
-
-FIELD_LABELS = {"name": "Name", "full_name": "Name", "email": "Email address", "company": "Company"}
 
 
 def deletion_lines(items: list[dict[str, Any]], law: Law) -> list[str]:

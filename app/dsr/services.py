@@ -54,7 +54,10 @@ def lock_request(request_id: int) -> DsrRequest:
     return dsr
 
 
-# Public messages shown to the subject on the status page, per new status.
+# Backoff (seconds) for a fulfilment job's transient errors, one retry each; FULFIL_RETRY_INTERVALS overrides it.
+FULFIL_RETRY_INTERVALS = (30, 120, 600, 1800)
+
+# Public messages shown to the subject on the status page, per new status ({days}: UNVERIFIED_EXPIRY_DAYS).
 PUBLIC_MESSAGES = {
     S.PENDING_REVIEW: "You confirmed your email address. Your request is waiting for review.",
     S.ON_HOLD: "Your request is on hold.",
@@ -64,7 +67,7 @@ PUBLIC_MESSAGES = {
     S.COMPLETED: "Your request is complete.",
     S.DENIED: "Your request was denied.",
     S.CANCELLED: "Your request was cancelled.",
-    S.EXPIRED: "Your request expired because the email address was not confirmed within 7 days.",
+    S.EXPIRED: "Your request expired because the email address was not confirmed within {days} days.",
     S.FAILED: "A technical problem delayed your request; our staff have been alerted.",
 }
 
@@ -123,7 +126,7 @@ def transition(
         actor,
         dsr=locked,
         public=to in PUBLIC_MESSAGES,
-        message=PUBLIC_MESSAGES.get(to, ""),
+        message=PUBLIC_MESSAGES.get(to, "").format(days=current_app.config["UNVERIFIED_EXPIRY_DAYS"]),
         data=payload,
     )
     if to is S.APPROVED:
@@ -166,7 +169,7 @@ def fulfilment_job(dsr: DsrRequest) -> PendingJob:
     # Transient errors (Stripe or the export store unreachable, database hiccups) are retried with
     # backoff (FULFIL_RETRY_INTERVALS); the job itself moves the request to ``failed`` on a permanent
     # error or the last retry.
-    intervals = current_app.config.get("FULFIL_RETRY_INTERVALS") or [30, 120, 600, 1800]
+    intervals = current_app.config.get("FULFIL_RETRY_INTERVALS") or FULFIL_RETRY_INTERVALS
     retry = Retry(max=len(intervals), interval=list(intervals))
     return PendingJob(queue="fulfilment", func=func, args=(dsr.id,), job_id=f"fulfil-{dsr.id}", retry=retry)
 
@@ -614,14 +617,14 @@ def confirm_email_change(token: Token) -> CorrectionItem:
 
 
 def expire_unverified(now: datetime | None = None) -> int:
-    """Close requests whose email was not confirmed within ``UNVERIFIED_EXPIRY_DAYS`` (7); the caller commits.
+    """Close requests whose email was not confirmed within ``UNVERIFIED_EXPIRY_DAYS``; the caller commits.
 
     Returns how many were expired. Safe to run repeatedly (cron): an expired request no longer matches.
     """
     from sqlalchemy import exists
 
     now = now or utcnow()
-    cutoff = now - timedelta(days=current_app.config.get("UNVERIFIED_EXPIRY_DAYS", 7))
+    cutoff = now - timedelta(days=current_app.config["UNVERIFIED_EXPIRY_DAYS"])
     # Counted from the newest confirmation link, not from receipt: a request staff enter with its real
     # (older) receipt date gets its full week to be confirmed.
     fresh_link = exists().where(Token.request_id == DsrRequest.id, Token.purpose == "verify", Token.created_at > cutoff)

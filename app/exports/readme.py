@@ -116,5 +116,5 @@ def render_readme(
         withheld_titles={c.name: c.title for c in INVENTORY},
         sample_rows=SAMPLE_ROWS,
         ga_opt_out_url=GA_OPT_OUT_URL,
-        privacy_contact=current_app.config.get("PRIVACY_CONTACT", "privacy@chatgpttech.mobi"),
+        privacy_contact=current_app.config["PRIVACY_CONTACT"],
     )

@@ -20,14 +20,23 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 
 from flask import current_app
 
 from app.config import parse_storage_url
+
+if TYPE_CHECKING:
+    from boto3.s3.transfer import TransferConfig
+    from botocore.exceptions import ClientError
+    from botocore.response import StreamingBody
+    from typing_extensions import TypeIs
+
+# A boto3 S3 client (boto3 ships no type information, so this is what mypy can know of it).
+S3Client = Any
 
 # Multipart uploads: parts of 8 MiB (S3 wants at least 5 MiB but the last), four in flight at once.
 PART_BYTES = 8 * 1024 * 1024
@@ -87,15 +96,15 @@ class ExportStore(Protocol):
         secret: no bucket, path or credential)."""
 
 
-def valid_name(filename: str | None) -> bool:
+def valid_name(filename: str | None) -> TypeIs[str]:
     """Only plain file names of ours: no path, nothing hidden (``.part`` names are never packages)."""
-    return bool(filename) and Path(filename).name == filename and not filename.startswith(".")
+    return bool(filename and Path(filename).name == filename and not filename.startswith("."))
 
 
 class DirectoryStore:
     """Packages as files in one directory, private to this service (0600)."""
 
-    def __init__(self, directory: str | os.PathLike) -> None:
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
         self.description = f"directory {self.directory}"
 
@@ -134,7 +143,7 @@ class DirectoryStore:
         path = self.path_of(filename)
         if path is None:
             return False
-        self.discard_partial(filename)
+        self.discard_partial(path.name)  # the name itself: path_of only answers for a valid one
         existed = path.exists()
         path.unlink(missing_ok=True)
         return existed
@@ -164,9 +173,9 @@ class S3Store:
         bucket: str,
         prefix: str,
         *,
-        client,
-        staging: str | os.PathLike,
-        transfer=None,
+        client: S3Client,
+        staging: str | os.PathLike[str],
+        transfer: TransferConfig | None = None,
         endpoint_url: str | None = None,
     ) -> None:
         self.bucket, self.prefix = bucket, prefix.strip("/")
@@ -204,7 +213,7 @@ class S3Store:
         staged.unlink(missing_ok=True)
         return size
 
-    def _head(self, filename: str | None) -> dict | None:
+    def _head(self, filename: str | None) -> dict[str, Any] | None:
         from botocore.exceptions import ClientError
 
         if not valid_name(filename):
@@ -235,7 +244,8 @@ class S3Store:
             if isinstance(cause, ClientError) and _status(cause) == 404:
                 return None
             raise
-        return Package(file=_Body(got["Body"]), size=int(got["ContentLength"]))
+        # _Body reads like a binary file (read, close, iteration): all that streaming and copying use.
+        return Package(file=cast(BinaryIO, _Body(got["Body"])), size=int(got["ContentLength"]))
 
     def delete(self, filename: str | None) -> bool:
         if not valid_name(filename):
@@ -282,7 +292,7 @@ class S3Store:
 class _Body:
     """botocore's StreamingBody as the binary file werkzeug's ``wrap_file`` reads in blocks."""
 
-    def __init__(self, body) -> None:
+    def __init__(self, body: StreamingBody) -> None:
         self.body = body
 
     def read(self, size: int = -1) -> bytes:
@@ -297,7 +307,7 @@ class _Body:
             yield chunk
 
 
-def _status(exc) -> int:
+def _status(exc: ClientError) -> int:
     return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
 
 
@@ -312,7 +322,7 @@ TRANSIENT_CODES = {
 
 
 @contextlib.contextmanager
-def _s3_errors(doing: str):
+def _s3_errors(doing: str) -> Iterator[None]:
     """botocore's and boto3's errors as ``StoreError``, transient when the store may answer later."""
     from boto3.exceptions import S3UploadFailedError
     from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
@@ -342,10 +352,10 @@ def _s3_errors(doing: str):
 # The readiness probe's client: one attempt, a short timeout (the jobs' client waits and retries).
 PROBE_TIMEOUT = 2
 
-_clients: dict[tuple[int, str | None, bool], object] = {}
+_clients: dict[tuple[int, str | None, bool], S3Client] = {}
 
 
-def s3_client(endpoint_url: str | None, *, probe: bool = False):
+def s3_client(endpoint_url: str | None, *, probe: bool = False) -> S3Client:
     """One boto3 client per process and endpoint (never shared across a fork: rq's work horses and
     gunicorn's workers each make their own). Region and credentials: boto3's usual chain. ``probe``:
     the client ``/readyz`` asks, which gives up after one attempt of ``PROBE_TIMEOUT`` seconds."""
@@ -367,7 +377,7 @@ def s3_client(endpoint_url: str | None, *, probe: bool = False):
     return client
 
 
-def from_config(cfg) -> ExportStore:
+def from_config(cfg: Mapping[str, Any]) -> ExportStore:
     url = cfg.get("EXPORT_STORAGE_URL") or cfg["EXPORT_DIR"]
     kind, where, prefix = parse_storage_url(str(url))
     if kind == "s3":

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from app.exports.categories import Digest, write_category
 from app.exports.members import COMPRESSLEVEL, entry, write_member
@@ -42,7 +42,7 @@ class PackageResult:
     withheld: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _open_private(path: Path):
+def _open_private(path: Path) -> BinaryIO:
     # Created private (0600): the package is the person's data, readable by this service alone.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(fd, 0o600)

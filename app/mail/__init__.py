@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 import secrets
 import unicodedata
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from flask import current_app, render_template
 from jinja2 import TemplateNotFound
@@ -21,6 +23,9 @@ from rq import Retry
 from app.extensions import db
 from app.mail.models import OutgoingMail
 from app.queue import DEFAULTS, PendingJob, enqueue_after_commit
+
+if TYPE_CHECKING:
+    from app.dsr.models import DsrRequest
 
 MAIL_JOB = "workers.mail.send_mail"
 # Backoff for SMTP trouble: about 25 minutes of retries in all, then reconcile picks it up again.
@@ -63,7 +68,13 @@ def mail_text(value: str | None, limit: int = 80) -> str:
 
 
 def queue_mail(
-    to: str, template: str, subject: str, *, dsr=None, verified: bool | None = None, **context
+    to: str,
+    template: str,
+    subject: str,
+    *,
+    dsr: DsrRequest | None = None,
+    verified: bool | None = None,
+    **context: Any,  # template variables, whatever the template reads
 ) -> OutgoingMail:
     """Render and store a message; it is sent after the current transaction commits.
 
@@ -105,10 +116,12 @@ def queue_mail(
     return mail
 
 
-def render_message(template: str, subject: str, context: dict) -> tuple[str, str | None]:
+def render_message(template: str, subject: str, context: Mapping[str, Any]) -> tuple[str, str | None]:
     """(text, html) of a message. ``email/<template>.mail`` is one template for both parts (rendered with
     ``fmt`` = "text", then "html", in the branded layout ``email/_base.mail``); an older ``.txt`` template
     (with an optional ``.html``) still works."""
+    text: str | None
+    html: str | None
     try:
         text = render_template(f"email/{template}.mail", fmt="text", mail_subject=subject, **context)
     except TemplateNotFound:

@@ -30,6 +30,8 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, ValidationError
 
+from app.sources import account
+
 if TYPE_CHECKING:
     from werkzeug.datastructures import FileStorage
 
@@ -51,7 +53,7 @@ JURISDICTIONS = [
     ("ccpa", "California, United States (CCPA)"),
     ("other", "Somewhere else"),
 ]
-CORRECTABLE_FIELDS = [("name", "Name"), ("email", "Email address"), ("company", "Company")]
+CORRECTABLE_FIELDS = list(account.CORRECTABLE_FIELDS.items())  # (field, label) choices
 CORRECTION_ROWS = 3
 
 # Control characters other than tab and newlines, lone surrogates, non-characters, and the

@@ -19,7 +19,12 @@ from app.sources.base import (
 )
 from app.sources.inventory import category
 
-CORRECTABLE = {"name": "name", "full_name": "name", "email": "email", "company": "company"}
+# The account fields a subject may ask to correct, in the order the form offers them, and the words every
+# page, mail and staff view uses for each (the one list: app.portal.forms, app.dsr.notices, the templates).
+CORRECTABLE_FIELDS = {"name": "Name", "email": "Email address", "company": "Company"}
+# The account column behind each field; ``full_name`` is the name as earlier requests recorded the field.
+CORRECTABLE = {**{field: field for field in CORRECTABLE_FIELDS}, "full_name": "name"}
+FIELD_LABELS = {**CORRECTABLE_FIELDS, "full_name": CORRECTABLE_FIELDS["name"]}
 
 
 class CorrectionRefused(Exception):

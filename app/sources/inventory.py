@@ -18,7 +18,6 @@ from typing import Any
 
 # The operator's own inventory (a copy of this one with its real processors confirmed), or the shipped one.
 INVENTORY_PATH = Path(os.environ.get("INVENTORY_FILE") or Path(__file__).with_name("inventory.toml"))
-PRIVACY_CONTACT = "privacy@chatgpttech.mobi"
 
 
 @dataclass(frozen=True)

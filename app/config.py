@@ -359,9 +359,11 @@ def _lifetimes() -> dict[str, Any]:
         "UNVERIFIED_EXPIRY_DAYS": 7,
         "DOWNLOAD_DAYS": 7,
         "DOWNLOAD_MAX": 5,
-        "RECORD_RETENTION_DAYS": 730,
-        "USAGE_RETENTION_DAYS": 365,
-        "CLOSED_ACCOUNT_DAYS": 30,
+        # Unset: the inventory's retention_days of requests (730), usage_logs (365) and account (30): the
+        # periods the package README states are the ones the sweeps apply.
+        "RECORD_RETENTION_DAYS": _positive("RECORD_RETENTION_DAYS", 0) or None,
+        "USAGE_RETENTION_DAYS": _positive("USAGE_RETENTION_DAYS", 0) or None,
+        "CLOSED_ACCOUNT_DAYS": _positive("CLOSED_ACCOUNT_DAYS", 0) or None,
         # Status links expire (a new one is emailed with every notice, and by /requests/lookup).
         "STATUS_LINK_DAYS": int(os.environ.get("STATUS_LINK_DAYS") or 30),
         # Minimisation: this many days after a request closes, only what record-keeping needs stays.

@@ -217,8 +217,9 @@ def sweep_baseline(table: str) -> dict:
         from sqlalchemy import text
 
         from app.extensions import db
+        from app.sources.inventory import retention_days
 
-        cutoff = datetime.now(UTC) - timedelta(days=app.config["USAGE_RETENTION_DAYS"])
+        cutoff = datetime.now(UTC) - timedelta(days=retention_days("usage_logs", "USAGE_RETENTION_DAYS"))
         if db.engines["platform"].dialect.name == "sqlite":
             cutoff_value: object = cutoff.strftime("%Y-%m-%d %H:%M:%S.%f")
         else:

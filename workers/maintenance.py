@@ -30,6 +30,7 @@ from app.extensions import db
 from app.mail.models import OutgoingMail
 from app.models_base import utcnow
 from app.schedule import record_success
+from app.sources.inventory import retention_days
 from workers.context import job
 
 SYSTEM = Actor.system("maintenance")
@@ -129,12 +130,11 @@ def retention_sweep(now: datetime | None = None) -> dict[str, int]:
     from app.sources.usage import UsageSource
 
     now = now or utcnow()
-    cfg = current_app.config
     usage_cutoff = UsageSource().retention_cutoff(now)  # the cutoff the export filters by, too
     usage = UsageSource().sweep(usage_cutoff, DELETE_BATCH) if usage_cutoff else 0
     support_cutoff = SupportSource().retention_cutoff(now)  # the inventory's period (support_messages)
     support = SupportSource().sweep(support_cutoff, DELETE_BATCH) if support_cutoff else 0
-    closed_cutoff = now - timedelta(days=cfg["CLOSED_ACCOUNT_DAYS"])
+    closed_cutoff = now - timedelta(days=retention_days("account", "CLOSED_ACCOUNT_DAYS"))
     closed = db.session.execute(
         select(Account.id, Account.email).where(Account.status == "closed", Account.closed_at < closed_cutoff)
     ).all()
@@ -260,7 +260,7 @@ def purge_records_job() -> int:
 def purge_records(now: datetime | None = None) -> int:
     """Delete request records (and the subject data in them) ``RECORD_RETENTION_DAYS`` after closing."""
     now = now or utcnow()
-    cutoff = now - timedelta(days=current_app.config["RECORD_RETENTION_DAYS"])
+    cutoff = now - timedelta(days=retention_days("requests", "RECORD_RETENTION_DAYS"))
     ids = list(
         db.session.execute(
             select(DsrRequest.id)

@@ -199,6 +199,18 @@ def category(name: str) -> Category:
     return BY_NAME[name]
 
 
+def retention_days(name: str, override: str) -> int:
+    """Days category ``name`` is kept: the config value ``override`` when the operator set one, else the
+    inventory's ``retention_days`` (one number, which the package README states and the sweeps apply)."""
+    from flask import current_app
+
+    configured = current_app.config.get(override)
+    days = int(configured) if configured else BY_NAME[name].retention_days
+    if not days:
+        raise LookupError(f"category {name} has no retention_days and {override} is not set")
+    return days
+
+
 def recipients_of(categories: Iterable[Category]) -> list[Recipient]:
     """Every recipient of the given categories, once each, in inventory order."""
     seen: dict[str, Recipient] = {}

@@ -25,6 +25,7 @@ from app.exports import store as export_store
 from app.extensions import db
 from app.mail.models import OutgoingMail
 from app.models_base import utcnow
+from app.sources.inventory import retention_days
 from tests.conftest import make_config
 from tests.factories import make_request
 from tests.functional._fulfil import make_subject_data, run_jobs
@@ -186,7 +187,7 @@ def test_record_purge_removes_the_object(app, officer, redis_conn, s3_bucket):
 
     client, bucket = s3_bucket
     dsr = build_access(officer, redis_conn)
-    dsr.closed_at = utcnow() - timedelta(days=app.config["RECORD_RETENTION_DAYS"] + 1)
+    dsr.closed_at = utcnow() - timedelta(days=retention_days("requests", "RECORD_RETENTION_DAYS") + 1)
     db.session.commit()
     assert len(objects(client, bucket)) == 1
     assert maintenance.purge_records() >= 1

@@ -181,3 +181,20 @@ def test_expiry_notice_on_the_status_page_says_the_configured_days(app):
         select(AuditEvent.message).where(AuditEvent.request_id == dsr.id, AuditEvent.public.is_(True))
     ).scalars()
     assert list(messages) == ["Your request expired because the email address was not confirmed within 3 days."]
+
+
+def test_retention_periods_are_the_inventorys_unless_the_operator_sets_one(app):
+    """The package README states the inventory's periods; the sweeps apply the same numbers."""
+    from app.sources.inventory import BY_NAME, retention_days
+    from app.sources.usage import UsageSource
+
+    for name, key in (
+        ("requests", "RECORD_RETENTION_DAYS"),
+        ("usage_logs", "USAGE_RETENTION_DAYS"),
+        ("account", "CLOSED_ACCOUNT_DAYS"),
+    ):
+        assert app.config[key] is None
+        assert retention_days(name, key) == BY_NAME[name].retention_days
+    assert UsageSource().retention_days() == BY_NAME["usage_logs"].retention_days
+    app.config["CLOSED_ACCOUNT_DAYS"] = 45
+    assert retention_days("account", "CLOSED_ACCOUNT_DAYS") == 45

@@ -68,7 +68,7 @@ class SchedulerReviving(Worker):
         scheduler = self.scheduler
         # No process: another worker's scheduler holds the locks (or burst mode), rq's own case.
         process = getattr(scheduler, "_process", None)
-        if self.is_horse or scheduler is None or process is None or process.is_alive():
+        if self.is_horse or scheduler is None or process is None or process.is_alive() or stop_was_asked(self):
             return
         if time.monotonic() - self._revived_at < self.revive_pause:
             return
@@ -96,7 +96,7 @@ def work_through_outages(make_worker: Callable[[], Worker], conn: redis.Redis, *
             worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             log.warning("worker %s lost Redis (%s); starting a new worker once it answers", worker.name, exc)
-        if worker._stop_requested or burst:  # rq's own flag: a SIGTERM/SIGINT asked it to stop
+        if stop_was_asked(worker) or burst:
             return
         try:
             # The old worker's signal handlers stay installed until the next one starts: a SIGTERM
@@ -105,9 +105,17 @@ def work_through_outages(make_worker: Callable[[], Worker], conn: redis.Redis, *
             wait_for_redis(conn)
         except StopRequested:
             return
-        if worker._stop_requested:
+        if stop_was_asked(worker):
             return
         log.warning("worker %s quit on an error (logged above); a new worker takes over", worker.name)
+
+
+def stop_was_asked(worker: Worker) -> bool:
+    """Whether a SIGTERM/SIGINT asked ``worker`` to stop. rq records it in two private fields: the date
+    for any request, the flag only for one that came while a job ran (an idle worker stops at once, by
+    an exception its loop catches): both are read, or an idle worker told to stop was taken for one
+    that quit on an error and replaced (``flask dev`` then left the new one running)."""
+    return bool(worker._stop_requested or worker._shutdown_requested_date is not None)
 
 
 def wait_for_redis(conn: redis.Redis) -> None:

@@ -198,3 +198,16 @@ def test_worker_redis_restarted_while_idle_scheduled_retries_still_run(rig):
     rig.run(queue.enqueue("workers.mail.send_mail", 10**9, job_timeout=30))
     # A retry's way back: scheduled, then moved to its queue by the scheduler, within seconds.
     rig.run(queue.enqueue_in(timedelta(seconds=1), "workers.mail.send_mail", 10**9, job_timeout=30), timeout=30)
+
+
+def test_an_idle_worker_told_to_stop_stops_and_is_not_replaced(rig):
+    """SIGTERM to an idle worker is a stop, not an error to recover from: the process exits with its
+    scheduler, and no new worker registers (``flask dev`` and service managers rely on it)."""
+    time.sleep(1)  # idle, waiting for work
+    os.kill(rig.worker.pid, signal.SIGTERM)
+    assert rig.worker.wait(20) == 0, rig.tail()
+    time.sleep(2)
+    left = subprocess.run(["pgrep", "-g", str(rig.worker.pid)], capture_output=True, text=True).stdout.split()
+    assert left == [], f"processes left: {left}\n{rig.tail()}"
+    assert workers_registered(rig.conn) == 0, rig.tail()
+    assert "a new worker takes over" not in rig.tail()

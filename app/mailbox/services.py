@@ -79,22 +79,15 @@ def _fit(text: str, saved: list[str], files: list[dict] | None = None) -> tuple[
             f"\n\n[The mail is longer: it is cut here on the thread; the whole text is attached as {FULL_TEXT_NAME}.]"
         )
         return text[: THREAD_TEXT - len(note)] + note, None
-    data = text.encode("utf-8")
-    note = (
-        f"\n\n[The mail is {len(text):,} characters long: it is cut here on the thread; the whole text is "
-        f"attached as {FULL_TEXT_NAME}.]"
-    )
-    if attachment_problem(len(data), "text/plain"):
+    whole = _whole_text_file(text, saved)
+    if whole is None:
         note = f"\n\n[The mail is {len(text):,} characters long: it was cut here, and is too large to attach whole.]"
-        return text[: THREAD_TEXT - len(note)] + note, None
-    key = save_attachment(data, "text/plain")
-    saved.append(key)
-    return text[: THREAD_TEXT - len(note)] + note, {
-        "name": FULL_TEXT_NAME,
-        "type": "text/plain",
-        "size": len(data),
-        "key": key,
-    }
+    else:
+        note = (
+            f"\n\n[The mail is {len(text):,} characters long: it is cut here on the thread; the whole text is "
+            f"attached as {FULL_TEXT_NAME}.]"
+        )
+    return text[: THREAD_TEXT - len(note)] + note, whole
 
 
 def _received(parsed: ParsedMail, fetched: Fetched, now: datetime) -> datetime:

@@ -303,6 +303,11 @@ def _rate_limits() -> dict[str, Any]:
         "RATELIMIT_VERIFY": _text("RATELIMIT_VERIFY", "30 per hour"),
         "RATELIMIT_LOGIN": _text("RATELIMIT_LOGIN", "30 per 15 minutes"),
         "RATELIMIT_HEADERS_ENABLED": False,
+        # While Redis is unreachable each process counts the same limits in its own memory (Flask-Limiter's
+        # fallback) and checks Redis again as it goes: the portal keeps taking requests, still limited.
+        "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": _bool(
+            os.environ.get("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED"), default=True
+        ),
     }
 
 

@@ -13,12 +13,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 
+import redis
 from flask import Blueprint, Flask, Response, abort, current_app, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from limits import parse as parse_limit
-from werkzeug.exceptions import HTTPException, TooManyRequests
+from sqlalchemy import exc as sa_exc
+from werkzeug.exceptions import HTTPException, ServiceUnavailable, TooManyRequests
 from werkzeug.wrappers import Response as BaseResponse
 
 from app.dsr import downloads, portal, services
@@ -424,7 +426,13 @@ ERROR_TEXT = {
     413: ("That was too much", "What you sent is too large. Shorten it and try again."),
     429: ("Too many attempts", "You have tried this too often. Wait a while (up to an hour) and try again."),
     500: ("Something went wrong on our side", "We have been alerted. Try again in a few minutes."),
+    503: ("This service is briefly unavailable", "Please try again in a few minutes."),
 }
+
+# A dependency that is away for a moment (Redis or a database restarting, a failover, a network cut): the
+# page answers 503 with Retry-After, so clients and balancers try again, and says nothing of the cause.
+UNAVAILABLE = (redis.RedisError, sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
+RETRY_AFTER_SECONDS = 30
 
 
 def _error_page(exc: Exception) -> Response:
@@ -449,6 +457,13 @@ def _error_page(exc: Exception) -> Response:
     return response
 
 
+def _unavailable_page(exc: Exception) -> Response:
+    current_app.logger.error("a dependency is unavailable: %s", type(exc).__name__, exc_info=exc)
+    response = _error_page(ServiceUnavailable())
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
 def _no_staff_from_request(_request: object) -> None:
     return None
 
@@ -459,5 +474,7 @@ def register(app: Flask) -> None:
     # blueprint (registered after this one) installs the real loaders; this fallback only answers "nobody".
     if login_manager._request_callback is None and login_manager._user_callback is None:
         login_manager.request_loader(_no_staff_from_request)
-    for code in (400, 403, 404, 405, 410, 413, 429, 500):
+    for code in (400, 403, 404, 405, 410, 413, 429, 500, 503):
         app.register_error_handler(code, _error_page)
+    for unavailable in UNAVAILABLE:
+        app.register_error_handler(unavailable, _unavailable_page)

@@ -344,6 +344,24 @@ def job_state(stack: Stack, job_id: str) -> str:
     )
 
 
+def workers_state(stack: Stack) -> str:
+    """The worker processes as the harness sees them, rq's worker registry, and the end of their log."""
+    from rq import Worker
+
+    from app.queue import SERIALIZER
+
+    procs = ", ".join(f"{p.pid} {'alive' if p.poll() is None else f'exited {p.returncode}'}" for p in stack.workers)
+    try:
+        registered = [f"{w.name} pid {w.pid} {w.get_state()}" for w in Worker.all(stack.redis, serializer=SERIALIZER)]
+    except redis.RedisError as exc:
+        registered = [f"Redis: {exc}"]
+    log_file = stack.work / "worker.log"
+    tail = log_file.read_text(errors="replace").splitlines()[-60:] if log_file.exists() else []
+    return f"worker processes: {procs or 'none'}; rq workers: {registered or 'none'}; worker.log ends:\n" + "\n".join(
+        "      " + line for line in tail
+    )
+
+
 def judge(scenario: Scenario) -> list[str]:
     s = scenario.s
     problems: list[str] = []
@@ -587,6 +605,7 @@ def test_requests_survive_kills_restarts_and_outages():
             f"({scenario.expected_failures} failed during an outage), {len(stack.sink.snapshot())} messages delivered"
         )
         if problems:
+            problems.append(workers_state(stack))
             report = "\n".join(f"  - {p}" for p in problems)
             pytest.fail(f"chaos run (seed {seed}) broke a promise:\n{report}", pytrace=False)
     finally:

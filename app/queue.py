@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 from flask import current_app
@@ -154,9 +154,14 @@ def fetch_job(job_id: str, connection: redis.Redis | None = None) -> Job:
     return AllowedJob.fetch(job_id, connection=connection or get_redis(), serializer=SERIALIZER)
 
 
+AnyWorker = TypeVar("AnyWorker", bound=Worker)
+
+
 def new_worker(
-    names: Iterable[str] = QUEUE_NAMES, connection: redis.Redis | None = None, worker_class: type[Worker] = Worker
-) -> Worker:
+    names: Iterable[str] = QUEUE_NAMES,
+    connection: redis.Redis | None = None,
+    worker_class: type[AnyWorker] = Worker,  # type: ignore[assignment]  # the default names the bound
+) -> AnyWorker:
     """A worker on the named queues that reads JSON and runs only allowed jobs (``SimpleWorker`` in tests)."""
     conn = connection or get_redis()
     return worker_class(

@@ -10,6 +10,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 import click
@@ -47,7 +48,8 @@ def worker_cmd(burst: bool, queues: tuple[str, ...]) -> None:
 
 
 class SchedulerReviving(Worker):
-    """rq's worker, which also starts its scheduler again when that process died.
+    """rq's worker, which also starts its scheduler again when that process died, and records a stop
+    request in a field of its own.
 
     rq's scheduler process exits at the first Redis error its heartbeat meets (a Redis restart or
     failover), and the worker only looks at it in its ten-minute maintenance: meanwhile every retry
@@ -58,6 +60,13 @@ class SchedulerReviving(Worker):
 
     revive_pause = 5.0
     _revived_at = 0.0
+    # Set by SIGTERM/SIGINT. rq keeps its own record in two private fields that differ by state (a date
+    # for any request, a flag only for one that came while a job ran); this one is ours.
+    stop_asked = False
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stop_asked = True
+        super().request_stop(signum, frame)
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         super().heartbeat(timeout, pipeline)
@@ -68,7 +77,7 @@ class SchedulerReviving(Worker):
         scheduler = self.scheduler
         # No process: another worker's scheduler holds the locks (or burst mode), rq's own case.
         process = getattr(scheduler, "_process", None)
-        if self.is_horse or scheduler is None or process is None or process.is_alive() or stop_was_asked(self):
+        if self.is_horse or scheduler is None or process is None or process.is_alive() or self.stop_asked:
             return
         if time.monotonic() - self._revived_at < self.revive_pause:
             return
@@ -79,43 +88,62 @@ class SchedulerReviving(Worker):
 
 # How long a worker that lost Redis waits between tries to reach it again (seconds, the last repeats).
 RECONNECT_PAUSES = (1, 2, 5, 10)
+REDIS_AWAY = (redis.ConnectionError, redis.TimeoutError)
 
 
-def work_through_outages(make_worker: Callable[[], Worker], conn: redis.Redis, *, burst: bool = False) -> None:
+def work_through_outages(
+    make_worker: Callable[[], SchedulerReviving], conn: redis.Redis, *, burst: bool = False
+) -> None:
     """Run rq workers until one stops because it was asked to (SIGTERM, or an empty queue in burst mode).
 
     rq's worker quits at the first Redis error it meets while a job runs (the work horse's end or a
     heartbeat falling inside a Redis restart or failover), and its teardown raises again while Redis
     is still away: without this, a Redis restart took every busy worker with it. A worker that quit any
     other way is replaced by a new one (registered afresh) once Redis answers again; the job it was
-    running is the reconciler's to re-enqueue, as after a kill.
+    running is the reconciler's to re-enqueue, as after a kill. Making a worker asks Redis too (rq
+    names its connection and reads its address): a worker started while Redis is away waits for it.
     """
+    last: SchedulerReviving | None = None
     while True:
-        worker = make_worker()
+        try:
+            worker = make_worker()
+        except REDIS_AWAY as exc:
+            log.warning("Redis is unreachable (%s); the worker starts once it answers", exc)
+            if not _pause_until_redis(conn, last):
+                return
+            continue
         try:
             worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except REDIS_AWAY as exc:
             log.warning("worker %s lost Redis (%s); starting a new worker once it answers", worker.name, exc)
-        if stop_was_asked(worker) or burst:
+        _retire(worker)
+        if worker.stop_asked or burst:
             return
-        try:
-            # The old worker's signal handlers stay installed until the next one starts: a SIGTERM
-            # while waiting raises StopRequested (or sets its flag, checked here).
-            time.sleep(RECONNECT_PAUSES[0])
-            wait_for_redis(conn)
-        except StopRequested:
-            return
-        if stop_was_asked(worker):
+        last = worker
+        if not _pause_until_redis(conn, last):
             return
         log.warning("worker %s quit on an error (logged above); a new worker takes over", worker.name)
 
 
-def stop_was_asked(worker: Worker) -> bool:
-    """Whether a SIGTERM/SIGINT asked ``worker`` to stop. rq records it in two private fields: the date
-    for any request, the flag only for one that came while a job ran (an idle worker stops at once, by
-    an exception its loop catches): both are read, or an idle worker told to stop was taken for one
-    that quit on an error and replaced (``flask dev`` then left the new one running)."""
-    return bool(worker._stop_requested or worker._shutdown_requested_date is not None)
+def _pause_until_redis(conn: redis.Redis, last: SchedulerReviving | None) -> bool:
+    """Wait until Redis answers; False when a stop was asked meanwhile. The last worker's signal handlers
+    stay installed until the next one starts: a SIGTERM while waiting raises StopRequested from them (an
+    idle worker) or only sets its flag (one that was busy); before any worker ran, it ends the process."""
+    try:
+        time.sleep(RECONNECT_PAUSES[0])
+        wait_for_redis(conn)
+    except StopRequested:
+        return False
+    return not (last is not None and last.stop_asked)
+
+
+def _retire(worker: Worker) -> None:
+    """Stop the pubsub thread a quit worker may leave behind: its teardown unsubscribes first, and that
+    raised while Redis was away, so the thread (redis-py's) went on reconnecting for a dead worker."""
+    thread = worker.pubsub_thread
+    if thread is not None and thread.is_alive():
+        thread.stop()
+        thread.join(timeout=1)
 
 
 def wait_for_redis(conn: redis.Redis) -> None:
@@ -123,7 +151,7 @@ def wait_for_redis(conn: redis.Redis) -> None:
         try:
             conn.ping()
             return
-        except (redis.ConnectionError, redis.TimeoutError):
+        except REDIS_AWAY:
             time.sleep(RECONNECT_PAUSES[min(attempt, len(RECONNECT_PAUSES) - 1)])
 
 

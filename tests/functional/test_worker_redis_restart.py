@@ -95,10 +95,10 @@ def workers_registered(conn: redis.Redis) -> int:
 class Rig:
     """A redis-server of our own, a silent SMTP server and one ``flask worker`` pointed at them."""
 
-    def __init__(self, tmp_path: Path, database_url: str) -> None:
+    def __init__(self, tmp_path: Path, database_url: str, *, redis_first: bool = True) -> None:
         self.tmp_path = tmp_path
         self.port = free_port()
-        self.server = start_redis(self.port, tmp_path)
+        self.server: subprocess.Popen | None = start_redis(self.port, tmp_path) if redis_first else None
         self.conn = redis.Redis(port=self.port, socket_timeout=2)
         self.smtp = SilentSmtp()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TEST_", "REDIS", "DATABASE", "MAIL_"))}
@@ -125,15 +125,21 @@ class Rig:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        if redis_first:
+            self.wait_registered()
+
+    def wait_registered(self) -> None:
         end = time.monotonic() + 60
-        while not workers_registered(self.conn) and time.monotonic() < end:
+        while not workers_registered(self.conn) and self.worker.poll() is None and time.monotonic() < end:
             time.sleep(0.2)
+        assert self.worker.poll() is None, f"flask worker exited ({self.worker.returncode}):\n{self.tail()}"
         assert workers_registered(self.conn), f"the worker never registered:\n{self.tail()}"
 
     def tail(self) -> str:
         return self.log.read_text(errors="replace")[-3000:]
 
     def restart_redis(self, down: float) -> None:
+        assert self.server is not None
         os.killpg(self.server.pid, signal.SIGKILL)
         self.server.wait(10)
         time.sleep(down)
@@ -148,6 +154,8 @@ class Rig:
 
     def stop(self) -> None:
         for proc in (self.worker, self.server):
+            if proc is None:
+                continue
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
@@ -155,12 +163,35 @@ class Rig:
 
 
 @pytest.fixture
-def rig(app, tmp_path, migrated):
+def rig_factory(app, tmp_path, migrated):
     if redis_binary() is None:
         pytest.skip("no redis-server binary")
-    made = Rig(tmp_path, migrated)
-    yield made
-    made.stop()
+    made: list[Rig] = []
+
+    def make(**kw) -> Rig:
+        made.append(Rig(tmp_path, migrated, **kw))
+        return made[-1]
+
+    yield make
+    for one in made:
+        one.stop()
+
+
+@pytest.fixture
+def rig(rig_factory):
+    return rig_factory()
+
+
+def test_a_worker_started_while_redis_is_down_waits_for_it_then_works(rig_factory):
+    """A worker (re)started during a Redis outage (a host reboot, a service manager's restart, the
+    chaos run's kill landing beside its Redis restart) must wait, not exit: rq's worker asks Redis its
+    client address as it is made, before its own loop can catch anything."""
+    rig = rig_factory(redis_first=False)
+    time.sleep(4)  # imports, then the first tries to reach Redis
+    assert rig.worker.poll() is None, f"flask worker exited ({rig.worker.returncode}) with Redis down:\n{rig.tail()}"
+    rig.server = start_redis(rig.port, rig.tmp_path)
+    rig.wait_registered()
+    rig.run(get_queue("mail", rig.conn).enqueue("workers.mail.send_mail", 10**9, job_timeout=30))
 
 
 def test_worker_redis_killed_mid_job_keeps_working_after_restart(rig):

@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from email import message_from_bytes, policy
 from pathlib import Path
 from urllib.parse import urljoin
@@ -502,15 +503,18 @@ class Stack:
                     raise
                 time.sleep(0.1)
 
-    def restart_redis(self, down: float) -> float:
+    def restart_redis(self, down: float, meanwhile: Callable[[], None] | None = None) -> float:
         """SIGKILL our redis-server (nothing is saved: every job and key is lost) and start it again on
-        the same port ``down`` seconds later, as a crashed Redis comes back; returns how long it was gone."""
+        the same port ``down`` seconds later (or once ``meanwhile`` returns, if that is later), as a
+        crashed Redis comes back; returns how long it was gone."""
         started = time.monotonic()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.redis_proc.pid, signal.SIGKILL)
         self.redis_proc.wait(10)
         self.procs.remove(self.redis_proc)
-        time.sleep(down)
+        if meanwhile is not None:
+            meanwhile()
+        time.sleep(max(0.0, started + down - time.monotonic()))
         self.start_redis()
         self.wait_redis()
         return time.monotonic() - started

@@ -69,7 +69,8 @@ class Scenario:
         self.stop = threading.Event()
         self.approved_all = threading.Event()
         self.events: Counter = Counter()
-        self.errors: list[str] = []
+        self.errors: list[str] = []  # reconcile runs that failed outside an outage
+        self.broken: list[str] = []  # promises the faults themselves found broken
         # (what, start, end) on the monotonic clock: a cron run that fails inside one is expected.
         self.outages: list[tuple[str, float, float]] = []
         self.expected_failures = 0
@@ -229,10 +230,29 @@ class Scenario:
         now = time.monotonic()
         # Recorded before the kill: a cron run failing meanwhile is judged against it.
         self.outages.append(("redis", now, float("inf")))
-        gone = self.s.restart_redis(REDIS_DOWN)
+        gone = self.s.restart_redis(REDIS_DOWN, meanwhile=self.start_worker_while_redis_is_down)
         self.outages[-1] = ("redis", now, now + gone)
         self.events["redis_restart"] += 1
         self.s.log(f"Redis SIGKILLed and started again empty on its port ({gone:.1f}s gone)")
+
+    WAITING = "the worker starts once it answers"
+
+    def start_worker_while_redis_is_down(self) -> None:
+        """One more worker starts inside the outage (a host rebooted, a service manager's restart): it
+        must wait for Redis, not exit. Redis stays down until it has tried (at most 30 s)."""
+        log_file = self.s.work / "worker.log"
+        before = log_file.read_text(errors="replace").count(self.WAITING)
+        proc = self.s.start_worker()
+        end = time.monotonic() + 30
+        while time.monotonic() < end and proc.poll() is None:
+            if log_file.read_text(errors="replace").count(self.WAITING) > before:
+                self.events["worker_started_redis_down"] += 1
+                self.s.log("a worker started while Redis was down; it waits for Redis")
+                return
+            time.sleep(0.1)
+        self.broken.append(
+            f"a worker started while Redis was down {'exited' if proc.poll() is not None else 'never tried Redis'}"
+        )
 
     def wait_for_work(self, timeout: float = 2) -> None:
         """Prefer a moment when some job is running, so the fault lands mid-work."""
@@ -589,12 +609,15 @@ def test_requests_survive_kills_restarts_and_outages():
         problems = judge(scenario)
         if scenario.errors:
             problems.append(f"{len(scenario.errors)} reconcile runs failed; last: {scenario.errors[-1]}")
+        problems.extend(scenario.broken)
         if scenario.events["kills"] < KILLS:
             problems.append(f"only {scenario.events['kills']} of {KILLS} kills happened")
         if scenario.events["flushall"] != 1:
             problems.append("Redis was not flushed")
         if scenario.events["redis_restart"] != 1:
             problems.append("Redis was not restarted")
+        if scenario.events["worker_started_redis_down"] != 1:
+            problems.append("no worker was started while Redis was down")
         if stack.pg is not None and scenario.events["pg_restart"] != 1:
             problems.append("PostgreSQL was not restarted")
         elapsed = time.monotonic() - started

@@ -46,8 +46,8 @@ def actor_for(user: StaffUser | None) -> Actor:
     return Actor.staff(user) if user is not None else Actor.anonymous()
 
 
-def _failure(user: StaffUser | None, email: str, key: str, reason: str) -> Outcome:
-    delay = throttle.fail(key)
+def _failure(user: StaffUser | None, email: str, attempt: throttle.Attempt, reason: str) -> Outcome:
+    delay = attempt.delay
     data: dict = {"reason": reason, "known": user is not None}
     if user is None:  # tells repeated tries on one unknown address apart without storing it
         data["email_key"] = keyed_hash("staff-login-email", email)
@@ -67,9 +67,11 @@ def check_password(email: str, password: str, ip: str | None) -> Outcome:
     wait = throttle.wait_seconds(key)
     if wait:
         return Outcome("wait", wait=wait)
+    attempt = throttle.begin(key)
     ok = verify_password(user.password_hash if user else None, password)
     if not ok or user is None or not user.active:  # ``ok`` is False without a user
-        return _failure(user, email, key, "inactive" if ok else "password")
+        return _failure(user, email, attempt, "inactive" if ok else "password")
+    throttle.forgive(attempt)
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     if user.totp_enabled and user.totp_secret:
@@ -86,9 +88,11 @@ def check_second_factor(user: StaffUser, code: str, ip: str | None) -> Outcome:
     wait = throttle.wait_seconds(key)
     if wait:
         return Outcome("wait", user, wait=wait)
+    attempt = throttle.begin(key)
     method = verify_code(user, code)
     if method is None:
-        return _failure(user, user.email, key, "totp")
+        return _failure(user, user.email, attempt, "totp")
+    throttle.forgive(attempt)
     return Outcome("ok", user, method=method)
 
 
@@ -99,10 +103,11 @@ def check_current_password(user: StaffUser, password: str, code: str | None = No
     wait = throttle.wait_seconds(key)
     if wait:
         return Outcome("wait", user, wait=wait)
+    attempt = throttle.begin(key)
     if not verify_password(user.password_hash, password):
-        return _failure(user, user.email, key, "current_password")
+        return _failure(user, user.email, attempt, "current_password")
     if code is not None and verify_code(user, code) is None:
-        return _failure(user, user.email, key, "totp")
+        return _failure(user, user.email, attempt, "totp")
     throttle.clear(key)
     return Outcome("ok", user)
 

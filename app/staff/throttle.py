@@ -9,6 +9,10 @@ factor off, re-authentication). After ``STAFF_LOGIN_FREE_ATTEMPTS`` failures eac
 while it waits the password is not even checked. The owner at another address has their own key and
 is never slowed by the attacker's. A success clears its key.
 
+A try is counted before its password or code is checked, and taken back when it was right
+(``begin``/``forgive``): a Redis that cannot record it (away, read-only after a failover, full)
+refuses every try alike (503), so nothing tells a right password from a wrong one uncounted.
+
 Counters live in Redis with a day's expiry (a flushed Redis forgets them: the per-IP rate limit and
 argon2 still bound guessing). What the account's owner is told (how many failures since their last
 sign-in) is kept on the account itself, in the database (``app.staff.signin``).
@@ -16,14 +20,18 @@ sign-in) is kept on the account itself, in the database (``app.staff.signin``).
 
 from __future__ import annotations
 
+import logging
 import time
+from dataclasses import dataclass
 
+import redis
 from flask import current_app
 
 from app.queue import get_redis
 from app.security import keyed_hash
 
 COUNTER_TTL_SECONDS = 86400
+log = logging.getLogger(__name__)
 
 
 def login_key(email: str, ip: str | None) -> str:
@@ -52,15 +60,46 @@ def wait_seconds(key: str) -> int:
     return max(0, int(remaining + 0.999))
 
 
-def fail(key: str) -> int:
-    """Count a failure; returns the delay the next try now has to wait (0 while attempts are free)."""
-    conn = get_redis()
-    with conn.pipeline() as pipe:
+@dataclass(frozen=True)
+class Attempt:
+    """A try counted as a failure before its secret is checked (``begin``); ``forgive`` takes it back."""
+
+    key: str
+    failures: int  # consecutive failures with this try counted
+    previous_at: bytes | None  # the last failure's time before this try
+
+    @property
+    def delay(self) -> int:
+        """The delay the next try must wait if this one fails."""
+        return delay_after(self.failures)
+
+
+def begin(key: str) -> Attempt:
+    """Count a try as a failure *before* its password or code is checked. A Redis that cannot record it
+    (read-only after a failover, out of memory, a full disk) raises here, so the try is refused (503)
+    before a right secret could be told from a wrong one with nothing counted."""
+    with get_redis().pipeline() as pipe:
+        pipe.hget(key, "at")
         pipe.hincrby(key, "n", 1)
         pipe.hset(key, "at", repr(time.time()))
         pipe.expire(key, COUNTER_TTL_SECONDS)
-        failures = pipe.execute()[0]
-    return delay_after(int(failures))
+        previous_at, failures, *_ = pipe.execute()
+    return Attempt(key, int(failures), previous_at)
+
+
+def forgive(attempt: Attempt) -> None:
+    """The try was right: take its count back. Counting one too many is the safe side, so a Redis that
+    fails here only costs the owner one counted failure."""
+    try:
+        with get_redis().pipeline() as pipe:
+            pipe.hincrby(attempt.key, "n", -1)
+            if attempt.previous_at is None:
+                pipe.hdel(attempt.key, "at")
+            else:
+                pipe.hset(attempt.key, "at", attempt.previous_at)
+            pipe.execute()
+    except redis.RedisError as exc:
+        log.warning("could not take back a sign-in try's count (%s)", type(exc).__name__)
 
 
 def clear(key: str) -> None:

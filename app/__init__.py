@@ -189,6 +189,9 @@ def _init_limiter(app: Flask) -> None:
 
         app.config.setdefault("RATELIMIT_STORAGE_URI", redis_url(app))
     app.config.setdefault("RATELIMIT_STORAGE_URI", "memory://")
+    # A network cut (packets dropped, not refused) must not hold a request until gunicorn's timeout:
+    # the limiter gives up on Redis within seconds and counts in memory meanwhile.
+    app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", {"socket_connect_timeout": 2, "socket_timeout": 2})
     limiter.init_app(app)
 
 

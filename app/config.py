@@ -210,7 +210,9 @@ def _database(instance_path: Path) -> dict[str, Any]:
     return {
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SQLALCHEMY_BINDS": {"platform": _text("PLATFORM_DATABASE_URL") or database_url},
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        # hide_parameters: a statement's parameters (names, addresses, message bodies) never reach an
+        # exception's text, so no traceback in a log carries them.
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True, "hide_parameters": True},
         "ALLOW_SQLITE_IN_PRODUCTION": _bool(os.environ.get("ALLOW_SQLITE_IN_PRODUCTION")),
     }
 

@@ -431,8 +431,34 @@ ERROR_TEXT = {
 
 # A dependency that is away for a moment (Redis or a database restarting, a failover, a network cut): the
 # page answers 503 with Retry-After, so clients and balancers try again, and says nothing of the cause.
-UNAVAILABLE = (redis.RedisError, sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
+# Anything else these libraries raise (a wrong Redis type, a deadlock, a missing table) is a fault or a
+# bug, and stays a 500.
+REDIS_AWAY = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError, redis.OutOfMemoryError)
+# SQLSTATE classes: 08 connection exception, 53 insufficient resources, 57P01-57P03 shutting down or not
+# yet accepting connections.
+SQLSTATES_AWAY = ("08", "53", "57P01", "57P02", "57P03")
+SQLITE_AWAY = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_FULL")
 RETRY_AFTER_SECONDS = 30
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` says Redis or a database is unreachable or refusing work for now."""
+    if isinstance(exc, REDIS_AWAY):
+        return True
+    if isinstance(exc, sa_exc.TimeoutError):  # no connection free in the pool
+        return True
+    if not isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError)):
+        return False
+    if exc.connection_invalidated:
+        return True
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None)  # psycopg: None when no server answered at all
+    if sqlstate:
+        return sqlstate.startswith(SQLSTATES_AWAY)
+    sqlite_error = getattr(orig, "sqlite_errorname", None)
+    if sqlite_error:
+        return sqlite_error.startswith(SQLITE_AWAY)
+    return isinstance(exc, sa_exc.InterfaceError) or type(orig).__module__.startswith("psycopg")
 
 
 def _error_page(exc: Exception) -> Response:
@@ -458,6 +484,8 @@ def _error_page(exc: Exception) -> Response:
 
 
 def _unavailable_page(exc: Exception) -> Response:
+    if not is_outage(exc):
+        raise exc  # Flask's own handling: logged with its traceback, answered by the 500 page
     current_app.logger.error("a dependency is unavailable: %s", type(exc).__name__, exc_info=exc)
     response = _error_page(ServiceUnavailable())
     response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
@@ -476,5 +504,5 @@ def register(app: Flask) -> None:
         login_manager.request_loader(_no_staff_from_request)
     for code in (400, 403, 404, 405, 410, 413, 429, 500, 503):
         app.register_error_handler(code, _error_page)
-    for unavailable in UNAVAILABLE:
+    for unavailable in (redis.RedisError, sa_exc.DBAPIError, sa_exc.TimeoutError):
         app.register_error_handler(unavailable, _unavailable_page)

@@ -125,3 +125,84 @@ def test_pages_while_the_database_is_down_answer_a_plain_503(no_database_client)
     # A confirmation link: traded for a cookie, then looked up.
     _assert_plain_503(client.get("/verify/" + "x" * 43, follow_redirects=True))
     _assert_plain_503(client.post_form("/admin/login", {"email": "a@staff.test", "password": PASSWORD}))
+
+
+# --- what is an outage, and what the log keeps -------------------------------------------------------
+
+
+@pytest.fixture
+def as_in_production(app):
+    """Errors answered by the app's own 500 page, as in production (tests otherwise re-raise them)."""
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    return app
+
+
+def test_a_redis_programming_error_is_a_500_not_an_outage(client, as_in_production, monkeypatch):
+    """A wrong Redis type is a bug in our code, not Redis being away: no "briefly unavailable", no
+    Retry-After that sends clients and balancers back to it."""
+    import redis
+
+    import app.portal.views as views
+
+    def broken(_email):
+        raise redis.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value")
+
+    monkeypatch.setattr(views, "enqueue_lookup", broken)
+    r = client.post_form("/requests/lookup", {"email": "someone@example.com"})
+    assert (r.status_code, r.headers.get("Retry-After")) == (500, None)
+
+
+def test_a_deadlock_is_a_500_not_an_outage(client, as_in_production, monkeypatch):
+    import psycopg
+    from sqlalchemy import exc as sa_exc
+
+    import app.dsr.portal as portal
+
+    def deadlocked(**_kw):
+        raise sa_exc.OperationalError("UPDATE dsr_request SET ...", {}, psycopg.errors.DeadlockDetected("deadlock"))
+
+    monkeypatch.setattr(portal, "submit", deadlocked)
+    r = client.post_form("/requests/new", {**GOOD, "email": "ada@example.com"})
+    assert (r.status_code, r.headers.get("Retry-After")) == (500, None)
+
+
+def test_a_lost_database_connection_mid_statement_is_an_outage(client, monkeypatch):
+    import psycopg
+    from sqlalchemy import exc as sa_exc
+
+    import app.dsr.portal as portal
+
+    def dropped(**_kw):
+        raise sa_exc.OperationalError(
+            "INSERT ...", {}, psycopg.OperationalError("server closed the connection unexpectedly")
+        )
+
+    monkeypatch.setattr(portal, "submit", dropped)
+    _assert_plain_503(client.post_form("/requests/new", {**GOOD, "email": "ada@example.com"}))
+
+
+def test_no_failed_statement_carries_its_parameters_into_an_error_or_a_log(
+    client, as_in_production, monkeypatch, caplog
+):
+    """A subject's name in a failed statement's parameters reached the traceback Flask logs; the
+    engines now hide parameters (a real failing statement through the app's own engine)."""
+    import logging
+
+    from sqlalchemy import exc as sa_exc
+    from sqlalchemy import text
+
+    import app.dsr.portal as portal
+
+    def failing(**kw):
+        db.session.execute(text("SELECT * FROM no_such_table WHERE name = :name"), {"name": kw["full_name"]})
+
+    monkeypatch.setattr(portal, "submit", failing)
+    with caplog.at_level(logging.ERROR):
+        r = client.post_form("/requests/new", {**GOOD, "full_name": "Ada Secretname", "email": "ada@example.com"})
+    assert r.status_code == 500  # a missing table is a bug, not an outage
+    logged = "\n".join((rec.exc_text or "") + rec.getMessage() for rec in caplog.records)
+    assert "no_such_table" in logged  # the failure itself is logged, with its statement
+    assert "Ada Secretname" not in logged
+    with pytest.raises(sa_exc.OperationalError) as raised:
+        failing(full_name="Ada Secretname")
+    assert "Ada Secretname" not in str(raised.value)

@@ -26,7 +26,7 @@ def test_config_database_defaults_to_sqlite_in_the_instance_and_pings(tmp_path, 
     cfg = _load(tmp_path)
     assert cfg["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path / 'portal.db'}"
     assert cfg["SQLALCHEMY_BINDS"] == {"platform": cfg["SQLALCHEMY_DATABASE_URI"]}
-    assert cfg["SQLALCHEMY_ENGINE_OPTIONS"] == {"pool_pre_ping": True}
+    assert cfg["SQLALCHEMY_ENGINE_OPTIONS"] == {"pool_pre_ping": True, "hide_parameters": True}
     assert cfg["ALLOW_SQLITE_IN_PRODUCTION"] is False
 
 

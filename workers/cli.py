@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
+import signal
 import time
 from collections.abc import Callable
 from types import FrameType
@@ -102,44 +104,63 @@ def work_through_outages(
     other way is replaced by a new one (registered afresh) once Redis answers again; the job it was
     running is the reconciler's to re-enqueue, as after a kill. Making a worker asks Redis too (rq
     names its connection and reads its address): a worker started while Redis is away waits for it.
+    Between workers a SIGTERM or SIGINT stops at once (rq's handlers belong to a worker that has quit).
     """
     last: SchedulerReviving | None = None
-    while True:
-        try:
-            worker = make_worker()
-        except REDIS_AWAY as exc:
-            log.warning("Redis is unreachable (%s); the worker starts once it answers", exc)
-            if not _pause_until_redis(conn, last):
-                return
-            continue
-        try:
-            worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
-        except REDIS_AWAY as exc:
-            log.warning("worker %s lost Redis (%s); starting a new worker once it answers", worker.name, exc)
-        _retire(worker)
-        if worker.stop_asked or burst:
-            return
-        last = worker
-        if not _pause_until_redis(conn, last):
-            return
-        log.warning("worker %s quit on an error (logged above); a new worker takes over", worker.name)
-
-
-def _pause_until_redis(conn: redis.Redis, last: SchedulerReviving | None) -> bool:
-    """Wait until Redis answers; False when a stop was asked meanwhile. The last worker's signal handlers
-    stay installed until the next one starts: a SIGTERM while waiting raises StopRequested from them (an
-    idle worker) or only sets its flag (one that was busy); before any worker ran, it ends the process."""
     try:
-        time.sleep(RECONNECT_PAUSES[0])
-        wait_for_redis(conn)
+        while True:
+            _stop_on_signal()
+            try:
+                worker = make_worker()
+            except REDIS_AWAY as exc:
+                log.warning("Redis is unreachable (%s); the worker starts once it answers", exc)
+                _pause_until_redis(conn)
+                continue
+            try:
+                worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
+            except REDIS_AWAY as exc:
+                log.warning("worker %s lost Redis (%s); starting a new worker once it answers", worker.name, exc)
+            _stop_on_signal()
+            _retire(worker)
+            if worker.stop_asked or burst:
+                return
+            last = worker
+            _pause_until_redis(conn)
+            log.warning("worker %s quit on an error (logged above); a new worker takes over", last.name)
     except StopRequested:
-        return False
-    return not (last is not None and last.stop_asked)
+        return
 
 
-def _retire(worker: Worker) -> None:
-    """Stop the pubsub thread a quit worker may leave behind: its teardown unsubscribes first, and that
-    raised while Redis was away, so the thread (redis-py's) went on reconnecting for a dead worker."""
+def _stop_now(signum: int, frame: FrameType | None) -> None:
+    raise StopRequested()
+
+
+def _stop_on_signal() -> None:
+    """Until the next worker installs its own handlers, SIGTERM and SIGINT end the loop (StopRequested)."""
+    signal.signal(signal.SIGTERM, _stop_now)
+    signal.signal(signal.SIGINT, _stop_now)
+
+
+def _pause_until_redis(conn: redis.Redis) -> None:
+    time.sleep(RECONNECT_PAUSES[0])
+    wait_for_redis(conn)
+
+
+def _retire(worker: SchedulerReviving) -> None:
+    """Stop what a quit worker may leave running. Its work horse (its own process group) outlives it
+    when the worker quit on a Redis error mid-job: it is killed, as a killed worker's is, and the
+    reconciler re-enqueues its job. Its pubsub thread (redis-py's) went on reconnecting for a dead
+    worker when the teardown's unsubscribe raised while Redis was away."""
+    pid = worker.horse_pid
+    if pid:
+        try:
+            running = os.waitpid(pid, os.WNOHANG) == (0, 0)
+        except ChildProcessError:  # reaped already: the pid is no longer ours to signal
+            running = False
+        if running:
+            log.warning("worker %s quit mid-job; stopping its work horse %s", worker.name, pid)
+            worker.kill_horse()
+            worker.wait_for_horse()
     thread = worker.pubsub_thread
     if thread is not None and thread.is_alive():
         thread.stop()

@@ -95,7 +95,7 @@ def workers_registered(conn: redis.Redis) -> int:
 class Rig:
     """A redis-server of our own, a silent SMTP server and one ``flask worker`` pointed at them."""
 
-    def __init__(self, tmp_path: Path, database_url: str, *, redis_first: bool = True) -> None:
+    def __init__(self, tmp_path: Path, database_url: str, *, redis_first: bool = True, mail_timeout: int = 3) -> None:
         self.tmp_path = tmp_path
         self.port = free_port()
         self.server: subprocess.Popen | None = start_redis(self.port, tmp_path) if redis_first else None
@@ -112,7 +112,7 @@ class Rig:
             MAIL_SERVER="127.0.0.1",
             MAIL_PORT=str(self.smtp.port),
             MAIL_USE_TLS="false",
-            MAIL_TIMEOUT="3",
+            MAIL_TIMEOUT=str(mail_timeout),
             STRIPE_API_KEY="",
         )
         self.log = tmp_path / "worker.log"
@@ -187,8 +187,11 @@ def test_a_worker_started_while_redis_is_down_waits_for_it_then_works(rig_factor
     chaos run's kill landing beside its Redis restart) must wait, not exit: rq's worker asks Redis its
     client address as it is made, before its own loop can catch anything."""
     rig = rig_factory(redis_first=False)
-    time.sleep(4)  # imports, then the first tries to reach Redis
+    end = time.monotonic() + 60
+    while rig.worker.poll() is None and "once it answers" not in rig.tail() and time.monotonic() < end:
+        time.sleep(0.2)
     assert rig.worker.poll() is None, f"flask worker exited ({rig.worker.returncode}) with Redis down:\n{rig.tail()}"
+    assert "once it answers" in rig.tail(), rig.tail()
     rig.server = start_redis(rig.port, rig.tmp_path)
     rig.wait_registered()
     rig.run(get_queue("mail", rig.conn).enqueue("workers.mail.send_mail", 10**9, job_timeout=30))
@@ -242,3 +245,44 @@ def test_an_idle_worker_told_to_stop_stops_and_is_not_replaced(rig):
     assert left == [], f"processes left: {left}\n{rig.tail()}"
     assert workers_registered(rig.conn) == 0, rig.tail()
     assert "a new worker takes over" not in rig.tail()
+
+
+def _running_children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [int(p) for p in out if _alive(int(p))]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_a_worker_that_lost_redis_mid_job_leaves_no_work_horse_and_stops_on_sigterm(rig_factory):
+    """While Redis stays away after a worker quit mid-job: its work horse (its own process group) must
+    not run on unowned, and a SIGTERM must stop the process cleanly (the quit worker's rq handlers
+    wrote to Redis and raised, exit 1), as a service manager expects."""
+    from app.extensions import db
+    from app.mail import queue_mail
+
+    rig = rig_factory(mail_timeout=50)  # the horse waits up to 50 s for the silent server's greeting
+    mail = queue_mail(
+        "staff@example.test", "admin_staff_invite", "Your account", inviter="An admin", role="officer",
+        enrol_url=None, login_url="http://portal.test/admin/login",
+    )  # fmt: skip
+    db.session.commit()
+    get_queue("mail", rig.conn).enqueue("workers.mail.send_mail", mail.id, job_timeout=120)
+    assert rig.smtp.connected.wait(30), rig.tail()
+    assert rig.server is not None
+    os.killpg(rig.server.pid, signal.SIGKILL)  # Redis goes away and stays away
+    rig.server.wait(10)
+    rig.server = None
+    end = time.monotonic() + 60
+    while "lost Redis" not in rig.tail() and "quitting" not in rig.tail() and time.monotonic() < end:
+        time.sleep(0.5)
+    time.sleep(3)
+    assert _running_children(rig.worker.pid) == [], f"the quit worker's work horse still runs:\n{rig.tail()}"
+    os.kill(rig.worker.pid, signal.SIGTERM)
+    assert rig.worker.wait(20) == 0, rig.tail()

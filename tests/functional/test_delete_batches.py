@@ -145,9 +145,31 @@ def test_delete_in_batches_sizes_each_batch_by_the_time_the_last_one_took(app):
         UsageRecord.__table__, UsageRecord.id, where, batch=1000, on_batch=on_batch, seconds=0.25, clock=clock
     )
     assert n == 3000 and count(where) == 0
-    assert sizes[0] == 1000  # the first batch: ``batch``
+    assert sizes[0] == 1000  # the first batch: DELETE_FIRST_BATCH (here also ``batch``)
     assert 200 <= sizes[1] <= 300  # 1 s for 1000 rows: a quarter as many next
     assert max(sizes) <= 1000 and sizes[4] > sizes[3]  # and back up once they are cheap
+
+
+def test_delete_in_batches_starts_small_and_doubles_while_batches_are_quick(app):
+    """Before any batch is timed, the first is DELETE_FIRST_BATCH rows, not ``batch`` (50k rows at once
+    took 1.27 s on SQLite under load); quick batches then double up to ``batch``."""
+    from app.sources import base
+
+    layout = [1] * 300
+    load(layout)
+    sizes: list[int] = []
+
+    def on_batch(total: int) -> None:
+        sizes.append(total - sum(sizes))
+
+    where = UsageRecord.account_id == 1
+    old = base.DELETE_FIRST_BATCH
+    base.DELETE_FIRST_BATCH = 10
+    try:
+        assert delete_in_batches(UsageRecord.__table__, UsageRecord.id, where, batch=100, on_batch=on_batch) == 300
+    finally:
+        base.DELETE_FIRST_BATCH = old
+    assert sizes[:4] == [10, 20, 40, 80] and max(sizes) == 100
 
 
 def test_delete_in_batches_walks_a_time_key_with_ties_and_rows_out_of_id_order(app):

@@ -294,7 +294,7 @@ def delete_in_batches(
 
     A second pass takes what appeared meanwhile: it re-checks each range the first pass walked (rows
     committed late behind the walk), below its first row and above its last (new rows), in the same
-    bounded batches; each re-check walks only its own range's dead entries.
+    bounded batches; each re-check walks only its own piece of a range's dead entries.
     """
     if batch < 1:
         raise ValueError(f"batch must be at least 1, not {batch}")
@@ -302,9 +302,9 @@ def delete_in_batches(
     engine = platform_engine()
     size, total = min(batch, DELETE_FIRST_BATCH), 0
 
-    def take(low: Any, high: Any) -> tuple[int, Any]:
+    def take(low: Any, high: Any) -> tuple[int, Any, Any]:
         """One batch: delete the next ``size`` matching rows with ``low <= key <= high`` (None: open);
-        returns how many and the last key taken."""
+        returns how many and the first and last keys taken."""
         nonlocal size, total
         bounds = [where]
         if low is not None:
@@ -322,12 +322,12 @@ def delete_in_batches(
                     .returning(walk)
                     .cte("gone")
                 )
-                found = conn.execute(select(func.count(), func.max(gone.c[walk.key]))).one()
-                deleted, last = int(found[0]), found[1]
+                found = conn.execute(select(func.count(), func.min(gone.c[walk.key]), func.max(gone.c[walk.key]))).one()
+                deleted, first, last = int(found[0]), found[1], found[2]
             else:
                 picked = select(id_col).where(*bounds).order_by(walk).limit(size)
                 taken: list[Any] = list(conn.execute(delete(table).where(id_col.in_(picked)).returning(walk)).scalars())
-                deleted, last = len(taken), max(taken, default=None)
+                deleted, first, last = len(taken), min(taken, default=None), max(taken, default=None)
         elapsed = clock() - started
         asked = size
         size = max(1, min(batch, asked * 2, int(asked * seconds / elapsed) if elapsed > 0 else batch))
@@ -335,30 +335,65 @@ def delete_in_batches(
             total += deleted
             if on_batch:
                 on_batch(total)
-        return deleted, last
+        return deleted, first, last
 
-    # First pass: walk upwards from the lowest matching key; each range it covered is remembered.
-    edges: list[Any] = []
+    # First pass: walk upwards from the lowest matching key; each batch's keys and rows are remembered.
+    spans: list[tuple[Any, Any, int]] = []
     low = None
     while True:
         asked = size
-        deleted, last = take(low, None)
+        deleted, first, last = take(low, None)
         if deleted:
-            edges.append(last)
+            spans.append((first, last, deleted))
             low = last
         if deleted < asked:
             break
-    # Second pass: below the first batch's last key, each walked range again, and above the last one.
-    # (Nothing found: the first pass's one read was that check.)
-    ranges = list(zip([None, *edges], [*edges, None], strict=True)) if edges else []
-    for low, high in ranges:
+
+    def pieces(low: Any, high: Any, rows: int) -> Iterator[tuple[Any, Any]]:
+        """``[low, high]`` (a batch's keys, ``rows`` dead entries) cut into pieces of about ``size``
+        entries each, ``size`` read afresh for each piece (ids and times are cut evenly)."""
+        while rows > size and _cuttable(low, high):
+            cut = _between(low, high, size / rows)
+            yield low, cut
+            rows -= size
+            low = cut
+        yield low, high
+
+    def recheck(low: Any, high: Any) -> None:
         while True:
             asked = size
-            deleted, last = take(low, high)
+            deleted, _first, last = take(low, high)
             if deleted < asked:
-                break
+                return
             low = last
+
+    # Second pass: below the first batch, each batch's range again (in pieces: a re-check walks its
+    # range's dead entries whatever it finds, 7.5 s for one 50k-row range of a 20M-row table on
+    # PostgreSQL, so it is cut to what fits in ``seconds``), each gap between batches, and above the
+    # last one. (Nothing found: the first pass's one read was that check.)
+    edge = None
+    for first, last, rows in spans:
+        recheck(edge, first)
+        for piece_low, piece_high in pieces(first, last, rows):
+            recheck(piece_low, piece_high)
+        edge = last
+    if spans:
+        recheck(edge, None)
     return total
+
+
+def _cuttable(low: Any, high: Any) -> bool:
+    """Whether ``_between`` can cut ``[low, high]``: two ints or two datetimes, ``high`` above ``low``."""
+    if isinstance(low, int) and isinstance(high, int):
+        return high - low > 1
+    return isinstance(low, datetime) and isinstance(high, datetime) and high > low
+
+
+def _between(low: Any, high: Any, fraction: float) -> Any:
+    """The key ``fraction`` of the way from ``low`` to ``high`` (an int or a datetime)."""
+    if isinstance(low, int):
+        return low + max(1, int((high - low) * fraction))
+    return low + (high - low) * fraction
 
 
 @runtime_checkable

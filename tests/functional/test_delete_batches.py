@@ -185,3 +185,32 @@ def test_delete_in_batches_walks_a_time_key_with_ties_and_rows_out_of_id_order(a
     )
     steps = [b - a for a, b in zip([0, *totals], totals, strict=False)]
     assert n == 701 and max(steps) <= 300 and count(where) == 0 and count() == 2000 - 701
+
+
+def test_delete_in_batches_rechecks_a_walked_range_in_pieces_that_fit_the_time(app):
+    """A re-check walks its range's dead entries (PostgreSQL) whatever it finds: when re-checks are slow,
+    a batch's range is re-checked in several smaller pieces rather than in one statement."""
+    from sqlalchemy import event
+
+    layout = [1] * 400
+    load(layout)
+    bounded: list[int] = []
+    now = [0.0]
+
+    def on_execute(conn, cursor, statement, parameters, context, executemany):
+        if "<=" in statement and ">=" in statement:  # a re-check piece: bounded on both sides
+            bounded.append(1)
+            now[0] += 1.0  # each takes a second, four times ``seconds``
+
+    engine = platform_engine()
+    event.listen(engine, "before_cursor_execute", on_execute)
+    try:
+        where = UsageRecord.account_id == 1
+        n = delete_in_batches(
+            UsageRecord.__table__, UsageRecord.id, where, batch=200, seconds=0.25, clock=lambda: now[0]
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", on_execute)
+    assert n == 400 and count(where) == 0
+    # two batches of 200 in the first pass; their re-checks shrink to a quarter each time: many pieces
+    assert len(bounded) > 4

@@ -204,7 +204,7 @@ def main(total_rows: int, accounts: int, heavy_sizes: list[int]) -> None:
                 assert prod["status"] == "completed", prod
                 arrived = inbox.wait_for(b"/download/", prod["committed"])
                 seconds = arrived - prod["committed"]
-                peaks.append(prod["peak_mb"])
+                peaks.append(prod["horse_peak_mb"])
                 export_rows.append(
                     [
                         f"{n:,}",
@@ -213,7 +213,7 @@ def main(total_rows: int, accounts: int, heavy_sizes: list[int]) -> None:
                         ratio(seconds, baseline["seconds"]),
                         f"{n / seconds:,.0f}",
                         baseline["peak_mb"],
-                        prod["peak_mb"],
+                        prod["horse_peak_mb"],
                     ]
                 )
         finally:

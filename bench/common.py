@@ -79,7 +79,9 @@ def run_child(env: dict[str, str], *args: str) -> dict:
         if proc.returncode != 0:
             raise RuntimeError(f"bench child {args} failed:\n{err.read().decode()[-3000:]}")
         result = json.loads(out.read().decode().strip().splitlines()[-1])
-    result["peak_mb"] = round(usage.ru_maxrss / 1024, 1)
+    # The child's own peak unless it measured one itself (a forked work horse's: the child's ru_maxrss
+    # starts at this harness's peak, carried over by execve).
+    result.setdefault("peak_mb", round(usage.ru_maxrss / 1024, 1))
     return result
 
 

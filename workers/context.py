@@ -44,12 +44,27 @@ def mark_parent_process() -> None:
     for a parent that forks): each work horse's full collections then no longer walk all of them
     again, and fewer pages are copied on write. An export of a million rows allocates enough to run
     many collections: it took 24% less time (6.8 s -> 5.2 s). Objects frozen here live as long as
-    the worker, as they would anyway.
+    the worker, as they would anyway. The templates jobs render are compiled first
+    (``JOB_TEMPLATES``), so every horse inherits them.
     """
     global _pool_pid
     _pool_pid = os.getpid()
+    _compile_job_templates()
     gc.collect()
     gc.freeze()
+
+
+# Templates the jobs render (the package's README, mail): compiled once in the worker, before it forks,
+# rather than in every work horse (compiling README.html and its macros took 0.27 s of each export).
+JOB_TEMPLATES = ("exports/", "email/", "_macros/")
+
+
+def _compile_job_templates() -> None:
+    if not has_app_context():
+        return
+    env = current_app.jinja_env
+    for name in env.list_templates(filter_func=lambda n: n.startswith(JOB_TEMPLATES)):
+        env.get_template(name)
 
 
 @contextlib.contextmanager

@@ -39,5 +39,6 @@ class UsageSource(TableSource):
         return [self.result("deleted" if n else "not_found", n)]
 
     def sweep(self, older_than: datetime, batch: int = DELETE_BATCH) -> int:
-        """Retention: delete every usage row created before ``older_than``."""
-        return delete_in_batches(table_of(UsageRecord), UsageRecord.id, UsageRecord.created_at < older_than, batch)
+        """Retention: delete every usage row created before ``older_than``, walking ``created_at``'s index."""
+        where = UsageRecord.created_at < older_than
+        return delete_in_batches(table_of(UsageRecord), UsageRecord.id, where, batch, key=UsageRecord.created_at)

@@ -85,3 +85,132 @@ def test_retention_sweep_in_batches_takes_every_old_row_and_no_recent_one(app):
     assert delete_in_batches(UsageRecord.__table__, UsageRecord.id, where, batch=300, on_batch=totals.append) == 802
     steps = [b - a for a, b in zip([0, *totals], totals, strict=False)]
     assert max(steps) <= 300 and count(where) == 0 and count() == 2000 - 802
+
+
+def test_delete_in_batches_late_rows_in_and_above_the_walked_range_are_taken(app):
+    """Rows committed after the walk passed their ids (an insert that was in flight) and rows with ids
+    above every matching row at the start are both gone at the end."""
+    layout = [1, 2, 2, 2] * 250  # ids 1..1000, the subject every fourth
+    load(layout)
+    where = UsageRecord.account_id == 1
+    calls: list[int] = []
+
+    def row(i: int) -> dict:
+        return {
+            "id": i,
+            "account_id": 1,
+            "key_prefix": "sk-t",
+            "model": "m",
+            "request_id": f"late{i}",
+            "prompt_tokens": 1,
+            "completion_tokens": 1,
+            "created_at": NOW,
+        }
+
+    def late_inserts(total: int) -> None:
+        calls.append(total)
+        if len(calls) == 3:  # well past id 100: one row far above the walk, one behind it (an id it passed)
+            with platform_engine().begin() as conn:
+                conn.execute(UsageRecord.__table__.insert(), [row(5_000), row(50_000)])
+                conn.execute(UsageRecord.__table__.delete().where(UsageRecord.id == 6))  # another account's
+                conn.execute(UsageRecord.__table__.insert(), [row(6)])
+
+    n = delete_in_batches(UsageRecord.__table__, UsageRecord.id, where, batch=20, on_batch=late_inserts)
+    assert n == layout.count(1) + 3
+    assert count(where) == 0 and count() == len(layout) - layout.count(1) - 1
+
+
+def test_delete_in_batches_sizes_each_batch_by_the_time_the_last_one_took(app):
+    """A batch slower than ``seconds`` makes the next one smaller, a fast one lets it grow back (never past
+    ``batch``): no transaction passes the target by much whatever the layout costs."""
+    layout = [1] * 3000
+    load(layout)
+    clock_state = {"now": 0.0, "gone": 0, "cost": 0.001}  # 1 ms a row: 250 rows is 0.25 s
+    sizes: list[int] = []
+
+    def clock() -> float:
+        """Time passes as rows go: each reading charges the rows deleted since the last one."""
+        gone = len(layout) - count()
+        clock_state["now"] += (gone - clock_state["gone"]) * clock_state["cost"]
+        clock_state["gone"] = gone
+        return clock_state["now"]
+
+    def on_batch(total: int) -> None:
+        sizes.append(total - sum(sizes))
+        if len(sizes) == 3:
+            clock_state["cost"] = 0.00001  # the layout got cheap: batches grow back
+
+    where = UsageRecord.account_id == 1
+    n = delete_in_batches(
+        UsageRecord.__table__, UsageRecord.id, where, batch=1000, on_batch=on_batch, seconds=0.25, clock=clock
+    )
+    assert n == 3000 and count(where) == 0
+    assert sizes[0] == 1000  # the first batch: DELETE_FIRST_BATCH (here also ``batch``)
+    assert 200 <= sizes[1] <= 300  # 1 s for 1000 rows: a quarter as many next
+    assert max(sizes) <= 1000 and sizes[4] > sizes[3]  # and back up once they are cheap
+
+
+def test_delete_in_batches_starts_small_and_doubles_while_batches_are_quick(app):
+    """Before any batch is timed, the first is DELETE_FIRST_BATCH rows, not ``batch`` (50k rows at once
+    took 1.27 s on SQLite under load); quick batches then double up to ``batch``."""
+    from app.sources import base
+
+    layout = [1] * 300
+    load(layout)
+    sizes: list[int] = []
+
+    def on_batch(total: int) -> None:
+        sizes.append(total - sum(sizes))
+
+    where = UsageRecord.account_id == 1
+    old = base.DELETE_FIRST_BATCH
+    base.DELETE_FIRST_BATCH = 10
+    try:
+        assert delete_in_batches(UsageRecord.__table__, UsageRecord.id, where, batch=100, on_batch=on_batch) == 300
+    finally:
+        base.DELETE_FIRST_BATCH = old
+    assert sizes[:4] == [10, 20, 40, 80] and max(sizes) == 100
+
+
+def test_delete_in_batches_walks_a_time_key_with_ties_and_rows_out_of_id_order(app):
+    """The retention sweep walks ``created_at`` (its index), not ids: many rows share one time, and an
+    old row with a high id (backfilled) is taken too; batches stay bounded."""
+    layout = [1 + i % 30 for i in range(2000)]
+    old = set(range(0, 700)) | {1990}  # 701 rows a year back, the last one with a high id
+    load(layout, start=1, old=old)
+    where = UsageRecord.created_at < NOW - timedelta(days=365)
+    totals: list[int] = []
+    n = delete_in_batches(
+        UsageRecord.__table__, UsageRecord.id, where, batch=300, on_batch=totals.append, key=UsageRecord.created_at
+    )
+    steps = [b - a for a, b in zip([0, *totals], totals, strict=False)]
+    assert n == 701 and max(steps) <= 300 and count(where) == 0 and count() == 2000 - 701
+
+
+def test_delete_in_batches_rechecks_a_walked_range_in_pieces_that_fit_the_time(app):
+    """A re-check walks its range's dead entries (PostgreSQL) whatever it finds: when re-checks are slow,
+    a batch's range is re-checked in several smaller pieces rather than in one statement."""
+    from sqlalchemy import event
+
+    layout = [1] * 400
+    load(layout)
+    bounded: list[int] = []
+    now = [0.0]
+
+    def on_execute(conn, cursor, statement, parameters, context, executemany):
+        if "<=" in statement and ">=" in statement:  # a re-check piece: bounded on both sides
+            bounded.append(1)
+            now[0] += 1.0  # each takes a second, four times ``seconds``
+
+    engine = platform_engine()
+    event.listen(engine, "before_cursor_execute", on_execute)
+    try:
+        where = UsageRecord.account_id == 1
+        n = delete_in_batches(
+            UsageRecord.__table__, UsageRecord.id, where, batch=200, seconds=0.25, clock=lambda: now[0]
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", on_execute)
+    assert n == 400 and count(where) == 0
+    # two batches of 200 in the first pass; their re-checks shrink to a quarter each time: many pieces
+    assert len(bounded) > 4

@@ -30,12 +30,13 @@ from workers.jobs import erase_subject
 
 @contextmanager
 def failing(engine: Engine, sql: str, *, skip: int = 0, times: int = 1) -> Iterator[list[str]]:
-    """The connection drops under the statements starting with ``sql``: the first ``skip`` pass,
-    the next ``times`` raise OperationalError as the driver does when the server goes away."""
+    """The connection drops under the statements that run ``sql`` (at their start, or inside one, as
+    PostgreSQL's batched ``WITH gone AS (DELETE ...)``): the first ``skip`` pass, the next ``times``
+    raise OperationalError as the driver does when the server goes away."""
     seen: list[str] = []
 
     def before(conn, cursor, statement, parameters, context, executemany):
-        if statement.lstrip().upper().startswith(sql.upper()):
+        if sql.upper() in statement.upper():
             seen.append(statement)
             if skip < len(seen) <= skip + times:
                 raise OperationalError(statement, parameters, Exception("server closed the connection unexpectedly"))

@@ -148,9 +148,10 @@ def test_access_for_someone_we_hold_nothing_about_is_its_own_outcome(app, redis_
 
 
 def test_export_memory_does_not_grow_with_rows(app, tmp_path):
-    # Both sizes are past the write batch and the read page, so only growth with rows would show.
-    small = make_subject_data(usage=5000)
-    big = make_subject_data(email="big@example.com", name="Big User", usage=20000)
+    # Both sizes are past the write batch, the read page and the read-ahead (PostgreSQL: two pages
+    # queued beside the one being encoded and the one being fetched), so only growth with rows would show.
+    small = make_subject_data(usage=12000)
+    big = make_subject_data(email="big@example.com", name="Big User", usage=48000)
 
     def peak(email: str, name: str) -> int:
         tracemalloc.start()

@@ -13,13 +13,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 
-import redis
 from flask import Blueprint, Flask, Response, abort, current_app, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from limits import parse as parse_limit
-from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException, ServiceUnavailable, TooManyRequests
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -30,6 +28,7 @@ from app.dsr.models import DsrRequest
 from app.dsr.portal import TYPE_LABELS
 from app.extensions import db, limiter, login_manager
 from app.hashing import email_hash
+from app.outages import OUTAGE_CANDIDATES, is_outage
 from app.portal.downloads import package_response
 from app.portal.forms import (
     CORRECTABLE_FIELDS,
@@ -429,36 +428,9 @@ ERROR_TEXT = {
     503: ("This service is briefly unavailable", "Please try again in a few minutes."),
 }
 
-# A dependency that is away for a moment (Redis or a database restarting, a failover, a network cut): the
-# page answers 503 with Retry-After, so clients and balancers try again, and says nothing of the cause.
-# Anything else these libraries raise (a wrong Redis type, a deadlock, a missing table) is a fault or a
-# bug, and stays a 500.
-REDIS_AWAY = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError, redis.OutOfMemoryError)
-# SQLSTATE classes: 08 connection exception, 53 insufficient resources, 57P01-57P03 shutting down or not
-# yet accepting connections.
-SQLSTATES_AWAY = ("08", "53", "57P01", "57P02", "57P03")
-SQLITE_AWAY = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_FULL")
+# Redis or a database away for a moment (``app.outages``): 503 with Retry-After, so clients and balancers
+# try again; the page says nothing of the cause.
 RETRY_AFTER_SECONDS = 30
-
-
-def is_outage(exc: BaseException) -> bool:
-    """Whether ``exc`` says Redis or a database is unreachable or refusing work for now."""
-    if isinstance(exc, REDIS_AWAY):
-        return True
-    if isinstance(exc, sa_exc.TimeoutError):  # no connection free in the pool
-        return True
-    if not isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError)):
-        return False
-    if exc.connection_invalidated:
-        return True
-    orig = exc.orig
-    sqlstate = getattr(orig, "sqlstate", None)  # psycopg: None when no server answered at all
-    if sqlstate:
-        return sqlstate.startswith(SQLSTATES_AWAY)
-    sqlite_error = getattr(orig, "sqlite_errorname", None)
-    if sqlite_error:
-        return sqlite_error.startswith(SQLITE_AWAY)
-    return isinstance(exc, sa_exc.InterfaceError) or type(orig).__module__.startswith("psycopg")
 
 
 def _error_page(exc: Exception) -> Response:
@@ -504,5 +476,5 @@ def register(app: Flask) -> None:
         login_manager.request_loader(_no_staff_from_request)
     for code in (400, 403, 404, 405, 410, 413, 429, 500, 503):
         app.register_error_handler(code, _error_page)
-    for unavailable in (redis.RedisError, sa_exc.DBAPIError, sa_exc.TimeoutError):
+    for unavailable in OUTAGE_CANDIDATES:
         app.register_error_handler(unavailable, _unavailable_page)

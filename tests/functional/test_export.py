@@ -163,5 +163,8 @@ def test_export_memory_does_not_grow_with_rows(app, tmp_path):
 
     p_small = peak(small.email, "small.zip")
     p_big = peak(big.email, "big.zip")
-    # 4x the rows must not mean more memory (reads, batches and the zip buffer are bounded).
-    assert p_big < p_small * 1.2 + 500_000, (p_small, p_big)
+    # 4x the rows must not mean more memory (reads, batches and the zip buffer are bounded). On
+    # PostgreSQL the read-ahead may hold two more pages (~2 MB) in the big export than the small one
+    # ever queued (whether the fetching thread gets ahead depends on timing): a bounded allowance, where
+    # rows kept would add ~14 MB here.
+    assert p_big < p_small * 1.2 + 2_500_000, (p_small, p_big)

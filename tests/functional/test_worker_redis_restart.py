@@ -135,6 +135,19 @@ class Rig:
         assert self.worker.poll() is None, f"flask worker exited ({self.worker.returncode}):\n{self.tail()}"
         assert workers_registered(self.conn), f"the worker never registered:\n{self.tail()}"
 
+    def start_busy_job(self, job_timeout: int) -> None:
+        """A mail job whose work horse then waits at the silent SMTP server (for up to MAIL_TIMEOUT)."""
+        from app.extensions import db
+        from app.mail import queue_mail
+
+        mail = queue_mail(
+            "staff@example.test", "admin_staff_invite", "Your account", inviter="An admin", role="officer",
+            enrol_url=None, login_url="http://portal.test/admin/login",
+        )  # fmt: skip
+        db.session.commit()
+        get_queue("mail", self.conn).enqueue("workers.mail.send_mail", mail.id, job_timeout=job_timeout)
+        assert self.smtp.connected.wait(30), f"the mail job never reached the SMTP server:\n{self.tail()}"
+
     def tail(self) -> str:
         return self.log.read_text(errors="replace")[-3000:]
 
@@ -198,16 +211,7 @@ def test_a_worker_started_while_redis_is_down_waits_for_it_then_works(rig_factor
 
 
 def test_worker_redis_killed_mid_job_keeps_working_after_restart(rig):
-    from app.extensions import db
-    from app.mail import queue_mail
-
-    mail = queue_mail(
-        "staff@example.test", "admin_staff_invite", "Your account", inviter="An admin", role="officer",
-        enrol_url=None, login_url="http://portal.test/admin/login",
-    )  # fmt: skip
-    db.session.commit()
-    get_queue("mail", rig.conn).enqueue("workers.mail.send_mail", mail.id, job_timeout=30)
-    assert rig.smtp.connected.wait(30), "the mail job never reached the SMTP server"
+    rig.start_busy_job(job_timeout=30)
     # Mid-job: the work horse waits for the greeting, gives up after MAIL_TIMEOUT while Redis is
     # still down, and cannot record that; its worker then cannot read the job's status.
     rig.restart_redis(down=6)
@@ -264,17 +268,8 @@ def test_a_worker_that_lost_redis_mid_job_leaves_no_work_horse_and_stops_on_sigt
     """While Redis stays away after a worker quit mid-job: its work horse (its own process group) must
     not run on unowned, and a SIGTERM must stop the process cleanly (the quit worker's rq handlers
     wrote to Redis and raised, exit 1), as a service manager expects."""
-    from app.extensions import db
-    from app.mail import queue_mail
-
     rig = rig_factory(mail_timeout=50)  # the horse waits up to 50 s for the silent server's greeting
-    mail = queue_mail(
-        "staff@example.test", "admin_staff_invite", "Your account", inviter="An admin", role="officer",
-        enrol_url=None, login_url="http://portal.test/admin/login",
-    )  # fmt: skip
-    db.session.commit()
-    get_queue("mail", rig.conn).enqueue("workers.mail.send_mail", mail.id, job_timeout=120)
-    assert rig.smtp.connected.wait(30), rig.tail()
+    rig.start_busy_job(job_timeout=120)
     assert rig.server is not None
     os.killpg(rig.server.pid, signal.SIGKILL)  # Redis goes away and stays away
     rig.server.wait(10)

@@ -51,7 +51,7 @@ fmt: $(STAMP) ## Format the code
 bench: $(STAMP) ## Full benchmarks (SQLite; BENCH_DATABASE_URL for PostgreSQL); appends to bench/RESULTS.md
 	$(BIN)/python -m bench.run
 
-bench-quick: $(STAMP) ## Small-size benchmarks, under 2 minutes
+bench-quick: $(STAMP) ## Small-size benchmarks, under about 3 minutes
 	$(BIN)/python -m bench.run --quick
 
 chaos: $(STAMP) ## Fault injection, full size: 30 requests, 10 worker kills, FLUSHALL, Redis/PostgreSQL restart, Stripe and SMTP down (loopback only)

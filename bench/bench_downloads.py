@@ -3,14 +3,14 @@
 N clients each download a large package (hard links to one file) reading at a throttled rate, while M
 clients use the portal (``GET /`` and their status page, one request a second each). Portal p50/p99 are
 measured idle and under that load, with the requests that failed or timed out (refused), for:
-- ``sync``: the README's deployment (``gunicorn -w 4``, sync workers), the app streaming the file;
-- ``gthread``: the same 4 workers as ``--worker-class gthread --threads 16``;
+- ``sync``: ``gunicorn -w 4`` with sync workers, the app streaming the file;
+- ``gthread``: the README's deployment, the same 4 workers as ``--worker-class gthread --threads 16``;
 - ``accel``: sync workers with ``DOWNLOAD_ACCEL=x-accel-redirect`` behind ``bench.front``, a one-process
   asyncio front server standing in for nginx (not installed here) that sends the file itself.
 Afterwards the exports' download counts must equal their ``export.downloaded`` events, at least the
 200s the clients saw and at most the downloads they asked for (the count comes before the first byte:
 a client that gave up waiting for a worker is still counted once a worker answers it). Target: portal
-p99 within 2x of idle, nothing refused, every download whole.
+p99 within 2x of idle, nothing refused, every download whole. ``make bench-quick`` runs gthread only.
 """
 
 from __future__ import annotations
@@ -180,7 +180,9 @@ def ms(values: list[float], p: float) -> str:
     return f"{percentile(values, p) * 1000:.0f}" if values else "n/a"
 
 
-def main(downloads: int, size_mb: int, rate_mb: float, portal_clients: int, idle_seconds: float) -> None:
+def main(
+    downloads: int, size_mb: int, rate_mb: float, portal_clients: int, idle_seconds: float, servers: tuple[str, ...]
+) -> None:
     env = bench_env()
     apply_env(env)
     reset_database(env)
@@ -193,7 +195,8 @@ def main(downloads: int, size_mb: int, rate_mb: float, portal_clients: int, idle
         links, portal, ids = seed(downloads, size_mb, portal_clients)
     size, rate = size_mb << 20, rate_mb * (1 << 20)
     rows, verdicts, answered, asked = [], [], 0, 0
-    for name, args in SERVERS.items():
+    for name in servers:
+        args = SERVERS[name]
         began = time.monotonic()
         run_env = dict(env)
         if name == "accel":
@@ -262,8 +265,10 @@ def main(downloads: int, size_mb: int, rate_mb: float, portal_clients: int, idle
     )
 
 
-def sizes(quick: bool) -> tuple[int, int, float, int, float]:
-    return (6, 16, 1.0, 10, 3.0) if quick else (20, 100, 1.0, 50, 15.0)
+def sizes(quick: bool) -> tuple[int, int, float, int, float, tuple[str, ...]]:
+    """Quick: the README's deployment (gthread) only, to keep ``make bench-quick`` short; the full run
+    compares all three."""
+    return (6, 16, 1.0, 10, 3.0, ("gthread",)) if quick else (20, 100, 1.0, 50, 15.0, tuple(SERVERS))
 
 
 if __name__ == "__main__":

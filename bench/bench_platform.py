@@ -151,6 +151,10 @@ def main(total_rows: int, accounts: int, heavy_sizes: list[int]) -> None:
         idle, _ = _writer_during(env, lambda: time.sleep(5))
         during, prod = _writer_during(env, lambda: run_child(env, "sweep"))
         assert prod["usage_rows_deleted"] == base["rows"] == plat.old_rows, (prod, base, plat.old_rows)
+        print(
+            f"sweep: longest transaction {prod['longest_tx']:.2f}s, its slowest statements "
+            f"{prod['longest_tx_statements']}"
+        )
         rows = [
             [
                 f"{total_rows:,}",
@@ -275,6 +279,10 @@ def main(total_rows: int, accounts: int, heavy_sizes: list[int]) -> None:
                     done.set()
                     thread.join(60)
                 assert dprod["status"] == "completed", dprod
+                print(
+                    f"erase {n:,}: longest transaction {dprod['longest_tx']:.2f}s, its slowest statements "
+                    f"{dprod['longest_tx_statements']}"
+                )
                 lat = box.get("lat") or [0.0]
                 erase_rows.append(
                     [

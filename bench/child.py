@@ -138,34 +138,23 @@ def erase(request_id: int) -> dict:
     app = _app()
     _as_work_horse(app)
     with app.app_context():
-        from sqlalchemy import event
-
         from app.extensions import db
         from workers.jobs import erase_subject
 
-        longest = 0.0
-        opened: dict[int, float] = {}
-
-        def on_begin(conn):
-            opened[id(conn)] = time.perf_counter()
-
-        def on_end(conn):
-            nonlocal longest
-            began = opened.pop(id(conn), None)
-            if began is not None:
-                longest = max(longest, time.perf_counter() - began)
-
-        for engine in db.engines.values():
-            event.listen(engine, "begin", on_begin)
-            event.listen(engine, "commit", on_end)
-            event.listen(engine, "rollback", on_end)
+        seen = _longest_transactions(db.engines.values())
         start = time.perf_counter()
         outcome = erase_subject(request_id)
         seconds = time.perf_counter() - start
         from app.dsr.models import DsrRequest
 
         status = db.session.get(DsrRequest, request_id).status
-        return {"seconds": seconds, "longest_tx": longest, "outcome": str(outcome), "status": status}
+        return {
+            "seconds": seconds,
+            "longest_tx": seen["longest"],
+            "longest_tx_statements": seen["statements"],
+            "outcome": str(outcome),
+            "status": status,
+        }
 
 
 def erase_baseline(account_id: int) -> dict:
@@ -181,23 +170,37 @@ def erase_baseline(account_id: int) -> dict:
         return {"seconds": time.perf_counter() - start, "rows": deleted}
 
 
-def _longest_transactions(engines) -> dict[str, float]:
-    """Record the longest transaction on these engines (begin to commit or rollback) in the result dict."""
+def _longest_transactions(engines) -> dict:
+    """Record the longest transaction on these engines (begin to the commit or rollback call) in the
+    result dict, with its three slowest statements (seconds, SQL): the profile of a long transaction."""
     from sqlalchemy import event
 
-    seen = {"longest": 0.0}
-    opened: dict[int, float] = {}
+    seen: dict = {"longest": 0.0, "statements": []}
+    opened: dict[int, tuple[float, list[tuple[float, str]]]] = {}
+    running: dict[int, float] = {}
 
     def on_begin(conn):
-        opened[id(conn)] = time.perf_counter()
+        opened[id(conn)] = (time.perf_counter(), [])
+
+    def before(conn, _cursor, _statement, _params, _context, _many):
+        running[id(conn)] = time.perf_counter()
+
+    def after(conn, _cursor, statement, _params, _context, _many):
+        began, tx = running.pop(id(conn), None), opened.get(id(conn))
+        if began is not None and tx is not None:
+            tx[1].append((time.perf_counter() - began, statement))
 
     def on_end(conn):
-        began = opened.pop(id(conn), None)
-        if began is not None:
-            seen["longest"] = max(seen["longest"], time.perf_counter() - began)
+        tx = opened.pop(id(conn), None)
+        if tx is not None and time.perf_counter() - tx[0] > seen["longest"]:
+            seen["longest"] = time.perf_counter() - tx[0]
+            slowest = sorted(tx[1], key=lambda st: st[0], reverse=True)[:3]
+            seen["statements"] = [[round(t, 3), " ".join(sql.split())[:400]] for t, sql in slowest]
 
     for engine in engines:
         event.listen(engine, "begin", on_begin)
+        event.listen(engine, "before_cursor_execute", before)
+        event.listen(engine, "after_cursor_execute", after)
         event.listen(engine, "commit", on_end)
         event.listen(engine, "rollback", on_end)
     return seen
@@ -253,7 +256,13 @@ def sweep() -> dict:
         seen = _longest_transactions(db.engines.values())
         start = time.perf_counter()
         result = retention_sweep()
-        return {"seconds": time.perf_counter() - start, "longest_tx": seen["longest"], **result}
+        seconds = time.perf_counter() - start
+        return {
+            "seconds": seconds,
+            "longest_tx": seen["longest"],
+            "longest_tx_statements": seen["statements"],
+            **result,
+        }
 
 
 def sweep_baseline(table: str) -> dict:

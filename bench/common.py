@@ -32,6 +32,10 @@ def bench_env() -> dict[str, str]:
     env["APP_ENV"] = "development"
     env["SECRET_KEY"] = "bench-secret-key"  # noqa: S105 - throwaway key for a local benchmark
     env["DATABASE_URL"] = os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{OUT / 'bench.db'}"
+    if database_kind(env) == "sqlite":
+        # The platform's data lives in its own database (PRODUCT.md): on SQLite its own file, so the
+        # portal's writes (intake) and the platform's (erasure, the sweep) do not share one writer lock.
+        env["PLATFORM_DATABASE_URL"] = f"sqlite:///{OUT / 'platform.db'}"
     env["EXPORT_DIR"] = str(OUT / "exports")
     env["RATELIMIT_ENABLED"] = "false"
     env["PYTHONPATH"] = str(ROOT)
@@ -50,9 +54,10 @@ def reset_database(env: dict[str, str]) -> None:
     """Empty schema at head: delete the SQLite file, or downgrade PostgreSQL to base; then migrate."""
     flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
     if database_kind(env) == "sqlite":
-        path = env["DATABASE_URL"].removeprefix("sqlite:///")
-        for suffix in ("", "-wal", "-shm"):  # WAL mode leaves two companions beside the file
-            Path(path + suffix).unlink(missing_ok=True)
+        for url in (env["DATABASE_URL"], env["PLATFORM_DATABASE_URL"]):
+            path = url.removeprefix("sqlite:///")
+            for suffix in ("", "-wal", "-shm"):  # WAL mode leaves two companions beside the file
+                Path(path + suffix).unlink(missing_ok=True)
     else:
         # The benchmark's own database: emptied outright (a downgrade cannot undo what minimisation
         # removed, e.g. a mail body that 0005 made nullable).

@@ -9,7 +9,8 @@ Each figure is printed beside a baseline measured in the same run on the same ta
   deflated zip member. Targets: PostgreSQL <= 1.5x, SQLite <= 2x, < 150 MB and flat.
 - Deletion of the same subject: against one raw DELETE of a twin's rows laid out the same way; intake
   p99 while it runs beside idle. Targets: <= 1.5x, no transaction over ~1 s, intake p99 within 2x.
-Sizes: ``BENCH_TOTAL_ROWS`` (20M; quick 1M), ``BENCH_ACCOUNTS`` (20k; quick 2k).
+Sizes: ``BENCH_TOTAL_ROWS`` (20M; quick 1M), ``BENCH_ACCOUNTS`` (20k; quick 2k), ``BENCH_HEAVY_ROWS``
+(100k,1M,2M; quick 100k).
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ def main(total_rows: int, accounts: int, heavy_sizes: list[int]) -> None:
         assert prod["usage_rows_deleted"] == base["rows"] == plat.old_rows, (prod, base, plat.old_rows)
         print(
             f"sweep: longest transaction {prod['longest_tx']:.2f}s, its slowest statements "
-            f"{prod['longest_tx_statements']}"
+            f"{prod['longest_tx_statements']}, its longest idle gap {prod['longest_tx_idle']}"
         )
         rows = [
             [
@@ -281,7 +282,7 @@ def main(total_rows: int, accounts: int, heavy_sizes: list[int]) -> None:
                 assert dprod["status"] == "completed", dprod
                 print(
                     f"erase {n:,}: longest transaction {dprod['longest_tx']:.2f}s, its slowest statements "
-                    f"{dprod['longest_tx_statements']}"
+                    f"{dprod['longest_tx_statements']}, its longest idle gap {dprod['longest_tx_idle']}"
                 )
                 lat = box.get("lat") or [0.0]
                 erase_rows.append(
@@ -320,16 +321,18 @@ def main(total_rows: int, accounts: int, heavy_sizes: list[int]) -> None:
 
 
 def sizes(quick: bool) -> tuple[int, int, list[int]]:
+    """Table rows, accounts and the heavy subjects' rows; ``BENCH_HEAVY_ROWS`` (comma-separated) for a probe."""
+    heavy = [int(n) for n in os.environ["BENCH_HEAVY_ROWS"].split(",")] if os.environ.get("BENCH_HEAVY_ROWS") else None
     if quick:
         return (
             int(os.environ.get("BENCH_TOTAL_ROWS", 1_000_000)),
             int(os.environ.get("BENCH_ACCOUNTS", 2_000)),
-            [100_000],
+            heavy or [100_000],
         )
     return (
         int(os.environ.get("BENCH_TOTAL_ROWS", 20_000_000)),
         int(os.environ.get("BENCH_ACCOUNTS", 20_000)),
-        [100_000, 1_000_000, 2_000_000],
+        heavy or [100_000, 1_000_000, 2_000_000],
     )
 
 

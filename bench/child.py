@@ -152,6 +152,7 @@ def erase(request_id: int) -> dict:
             "seconds": seconds,
             "longest_tx": seen["longest"],
             "longest_tx_statements": seen["statements"],
+            "longest_tx_idle": seen["idle"],
             "outcome": str(outcome),
             "status": status,
         }
@@ -172,11 +173,12 @@ def erase_baseline(account_id: int) -> dict:
 
 def _longest_transactions(engines) -> dict:
     """Record the longest transaction on these engines (begin to the commit or rollback call) in the
-    result dict, with its three slowest statements (seconds, SQL): the profile of a long transaction."""
+    result dict, with its profile: its three slowest statements and its longest idle gap (the seconds
+    between two statements, with the statements either side), each as [seconds, SQL]."""
     from sqlalchemy import event
 
-    seen: dict = {"longest": 0.0, "statements": []}
-    opened: dict[int, tuple[float, list[tuple[float, str]]]] = {}
+    seen: dict = {"longest": 0.0, "statements": [], "idle": []}
+    opened: dict[int, tuple[float, list[tuple[float, float, str]]]] = {}
     running: dict[int, float] = {}
 
     def on_begin(conn):
@@ -188,14 +190,26 @@ def _longest_transactions(engines) -> dict:
     def after(conn, _cursor, statement, _params, _context, _many):
         began, tx = running.pop(id(conn), None), opened.get(id(conn))
         if began is not None and tx is not None:
-            tx[1].append((time.perf_counter() - began, statement))
+            tx[1].append((began, time.perf_counter(), statement))
+
+    def short(sql: str) -> str:
+        return " ".join(sql.split())[:300]
 
     def on_end(conn):
         tx = opened.pop(id(conn), None)
-        if tx is not None and time.perf_counter() - tx[0] > seen["longest"]:
-            seen["longest"] = time.perf_counter() - tx[0]
-            slowest = sorted(tx[1], key=lambda st: st[0], reverse=True)[:3]
-            seen["statements"] = [[round(t, 3), " ".join(sql.split())[:400]] for t, sql in slowest]
+        ended = time.perf_counter()
+        if tx is None or ended - tx[0] <= seen["longest"]:
+            return
+        began, statements = tx
+        seen["longest"] = ended - began
+        slowest = sorted(statements, key=lambda st: st[1] - st[0], reverse=True)[:3]
+        seen["statements"] = [[round(b - a, 3), short(sql)] for a, b, sql in slowest]
+        marks = [(began, "BEGIN"), *[(b, sql) for _a, b, sql in statements]]
+        starts = [a for a, _b, _sql in statements] + [ended]
+        nexts = [sql for _a, _b, sql in statements] + ["COMMIT/ROLLBACK"]
+        gaps = [(start - mark, prev, nxt) for (mark, prev), start, nxt in zip(marks, starts, nexts, strict=True)]
+        gap, prev, nxt = max(gaps, key=lambda g: g[0])
+        seen["idle"] = [round(gap, 3), f"after: {short(prev)}", f"before: {short(nxt)}"]
 
     for engine in engines:
         event.listen(engine, "begin", on_begin)
@@ -261,6 +275,7 @@ def sweep() -> dict:
             "seconds": seconds,
             "longest_tx": seen["longest"],
             "longest_tx_statements": seen["statements"],
+            "longest_tx_idle": seen["idle"],
             **result,
         }
 

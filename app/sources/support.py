@@ -89,9 +89,13 @@ class SupportSource(TableSource):
 
     def sweep(self, older_than: datetime, batch: int | None = None) -> int:
         """Retention: delete every support message sent before ``older_than`` (``batch`` rows per
-        transaction; ``DELETE_BATCH`` when not given)."""
+        transaction; ``DELETE_BATCH`` when not given), in one pass like the usage sweep."""
         return delete_in_batches(
-            table_of(SupportMessage), SupportMessage.id, SupportMessage.sent_at < older_than, batch or DELETE_BATCH
+            table_of(SupportMessage),
+            SupportMessage.id,
+            SupportMessage.sent_at < older_than,
+            batch or DELETE_BATCH,
+            recheck=False,
         )
 
     def erase(

@@ -252,3 +252,60 @@ def test_delete_in_batches_on_sqlite_checkpoints_after_each_batch_not_inside_its
     finally:
         alone.close()
     assert left == 0
+
+
+def test_the_retention_sweep_does_not_recheck_its_walk_and_the_next_run_takes_what_it_passed(app):
+    """The sweep's rows are a year old: one committed behind the walk is a backdated insert, and the
+    next day's run takes it. So the sweep makes one pass (``recheck=False``): no statement re-walks the
+    ranges it deleted (on PostgreSQL that re-walk visits every dead entry again: about half the
+    sweep's time), and a row it passed is left to the next run, which takes it."""
+    from sqlalchemy import event
+
+    from app.sources.usage import UsageSource
+
+    layout = [1 + i % 30 for i in range(1200)]
+    load(layout, start=1, old=set(range(0, 600)))
+    cutoff = NOW - timedelta(days=365)
+    statements: list[str] = []
+    passed: list[int] = []
+
+    def on_execute(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith(("DELETE", "WITH")):
+            statements.append(statement)
+
+    def backdated_insert_behind_the_walk(total: int) -> None:
+        passed.append(total)
+        if len(passed) == 2:
+            with platform_engine().begin() as conn:
+                conn.execute(
+                    UsageRecord.__table__.insert(),
+                    {
+                        "id": 5000,
+                        "account_id": 1,
+                        "key_prefix": "sk-t",
+                        "model": "m",
+                        "request_id": "backdated",
+                        "prompt_tokens": 1,
+                        "completion_tokens": 1,
+                        "created_at": NOW - timedelta(days=500),  # older than anything the walk has reached
+                    },
+                )
+
+    engine = platform_engine()
+    event.listen(engine, "before_cursor_execute", on_execute)
+    try:
+        where = UsageRecord.created_at < cutoff
+        n = delete_in_batches(
+            UsageRecord.__table__,
+            UsageRecord.id,
+            where,
+            batch=100,
+            on_batch=backdated_insert_behind_the_walk,
+            key=UsageRecord.created_at,
+            recheck=False,
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", on_execute)
+    assert n == 600 and count(where) == 1  # the backdated row, behind the walk, is still there
+    assert not [s for s in statements if "<=" in s]  # no re-check: no statement bounded above
+    assert UsageSource().sweep(cutoff) == 1 and count(where) == 0  # the next run takes it

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NotRequired, TypedDict
 
+from app.extensions import db
 from app.models_base import utcnow
 from app.sources import BY_KEY, INVENTORY, SOURCES, Subject, find_subject
 from app.sources.base import DELETE_BATCH, ResultItem, Source, StripeStep
@@ -93,6 +94,10 @@ def erase_everything(
     save = checkpoint or (lambda _s: None)
     if isinstance(subject, str):
         subject = find_subject(subject, account_id=state.get("account_id", account_id))
+    # What the session read to find the request and the subject ends here: the counts and deletions
+    # below run on their own connections, and a read transaction left open idled across them (2.4 s
+    # for a 1M-row subject on PostgreSQL), holding its snapshot (on SQLite, its read lock) meanwhile.
+    db.session.commit()
     if "before" not in state:
         state["account_id"] = subject.account_id
         state["before"] = {s.category.name: s.count(subject) for s in SOURCES if s.key != "stripe"}

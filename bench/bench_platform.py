@@ -154,7 +154,8 @@ def main(total_rows: int, accounts: int, heavy_sizes: list[int]) -> None:
         assert prod["usage_rows_deleted"] == base["rows"] == plat.old_rows, (prod, base, plat.old_rows)
         print(
             f"sweep: longest transaction {prod['longest_tx']:.2f}s, its slowest statements "
-            f"{prod['longest_tx_statements']}, its longest idle gap {prod['longest_tx_idle']}"
+            f"{prod['longest_tx_statements']}, its longest idle gap {prod['longest_tx_idle']}; seconds in "
+            f"statements by kind {prod['statement_seconds']}"
         )
         rows = [
             [
@@ -282,7 +283,8 @@ def main(total_rows: int, accounts: int, heavy_sizes: list[int]) -> None:
                 assert dprod["status"] == "completed", dprod
                 print(
                     f"erase {n:,}: longest transaction {dprod['longest_tx']:.2f}s, its slowest statements "
-                    f"{dprod['longest_tx_statements']}, its longest idle gap {dprod['longest_tx_idle']}"
+                    f"{dprod['longest_tx_statements']}, its longest idle gap {dprod['longest_tx_idle']}; "
+                    f"seconds in statements by kind {dprod['statement_seconds']}"
                 )
                 lat = box.get("lat") or [0.0]
                 erase_rows.append(

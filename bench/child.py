@@ -153,6 +153,7 @@ def erase(request_id: int) -> dict:
             "longest_tx": seen["longest"],
             "longest_tx_statements": seen["statements"],
             "longest_tx_idle": seen["idle"],
+            "statement_seconds": seen["by_kind"],
             "outcome": str(outcome),
             "status": status,
         }
@@ -177,7 +178,7 @@ def _longest_transactions(engines) -> dict:
     between two statements, with the statements either side), each as [seconds, SQL]."""
     from sqlalchemy import event
 
-    seen: dict = {"longest": 0.0, "statements": [], "idle": []}
+    seen: dict = {"longest": 0.0, "statements": [], "idle": [], "by_kind": {}}
     opened: dict[int, tuple[float, list[tuple[float, float, str]]]] = {}
     running: dict[int, float] = {}
 
@@ -189,8 +190,13 @@ def _longest_transactions(engines) -> dict:
 
     def after(conn, _cursor, statement, _params, _context, _many):
         began, tx = running.pop(id(conn), None), opened.get(id(conn))
-        if began is not None and tx is not None:
-            tx[1].append((began, time.perf_counter(), statement))
+        if began is None:
+            return
+        now = time.perf_counter()
+        if tx is not None:
+            tx[1].append((began, now, statement))
+        kind = " ".join(statement.split()[:2]) + (" (bounded above: a re-check)" if "<=" in statement else "")
+        seen["by_kind"][kind] = round(seen["by_kind"].get(kind, 0.0) + now - began, 3)
 
     def short(sql: str) -> str:
         return " ".join(sql.split())[:300]
@@ -276,6 +282,7 @@ def sweep() -> dict:
             "longest_tx": seen["longest"],
             "longest_tx_statements": seen["statements"],
             "longest_tx_idle": seen["idle"],
+            "statement_seconds": seen["by_kind"],
             **result,
         }
 

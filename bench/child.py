@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sys
 import time
 import zipfile
@@ -143,7 +144,7 @@ def erase(request_id: int) -> dict:
 
         seen = _longest_transactions(db.engines.values())
         start = time.perf_counter()
-        outcome = erase_subject(request_id)
+        outcome = _profiled(erase_subject, request_id)
         seconds = time.perf_counter() - start
         from app.dsr.models import DsrRequest
 
@@ -170,6 +171,22 @@ def erase_baseline(account_id: int) -> dict:
         with db.engines["platform"].begin() as conn:
             deleted = conn.execute(text("DELETE FROM platform_usage WHERE account_id = :a"), {"a": account_id}).rowcount
         return {"seconds": time.perf_counter() - start, "rows": deleted}
+
+
+def _profiled(work, *args):
+    """``work(*args)``, under cProfile when ``BENCH_PROFILE`` names a file (its top 40 by cumulative time)."""
+    path = os.environ.get("BENCH_PROFILE")
+    if not path:
+        return work(*args)
+    import cProfile
+    import pstats
+
+    profile = cProfile.Profile()
+    try:
+        return profile.runcall(work, *args)
+    finally:
+        with open(path, "a") as fh:
+            pstats.Stats(profile, stream=fh).sort_stats("cumulative").print_stats(40)
 
 
 def _longest_transactions(engines) -> dict:

@@ -374,7 +374,7 @@ def delete_in_batches(
             low = cut
         yield low, high
 
-    def recheck(low: Any, high: Any) -> None:
+    def recheck_range(low: Any, high: Any) -> None:
         while True:
             asked = size
             deleted, _first, last = take(low, high)
@@ -388,12 +388,12 @@ def delete_in_batches(
     # last one. (Nothing found: the first pass's one read was that check.)
     edge = None
     for first, last, rows in spans:
-        recheck(edge, first)
+        recheck_range(edge, first)
         for piece_low, piece_high in pieces(first, last, rows):
-            recheck(piece_low, piece_high)
+            recheck_range(piece_low, piece_high)
         edge = last
     if spans:
-        recheck(edge, None)
+        recheck_range(edge, None)
     return total
 
 

@@ -160,9 +160,7 @@ def test_batched_delete_bounds_every_batch_whatever_the_id_layout(app):
     assert left == [2]
 
 
-def test_the_erasure_holds_no_session_transaction_open_while_the_sources_count_and_delete(
-    app, redis_conn, monkeypatch
-):
+def test_the_erasure_holds_no_session_transaction_open_while_the_sources_count_and_delete(app, redis_conn, monkeypatch):
     """The job read the request and the subject's account through the session; that read transaction
     must end before the platform work starts. Left open, it idled across the sources' counts (2.4 s for
     a 1M-row subject of an 11M-row log on PostgreSQL): a transaction holding its snapshot (and on SQLite

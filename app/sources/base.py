@@ -55,6 +55,10 @@ DELETE_BATCH_SECONDS = 0.25
 # 50k at once took 1.27 s on SQLite under load (the writer beside it waited as long).
 DELETE_FIRST_BATCH = 1000
 
+# A piecewise count's first piece and largest piece (rows): counting costs a fraction of deleting.
+COUNT_FIRST_PIECE = 10000
+COUNT_MAX_PIECE = 1_000_000
+
 # SQLite's own default for ``PRAGMA wal_autocheckpoint`` (pages), restored after each deletion batch.
 SQLITE_AUTOCHECKPOINT = 1000
 
@@ -264,6 +268,40 @@ def _read_ahead(
 def count_rows(stmt: Select[*tuple[Any, ...]]) -> int:
     with platform_engine().connect() as conn:
         return int(conn.execute(select(func.count()).select_from(stmt.subquery())).scalar_one())
+
+
+def count_in_pieces(
+    id_col: QueryableAttribute[int],
+    where: ColumnElement[bool],
+    *,
+    seconds: float = DELETE_BATCH_SECONDS,
+    clock: Callable[[], float] = time.perf_counter,
+) -> int:
+    """How many rows match ``where``, counted in ``id_col`` order in pieces, each its own statement
+    and transaction, sized by the last piece's time (``seconds`` each, at most doubling, at most
+    ``COUNT_MAX_PIECE`` rows), like the deletion batches.
+
+    For the usage log: one ``count(*)`` of a 1M-row subject of a 20M-row PostgreSQL log took 3.38 s
+    (an index-only scan visiting the heap for every row, the visibility map cleared by the day's
+    deletions), one transaction holding its snapshot that long. The pieces add up to the same count
+    when nothing changes meanwhile; the erasure's re-check takes rows committed during it anyway.
+    """
+    engine = platform_engine()
+    size, total, low = COUNT_FIRST_PIECE, 0, None
+    while True:
+        bounds = [where] if low is None else [where, id_col > low]
+        piece = select(id_col.label("id")).where(*bounds).order_by(id_col).limit(size).subquery()
+        started = clock()
+        with engine.connect() as conn:
+            plan_for_cached_data(conn)
+            row = conn.execute(select(func.count(), func.max(piece.c.id))).one()
+        elapsed = clock() - started
+        found, last = int(row[0]), row[1]
+        total += found
+        if found < size:
+            return total
+        low = last
+        size = max(1, min(COUNT_MAX_PIECE, size * 2, int(size * seconds / elapsed) if elapsed > 0 else size * 2))
 
 
 def delete_in_batches(

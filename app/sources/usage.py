@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement
 
 from app.models_base import table_of
 from app.platform.models import UsageRecord
@@ -14,7 +14,7 @@ from app.sources.base import (
     ResultItem,
     Subject,
     TableSource,
-    count_rows,
+    count_in_pieces,
     delete_in_batches,
 )
 from app.sources.inventory import category
@@ -30,7 +30,8 @@ class UsageSource(TableSource):
         return UsageRecord.account_id == (subject.account_id if subject.account_id is not None else -1)
 
     def count(self, subject: Subject) -> int:
-        return 0 if subject.account_id is None else count_rows(select(UsageRecord.id).where(self._where(subject)))
+        """In time-bounded pieces: a heavy account's log is millions of rows (``count_in_pieces``)."""
+        return 0 if subject.account_id is None else count_in_pieces(UsageRecord.id, self._where(subject))
 
     def erase(self, subject: Subject, progress: Progress | None = None, batch: int = DELETE_BATCH) -> list[ResultItem]:
         n = 0

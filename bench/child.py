@@ -190,56 +190,73 @@ def _profiled(work, *args):
 
 
 def _longest_transactions(engines) -> dict:
-    """Record the longest transaction on these engines (begin to the commit or rollback call) in the
-    result dict, with its profile: its three slowest statements and its longest idle gap (the seconds
-    between two statements, with the statements either side), each as [seconds, SQL]."""
+    """Record the longest transaction on these engines (begin to the end of its COMMIT or ROLLBACK, so
+    a slow commit counts: a WAL flush, an SQLite checkpoint) in the result dict, with its profile: its
+    three slowest statements (the commit among them) and its longest idle gap (between two statements,
+    with the statements either side), each as [seconds, SQL]; and the seconds spent in each kind of
+    statement over the whole run."""
     from sqlalchemy import event
 
     seen: dict = {"longest": 0.0, "statements": [], "idle": [], "by_kind": {}}
     opened: dict[int, tuple[float, list[tuple[float, float, str]]]] = {}
     running: dict[int, float] = {}
 
+    def key(conn) -> int:
+        return id(conn.connection)  # the pool's proxy, which the dialect's do_commit/do_rollback receive
+
     def on_begin(conn):
-        opened[id(conn)] = (time.perf_counter(), [])
+        opened[key(conn)] = (time.perf_counter(), [])
 
     def before(conn, _cursor, _statement, _params, _context, _many):
-        running[id(conn)] = time.perf_counter()
+        running[key(conn)] = time.perf_counter()
 
-    def after(conn, _cursor, statement, _params, _context, _many):
-        began, tx = running.pop(id(conn), None), opened.get(id(conn))
-        if began is None:
-            return
-        now = time.perf_counter()
+    def note(began: float, now: float, statement: str, tx) -> None:
         if tx is not None:
             tx[1].append((began, now, statement))
         kind = " ".join(statement.split()[:2]) + (" (bounded above: a re-check)" if "<=" in statement else "")
         seen["by_kind"][kind] = round(seen["by_kind"].get(kind, 0.0) + now - began, 3)
 
+    def after(conn, _cursor, statement, _params, _context, _many):
+        began = running.pop(key(conn), None)
+        if began is not None:
+            note(began, time.perf_counter(), statement, opened.get(key(conn)))
+
     def short(sql: str) -> str:
         return " ".join(sql.split())[:300]
 
-    def on_end(conn):
-        tx = opened.pop(id(conn), None)
+    def finish(dbapi_key: int, began_end: float, word: str) -> None:
         ended = time.perf_counter()
+        tx = opened.pop(dbapi_key, None)
+        note(began_end, ended, word, tx)
         if tx is None or ended - tx[0] <= seen["longest"]:
             return
         began, statements = tx
         seen["longest"] = ended - began
         slowest = sorted(statements, key=lambda st: st[1] - st[0], reverse=True)[:3]
         seen["statements"] = [[round(b - a, 3), short(sql)] for a, b, sql in slowest]
-        marks = [(began, "BEGIN"), *[(b, sql) for _a, b, sql in statements]]
-        starts = [a for a, _b, _sql in statements] + [ended]
-        nexts = [sql for _a, _b, sql in statements] + ["COMMIT/ROLLBACK"]
+        marks = [(began, "BEGIN"), *[(b, sql) for _a, b, sql in statements[:-1]]]
+        starts = [a for a, _b, _sql in statements]
+        nexts = [sql for _a, _b, sql in statements]
         gaps = [(start - mark, prev, nxt) for (mark, prev), start, nxt in zip(marks, starts, nexts, strict=True)]
         gap, prev, nxt = max(gaps, key=lambda g: g[0])
         seen["idle"] = [round(gap, 3), f"after: {short(prev)}", f"before: {short(nxt)}"]
+
+    def timed(original, word: str):
+        def wrapper(dbapi_connection):
+            began = time.perf_counter()
+            try:
+                return original(dbapi_connection)
+            finally:
+                finish(id(dbapi_connection), began, word)
+
+        return wrapper
 
     for engine in engines:
         event.listen(engine, "begin", on_begin)
         event.listen(engine, "before_cursor_execute", before)
         event.listen(engine, "after_cursor_execute", after)
-        event.listen(engine, "commit", on_end)
-        event.listen(engine, "rollback", on_end)
+        engine.dialect.do_commit = timed(engine.dialect.do_commit, "COMMIT")
+        engine.dialect.do_rollback = timed(engine.dialect.do_rollback, "ROLLBACK")
     return seen
 
 

@@ -18,7 +18,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NotRequired, Protocol, TypedDict, runtime_checkable
@@ -58,9 +57,6 @@ DELETE_FIRST_BATCH = 1000
 # A piecewise count's first piece and largest piece (rows): counting costs a fraction of deleting.
 COUNT_FIRST_PIECE = 10000
 COUNT_MAX_PIECE = 1_000_000
-
-# SQLite's own default for ``PRAGMA wal_autocheckpoint`` (pages), restored after each deletion batch.
-SQLITE_AUTOCHECKPOINT = 1000
 
 Progress = Callable[[int], None]
 NOT_FOUND = "We found none linked to the identifiers of this request."
@@ -358,28 +354,23 @@ def delete_in_batches(
         if high is not None:
             bounds.append(walk <= high)
         started = clock()
-        with engine.connect() as conn, _checkpointed_after(conn):
-            with conn.begin():
-                if conn.dialect.name == "postgresql":
-                    plan_for_cached_data(conn)
-                    picked: Select[Any] = select(literal_column("ctid")).where(*bounds).order_by(walk).limit(size)
-                    gone = (
-                        delete(table)
-                        .where(literal_column("ctid") == func.any(func.array(picked.scalar_subquery())), where)
-                        .returning(walk)
-                        .cte("gone")
-                    )
-                    found = conn.execute(
-                        select(func.count(), func.min(gone.c[walk.key]), func.max(gone.c[walk.key]))
-                    ).one()
-                    deleted, first, last = int(found[0]), found[1], found[2]
-                else:
-                    picked = select(id_col).where(*bounds).order_by(walk).limit(size)
-                    taken: list[Any] = list(
-                        conn.execute(delete(table).where(id_col.in_(picked)).returning(walk)).scalars()
-                    )
-                    deleted, first, last = len(taken), min(taken, default=None), max(taken, default=None)
-            elapsed = clock() - started  # the transaction's own time (the checkpoint follows it)
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                plan_for_cached_data(conn)
+                picked: Select[Any] = select(literal_column("ctid")).where(*bounds).order_by(walk).limit(size)
+                gone = (
+                    delete(table)
+                    .where(literal_column("ctid") == func.any(func.array(picked.scalar_subquery())), where)
+                    .returning(walk)
+                    .cte("gone")
+                )
+                found = conn.execute(select(func.count(), func.min(gone.c[walk.key]), func.max(gone.c[walk.key]))).one()
+                deleted, first, last = int(found[0]), found[1], found[2]
+            else:
+                picked = select(id_col).where(*bounds).order_by(walk).limit(size)
+                taken: list[Any] = list(conn.execute(delete(table).where(id_col.in_(picked)).returning(walk)).scalars())
+                deleted, first, last = len(taken), min(taken, default=None), max(taken, default=None)
+        elapsed = clock() - started
         asked = size
         size = max(1, min(batch, asked * 2, int(asked * seconds / elapsed) if elapsed > 0 else batch))
         if deleted:
@@ -433,27 +424,6 @@ def delete_in_batches(
     if spans:
         recheck_range(edge, None)
     return total
-
-
-@contextmanager
-def _checkpointed_after(conn: Connection) -> Iterator[None]:
-    """On SQLite, the batch's commit skips the WAL checkpoint and one follows it, outside any transaction.
-
-    SQLite runs its automatic checkpoint inside the commit that finds the WAL over 1000 pages, whichever
-    connection that is: a deletion batch's commit (the lock held meanwhile: 1.35 s, a 20M-row sweep) or
-    the next insert of the platform's own writer (1434 ms). A passive checkpoint right after each batch
-    copies that batch's pages back while writers go on appending, so no commit pays for them.
-    """
-    raw = conn.connection.dbapi_connection if conn.dialect.name == "sqlite" else None
-    if raw is None:
-        yield
-        return
-    raw.execute("PRAGMA wal_autocheckpoint = 0")
-    try:
-        yield
-        raw.execute("PRAGMA wal_checkpoint(PASSIVE)")
-    finally:
-        raw.execute(f"PRAGMA wal_autocheckpoint = {SQLITE_AUTOCHECKPOINT}")
 
 
 def _cuttable(low: Any, high: Any) -> bool:

@@ -216,44 +216,6 @@ def test_delete_in_batches_rechecks_a_walked_range_in_pieces_that_fit_the_time(a
     assert len(bounded) > 4
 
 
-def test_delete_in_batches_on_sqlite_checkpoints_after_each_batch_not_inside_its_commit(app):
-    """SQLite runs its automatic WAL checkpoint inside whichever commit finds the WAL over 1000 pages: a
-    deletion batch's (its lock held meanwhile: 1.35 s in a 20M-row sweep) or the platform writer's next
-    insert (1434 ms). Each batch's commit must skip it, and a passive checkpoint must follow the batch, so
-    the database file itself (read without its WAL) no longer holds the deleted rows."""
-    import shutil
-    import sqlite3
-
-    from sqlalchemy import event
-
-    engine = platform_engine()
-    if engine.dialect.name != "sqlite":
-        pytest.skip("SQLite's WAL checkpoints; PostgreSQL has none in the commit")
-    load([1, 2] * 500)
-    path = engine.url.database
-    at_commit: list[int] = []
-
-    def on_commit(conn) -> None:
-        at_commit.append(conn.connection.dbapi_connection.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
-
-    event.listen(engine, "commit", on_commit)
-    try:
-        n = delete_in_batches(UsageRecord.__table__, UsageRecord.id, UsageRecord.account_id == 1, batch=100)
-    finally:
-        event.remove(engine, "commit", on_commit)
-    assert n == 500 and at_commit and set(at_commit) == {0}  # no commit ran the automatic checkpoint
-    with engine.connect() as conn:  # and every pooled connection is back to SQLite's default
-        assert conn.connection.dbapi_connection.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
-    copy = f"{path}.alone"
-    shutil.copyfile(path, copy)  # the database file without its -wal: what checkpoints copied back
-    alone = sqlite3.connect(copy)
-    try:
-        left = alone.execute("SELECT count(*) FROM platform_usage WHERE account_id = 1").fetchone()[0]
-    finally:
-        alone.close()
-    assert left == 0
-
-
 def test_the_retention_sweep_does_not_recheck_its_walk_and_the_next_run_takes_what_it_passed(app):
     """The sweep's rows are a year old: one committed behind the walk is a backdated insert, and the
     next day's run takes it. So the sweep makes one pass (``recheck=False``): no statement re-walks the

@@ -308,4 +308,52 @@ def test_the_erasure_counts_a_subject_s_usage_in_pieces_bounded_in_time(app):
     from app.sources import Subject
 
     subject = Subject(email="x@example.com", account_id=1)
-    assert UsageSource().count(subject) == layout.count(1)  # the source counts this way, exactly
+    began.clear()
+    event.listen(engine, "begin", on_begin)
+    base.COUNT_FIRST_PIECE = 400
+    try:
+        assert UsageSource().count(subject) == layout.count(1)  # exact
+    finally:
+        base.COUNT_FIRST_PIECE = old
+        event.remove(engine, "begin", on_begin)
+    assert len(began) == 3  # and the source counts in pieces: 2000 rows as 400, 800 and the last, each its own
+
+
+def test_both_retention_sweeps_make_one_pass(app):
+    """The usage and the support sweeps delete in one pass: no statement bounded above (a re-check)."""
+    from sqlalchemy import event
+
+    from app.platform.models import SupportMessage
+    from app.sources.support import SupportSource
+    from app.sources.usage import UsageSource
+
+    load([1 + i % 30 for i in range(600)], old=set(range(0, 300)))
+    with platform_engine().begin() as conn:
+        conn.execute(
+            SupportMessage.__table__.insert(),
+            [
+                {
+                    "email": f"p{i}@example.com",
+                    "direction": "inbound",
+                    "subject": "s",
+                    "body": "b",
+                    "sent_at": NOW - timedelta(days=4000 if i % 2 else 1),
+                }
+                for i in range(200)
+            ],
+        )
+    statements: list[str] = []
+
+    def on_execute(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith(("DELETE", "WITH")):
+            statements.append(statement)
+
+    engine = platform_engine()
+    event.listen(engine, "before_cursor_execute", on_execute)
+    try:
+        cutoff = NOW - timedelta(days=365)
+        assert UsageSource().sweep(cutoff, batch=50) == 300
+        assert SupportSource().sweep(NOW - timedelta(days=3000), batch=30) == 100
+    finally:
+        event.remove(engine, "before_cursor_execute", on_execute)
+    assert len(statements) >= 10 and not [s for s in statements if "<=" in s]

@@ -89,7 +89,12 @@ def erase_everything(
     batch: int = DELETE_BATCH,
     account_id: int | None = None,
 ) -> dict[str, Any]:
-    """Erase the subject's data; returns the completion report (``items`` per category, ``outcome``)."""
+    """Erase the subject's data; returns the completion report (``items`` per category, ``outcome``).
+
+    It commits the caller's session first (what it read to find the subject must not stay open across
+    the platform work), and ``checkpoint`` commits after each step: callers stage nothing they might
+    want rolled back.
+    """
     state = dict(state or {})
     save = checkpoint or (lambda _s: None)
     if isinstance(subject, str):

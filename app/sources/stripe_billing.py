@@ -21,7 +21,16 @@ from typing import Any, TypedDict
 import stripe
 from flask import current_app
 
-from app.sources.base import DELETE_BATCH, BaseSource, PlanItem, Progress, ResultItem, StripeStep, Subject
+from app.sources.base import (
+    DELETE_BATCH,
+    BaseSource,
+    PlanItem,
+    Progress,
+    ResultItem,
+    StripeStep,
+    Subject,
+    platform_engine,
+)
 from app.sources.inventory import category
 
 TIMEOUT_SECONDS = 20
@@ -105,9 +114,10 @@ def _deleted(cust: StripeObj) -> bool:
 
 
 def _held_by_other_accounts(customer_ids: list[str], account_id: int | None) -> set[str]:
+    """Which of these customers another platform account holds: read on a connection of its own, so
+    no session transaction stays open across the Stripe calls that follow."""
     from sqlalchemy import select
 
-    from app.extensions import db
     from app.platform.models import Account
 
     if not customer_ids:
@@ -115,7 +125,8 @@ def _held_by_other_accounts(customer_ids: list[str], account_id: int | None) -> 
     stmt = select(Account.stripe_customer_id).where(Account.stripe_customer_id.in_(customer_ids))
     if account_id is not None:
         stmt = stmt.where(Account.id != account_id)
-    return {cid for cid in db.session.execute(stmt).scalars() if cid is not None}  # in_() matches no NULL
+    with platform_engine().connect() as conn:
+        return {cid for cid in conn.execute(stmt).scalars() if cid is not None}  # in_() matches no NULL
 
 
 def retained_summary() -> str:

@@ -85,3 +85,28 @@ def test_every_customer_with_the_verified_address_is_erased_not_only_the_stored_
     assert db.session.get(DsrRequest, dsr_id).status == "completed"
     with pytest.raises(stripe.InvalidRequestError):
         stripe.Customer.retrieve(second)
+
+
+def test_no_session_transaction_stays_open_across_the_stripe_calls_of_an_erasure(app, redis_conn, monkeypatch):
+    """Before the Stripe calls the erasure checks which customers another account holds; that read must
+    not leave the session's transaction open while Stripe answers (seconds, or a timeout's worth)."""
+    from app.sources.stripe_billing import StripeSource
+
+    client, _ = staff_client(app, "officer")
+    acct = make_subject_data(usage=2)
+    acct.stripe_customer_id = create_stripe_customer(acct.email, acct.name)
+    db.session.commit()
+    dsr = make_request("pending_review", "deletion", email="ada@example.com")
+    act(client, dsr, "approve", confirm_reference=dsr.reference)
+    dsr_id = dsr.id
+    during: list[bool] = []
+    customer = StripeSource._customer
+
+    def looking_up(self, cid):
+        during.append(db.session().in_transaction())
+        return customer(self, cid)
+
+    monkeypatch.setattr(StripeSource, "_customer", looking_up)
+    run_jobs(redis_conn)
+    assert db.session.get(DsrRequest, dsr_id).status == "completed"
+    assert during and not any(during)

@@ -195,9 +195,10 @@ def dev_cmd(port: int, host: str) -> None:
         env["STRIPE_API_BASE"] = f"http://127.0.0.1:{stripe_port}"
         current_app.config.update(STRIPE_API_KEY=env["STRIPE_API_KEY"], STRIPE_API_BASE=env["STRIPE_API_BASE"])
         _demo_billing_on_localstripe(stripe_port)
-    children.append(subprocess.Popen([*flask, "worker"], env=env))
-    children.append(subprocess.Popen([*flask, "cron"], env=env))
-    children.append(subprocess.Popen([*flask, "run", "--host", host, "--port", str(port), "--no-reload"], env=env))
+    # Each child leads a process group of its own, so stopping reaches what it started in turn (the rq
+    # worker's scheduler process), and nothing of it is left talking to Redis once Redis is stopped.
+    for command in (["worker"], ["cron"], ["run", "--host", host, "--port", str(port), "--no-reload"]):
+        children.append(subprocess.Popen([*flask, *command], env=env, process_group=0))
     base = env["PORTAL_BASE_URL"]
     click.echo("")
     click.echo(f"  DSR portal:  {base}/")
@@ -228,16 +229,24 @@ def dev_cmd(port: int, host: str) -> None:
             time.sleep(0.5)
     finally:
         for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
+            _signal_group(child.pid, signal.SIGTERM)
         deadline = time.monotonic() + 10
         for child in children:
             try:
                 child.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 child.kill()
+            _signal_group(child.pid, signal.SIGKILL)  # whatever of its group outlived it
     if embedded:
         from app.redis_server import stop_embedded_redis
 
         stop_embedded_redis(Path(current_app.instance_path) / "redis")
     click.echo("stopped")
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    """Send ``sig`` to a process group, if any member of it is still there."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass

@@ -151,10 +151,7 @@ def erase(request_id: int) -> dict:
         status = db.session.get(DsrRequest, request_id).status
         return {
             "seconds": seconds,
-            "longest_tx": seen["longest"],
-            "longest_tx_statements": seen["statements"],
-            "longest_tx_idle": seen["idle"],
-            "statement_seconds": seen["by_kind"],
+            **_transaction_figures(seen),
             "outcome": str(outcome),
             "status": status,
         }
@@ -187,6 +184,16 @@ def _profiled(work, *args):
     finally:
         with open(path, "a") as fh:
             pstats.Stats(profile, stream=fh).sort_stats("cumulative").print_stats(40)
+
+
+def _transaction_figures(seen: dict) -> dict:
+    """What ``_longest_transactions`` recorded, as the result's fields."""
+    return {
+        "longest_tx": seen["longest"],
+        "longest_tx_statements": seen["statements"],
+        "longest_tx_idle": seen["idle"],
+        "statement_seconds": seen["by_kind"],
+    }
 
 
 def _longest_transactions(engines) -> dict:
@@ -313,10 +320,7 @@ def sweep() -> dict:
         seconds = time.perf_counter() - start
         return {
             "seconds": seconds,
-            "longest_tx": seen["longest"],
-            "longest_tx_statements": seen["statements"],
-            "longest_tx_idle": seen["idle"],
-            "statement_seconds": seen["by_kind"],
+            **_transaction_figures(seen),
             **result,
         }
 

@@ -297,7 +297,7 @@ def count_in_pieces(
         if found < size:
             return total
         low = last
-        size = max(1, min(COUNT_MAX_PIECE, size * 2, int(size * seconds / elapsed) if elapsed > 0 else size * 2))
+        size = _next_size(size, elapsed, seconds, COUNT_MAX_PIECE)
 
 
 def delete_in_batches(
@@ -372,7 +372,7 @@ def delete_in_batches(
                 deleted, first, last = len(taken), min(taken, default=None), max(taken, default=None)
         elapsed = clock() - started
         asked = size
-        size = max(1, min(batch, asked * 2, int(asked * seconds / elapsed) if elapsed > 0 else batch))
+        size = _next_size(asked, elapsed, seconds, batch)
         if deleted:
             total += deleted
             if on_batch:
@@ -424,6 +424,12 @@ def delete_in_batches(
     if spans:
         recheck_range(edge, None)
     return total
+
+
+def _next_size(size: int, elapsed: float, seconds: float, cap: int) -> int:
+    """The next batch's or piece's rows after ``size`` took ``elapsed``: what fits in ``seconds`` at that
+    pace, at most doubling, at most ``cap``, at least one."""
+    return max(1, min(cap, size * 2, int(size * seconds / elapsed) if elapsed > 0 else cap))
 
 
 def _cuttable(low: Any, high: Any) -> bool:

@@ -237,10 +237,13 @@ def main(total_rows: int, accounts: int, heavy_sizes: list[int]) -> None:
 
     # 3. Deletion of the same subjects, beside one raw DELETE of their twins; intake p99 beside idle.
     from bench.bench_intake import drive
+    from bench.contention import Contention
 
-    erase_rows = []
+    erase_rows, profiles = [], []
     with gunicorn(env, workers=2) as base_url:
-        idle_lat, idle_err, _ = asyncio.run(drive(base_url, 4, 10, trivial=False))
+        with Contention(base_url, env["DATABASE_URL"]) as probe:
+            idle_lat, idle_err, _ = asyncio.run(drive(base_url, 4, 10, trivial=False))
+        profiles.append(["intake alone", *probe.figures().values()])
         with app.app_context():
             for n in heavy_sizes:
                 dbase = run_child(env, "erase-baseline", str(plat.twins[n]))
@@ -276,10 +279,12 @@ def main(total_rows: int, accounts: int, heavy_sizes: list[int]) -> None:
                 thread.start()
                 time.sleep(1)
                 try:
-                    dprod = work()
+                    with Contention(base_url, env["DATABASE_URL"]) as probe:
+                        dprod = work()
                 finally:
                     done.set()
                     thread.join(60)
+                profiles.append([f"intake + erasure of {n:,}", *probe.figures().values()])
                 assert dprod["status"] == "completed", dprod
                 print(
                     f"erase {n:,}: longest transaction {dprod['longest_tx']:.2f}s, its slowest statements "
@@ -319,6 +324,21 @@ def main(total_rows: int, accounts: int, heavy_sizes: list[int]) -> None:
         f"deletion: worst {dworst:.2f}x (target <= 1.5x) {'MET' if dworst <= 1.5 else 'MISSED'}; longest transaction "
         f"{longest:.2f}s (target ~1s) {'MET' if longest <= 1.2 else 'MISSED'}; intake p99 {intake:.2f}x idle "
         f"(target <= 2x) {'MET' if intake <= 2 else 'MISSED'}",
+    )
+    record(
+        "Platform deletion: where the intake's time goes (bench.contention)",
+        env,
+        [
+            "load",
+            "cpu busy",
+            "run queue",
+            "healthz p50/p99 ms",
+            "commit p50/p99 ms",
+            "other backends wait",
+            "job backends wait",
+        ],
+        profiles,
+        "healthz is the web tier without the database, commit the database without the web tier",
     )
 
 

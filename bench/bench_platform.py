@@ -241,7 +241,7 @@ def main(total_rows: int, accounts: int, heavy_sizes: list[int]) -> None:
 
     erase_rows, profiles = [], []
     with gunicorn(env, workers=2) as base_url:
-        with Contention(base_url, env["DATABASE_URL"]) as probe:
+        with Contention(base_url, env["DATABASE_URL"], env.get("PLATFORM_DATABASE_URL")) as probe:
             idle_lat, idle_err, _ = asyncio.run(drive(base_url, 4, 10, trivial=False))
         profiles.append(["intake alone", *probe.figures().values()])
         with app.app_context():
@@ -279,7 +279,7 @@ def main(total_rows: int, accounts: int, heavy_sizes: list[int]) -> None:
                 thread.start()
                 time.sleep(1)
                 try:
-                    with Contention(base_url, env["DATABASE_URL"]) as probe:
+                    with Contention(base_url, env["DATABASE_URL"], env.get("PLATFORM_DATABASE_URL")) as probe:
                         dprod = work()
                 finally:
                     done.set()

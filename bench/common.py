@@ -36,6 +36,10 @@ def bench_env() -> dict[str, str]:
         # The platform's data lives in its own database (PRODUCT.md): on SQLite its own file, so the
         # portal's writes (intake) and the platform's (erasure, the sweep) do not share one writer lock.
         env["PLATFORM_DATABASE_URL"] = f"sqlite:///{OUT / 'platform.db'}"
+    elif os.environ.get("BENCH_PLATFORM_DATABASE_URL"):
+        # PostgreSQL: by default one server holds both, as PLATFORM_DATABASE_URL's default does; a real
+        # platform's database is a server of its own (its own WAL), which this sets.
+        env["PLATFORM_DATABASE_URL"] = os.environ["BENCH_PLATFORM_DATABASE_URL"]
     env["EXPORT_DIR"] = str(OUT / "exports")
     env["RATELIMIT_ENABLED"] = "false"
     env["PYTHONPATH"] = str(ROOT)
@@ -63,11 +67,10 @@ def reset_database(env: dict[str, str]) -> None:
         # removed, e.g. a mail body that 0005 made nullable).
         import psycopg
 
-        with psycopg.connect(
-            env["DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://"), autocommit=True
-        ) as conn:
-            conn.execute("DROP SCHEMA public CASCADE")
-            conn.execute("CREATE SCHEMA public")
+        for url in {env["DATABASE_URL"], env.get("PLATFORM_DATABASE_URL", env["DATABASE_URL"])}:
+            with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+                conn.execute("DROP SCHEMA public CASCADE")
+                conn.execute("CREATE SCHEMA public")
     subprocess.run([*flask, "db", "upgrade"], env=env, cwd=ROOT, check=True, capture_output=True)
 
 
@@ -101,6 +104,19 @@ def machine() -> str:
     return f"{os.cpu_count()} cores {cpu}{mem}, Python {platform.python_version()}"
 
 
+def databases(env: dict[str, str]) -> str:
+    """The database kind, and where the platform's data is when that is not the portal's own server."""
+    from sqlalchemy.engine import make_url
+
+    kind = database_kind(env)
+    portal, plat = make_url(env["DATABASE_URL"]), make_url(env.get("PLATFORM_DATABASE_URL", env["DATABASE_URL"]))
+    if kind != "postgresql" or plat == portal:
+        return kind
+    if (plat.host, plat.port) != (portal.host, portal.port):
+        return f"{kind}, the platform on a server of its own"
+    return f"{kind}, the platform in a database of its own"
+
+
 def ratio(value: float, base: float) -> str:
     return f"{value / base:.2f}x" if base else "n/a"
 
@@ -115,12 +131,12 @@ def table(headers: list[str], rows: list[list]) -> str:
 
 def record(name: str, env: dict[str, str], headers: list[str], rows: list[list], verdict: str) -> None:
     """Print the table and append a dated section to RESULTS.md."""
-    print(f"\n== {name} ({database_kind(env)}) ==")
+    print(f"\n== {name} ({databases(env)}) ==")
     print(table(headers, rows))
     print(verdict)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     md = [
-        f"\n### {name} — {stamp} — {database_kind(env)} — {machine()}\n",
+        f"\n### {name} — {stamp} — {databases(env)} — {machine()}\n",
         "| " + " | ".join(headers) + " |",
         "|" + "---|" * len(headers),
     ]

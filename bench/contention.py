@@ -39,9 +39,11 @@ def _running() -> int:
 
 
 class Contention:
-    def __init__(self, base_url: str, database_url: str) -> None:
+    def __init__(self, base_url: str, database_url: str, platform_url: str | None = None) -> None:
         self.base_url = base_url
         self.database_url = database_url
+        # The platform's server, when it is not the portal's: its backends' waits are sampled there.
+        self.platform_url = platform_url if platform_url and platform_url != database_url else None
         self.stop = threading.Event()
         self.healthz: list[float] = []
         self.commits: list[float] = []
@@ -83,11 +85,12 @@ class Contention:
     def _probe_queue(self) -> None:
         self._every(lambda: self.queue.append(_running()))
 
-    def _connect(self):
-        if self.database_url.startswith("postgres"):
+    def _connect(self, url: str | None = None):
+        url = url or self.database_url
+        if url.startswith("postgres"):
             import psycopg
 
-            return psycopg.connect(self.database_url.replace("postgresql+psycopg://", "postgresql://"))
+            return psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"))
         import sqlite3
 
         conn = sqlite3.connect(self.database_url.removeprefix("sqlite:///"), timeout=30)
@@ -114,23 +117,26 @@ class Contention:
     def _probe_waits(self) -> None:
         if not self.database_url.startswith("postgres"):
             return
-        conn = self._connect()
-        conn.autocommit = True
+        conns = [self._connect(url) for url in (self.database_url, self.platform_url) if url]
+        for conn in conns:
+            conn.autocommit = True
         try:
 
             def once():
-                for query, kind, event in conn.execute(
-                    "SELECT query, wait_event_type, wait_event FROM pg_stat_activity "
-                    "WHERE state = 'active' AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
-                ).fetchall():
-                    if "bench_probe" in (query or ""):
-                        continue  # the commit probe's own backend
-                    who = "job" if "platform_usage" in (query or "") else "others"
-                    self.waits[who][f"{kind}:{event}" if kind else "CPU"] += 1
+                for conn in conns:
+                    for query, kind, event in conn.execute(
+                        "SELECT query, wait_event_type, wait_event FROM pg_stat_activity "
+                        "WHERE state = 'active' AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+                    ).fetchall():
+                        if "bench_probe" in (query or ""):
+                            continue  # the commit probe's own backend
+                        who = "job" if "platform_usage" in (query or "") else "others"
+                        self.waits[who][f"{kind}:{event}" if kind else "CPU"] += 1
 
             self._every(once)
         finally:
-            conn.close()
+            for conn in conns:
+                conn.close()
 
     def figures(self) -> dict:
         def ms(values: list[float], p: float) -> str:

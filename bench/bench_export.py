@@ -25,16 +25,17 @@ def seed_subject(app, email: str, rows: int, seed: int) -> tuple[int, int]:
     acct = Account(email=email, name="Heavy Customer", company="Bench Ltd")
     db.session.add(acct)
     db.session.flush()
-    db.session.add(ApiKey(account_id=acct.id, prefix=f"sk-b{seed:06d}", key_hash="x" * 64))
-    db.session.commit()
+    account_id = acct.id
+    db.session.add(ApiKey(account_id=account_id, prefix=f"sk-b{seed:06d}", key_hash="x" * 64))
+    db.session.commit()  # and not read again: an idle transaction would hold VACUUM's horizon back (make_request)
     rng = random.Random(seed)
-    insert_usage(usage_rows(acct.id, [f"sk-b{seed:06d}"], rows, rng, datetime.now(UTC)))
+    insert_usage(usage_rows(account_id, [f"sk-b{seed:06d}"], rows, rng, datetime.now(UTC)))
     if db.engine.dialect.name == "postgresql":
         # What autovacuum does after a bulk load on a real server (it is off on the bench machine's
         # PostgreSQL): statistics for the planner and a visibility map, for the baseline and product alike.
         with db.engines["platform"].connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql("VACUUM ANALYZE platform_usage")
-    return acct.id
+    return account_id
 
 
 def make_request(email: str, kind: str, status: str = "approved") -> int:
@@ -58,8 +59,13 @@ def make_request(email: str, kind: str, status: str = "approved") -> int:
 
         dsr.plan = {"items": erasure_plan(email)}
     db.session.add(dsr)
+    db.session.flush()
+    request_id = dsr.id
+    # Committed and not read again: reading ``dsr.id`` after the commit began a transaction that idled
+    # until the next commit, holding PostgreSQL's xmin horizon back across the next raw DELETE and
+    # erasure (seen 2026-12-04: 10-17 s idle in transaction); a live platform has no such reader.
     db.session.commit()
-    return dsr.id
+    return request_id
 
 
 def main(sizes: list[int]) -> None:

@@ -248,6 +248,7 @@ def main(total_rows: int, accounts: int, heavy_sizes: list[int]) -> None:
             for n in heavy_sizes:
                 dbase = run_child(env, "erase-baseline", str(plat.twins[n]))
                 assert dbase["rows"] == n, dbase
+                settled = run_child(env, "settle", str(plat.twins[n]))  # its cleanup is not the erasure's
                 request_id = make_request(f"heavy{n}@platform.test", "deletion", status="approved")
                 box: dict = {}
 
@@ -286,6 +287,11 @@ def main(total_rows: int, accounts: int, heavy_sizes: list[int]) -> None:
                     thread.join(60)
                 profiles.append([f"intake + erasure of {n:,}", *probe.figures().values()])
                 assert dprod["status"] == "completed", dprod
+                after = run_child(env, "settle", str(plat.heavy[n]))  # nor the next raw DELETE's
+                print(
+                    f"untimed page cleanup after the raw DELETE {settled['seconds']:.2f}s, "
+                    f"after the erasure {after['seconds']:.2f}s"
+                )
                 print(
                     f"erase {n:,}: longest transaction {dprod['longest_tx']:.2f}s, its slowest statements "
                     f"{dprod['longest_tx_statements']}, its longest idle gap {dprod['longest_tx_idle']}; "

@@ -5,6 +5,7 @@ python -m bench.child export-baseline ACCOUNT  the driver dumping the rows to on
 python -m bench.child erase REQUEST_ID         the product's erasure job (longest transaction measured)
 python -m bench.child erase-baseline ACCOUNT   one raw DELETE of the usage rows
 python -m bench.child export-e2e REQUEST_ID    approve, then a worker builds and mails the link (SMTP)
+python -m bench.child settle ACCOUNT           untimed: read the pages a deletion of ACCOUNT's rows left
 python -m bench.child sweep                    the retention sweep job (longest transaction measured)
 python -m bench.child sweep-baseline TABLE     one raw DELETE ... WHERE created_at < cutoff on TABLE
 python -m bench.child writer STOPFILE          one usage row per transaction until STOPFILE exists
@@ -168,6 +169,30 @@ def erase_baseline(account_id: int) -> dict:
         with db.engines["platform"].begin() as conn:
             deleted = conn.execute(text("DELETE FROM platform_usage WHERE account_id = :a"), {"a": account_id}).rowcount
         return {"seconds": time.perf_counter() - start, "rows": deleted}
+
+
+def settle(account_id: int) -> dict:
+    """Untimed, between two timed deletions: read the pages a deletion of ``account_id``'s rows left.
+
+    PostgreSQL leaves a DELETE's page cleanup (pruning the dead rows, setting their hint bits) to the
+    next reader of each page. The heavy subjects and their twins share pages, so without this the
+    erasure timed next would pay for the raw DELETE just before it, and the next raw DELETE for the
+    erasure before it (a probe, 2026-12-04: a 1M-row subject's count took 1.52 s, dirtying 93k pages,
+    straight after a raw DELETE of other rows on its pages; 0.35 s with one read between). On a live
+    platform the platform's own reads do it in between.
+    """
+    app = _app()
+    with app.app_context():
+        from sqlalchemy import text
+
+        from app.extensions import db
+
+        engine = db.engines["platform"]
+        start = time.perf_counter()
+        if engine.dialect.name == "postgresql":
+            with engine.connect() as conn:
+                conn.execute(text("SELECT count(*) FROM platform_usage WHERE account_id = :a"), {"a": account_id})
+        return {"seconds": time.perf_counter() - start}
 
 
 def _profiled(work, *args):
@@ -392,6 +417,7 @@ COMMANDS = {
     "erase": erase,
     "erase-baseline": erase_baseline,
     "export-e2e": export_e2e,
+    "settle": settle,
     "sweep": sweep,
     "sweep-baseline": sweep_baseline,
     "writer": writer,

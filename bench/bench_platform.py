@@ -239,13 +239,16 @@ def main(total_rows: int, accounts: int, heavy_sizes: list[int]) -> None:
     from bench.bench_intake import drive
     from bench.contention import Contention
 
-    erase_rows, profiles = [], []
+    erase_rows, profiles, breakdown = [], [], []
     with gunicorn(env, workers=2) as base_url:
         with Contention(base_url, env["DATABASE_URL"], env.get("PLATFORM_DATABASE_URL")) as probe:
             idle_lat, idle_err, _ = asyncio.run(drive(base_url, 4, 10, trivial=False))
         profiles.append(["intake alone", *probe.figures().values()])
         with app.app_context():
             for n in heavy_sizes:
+                # The twin's rows are read once, untimed, before its raw DELETE, as the subject's are by
+                # the approval's plan (make_request) before the erasure: both start from a warm read.
+                before = run_child(env, "settle", str(plat.twins[n]))
                 dbase = run_child(env, "erase-baseline", str(plat.twins[n]))
                 assert dbase["rows"] == n, dbase
                 settled = run_child(env, "settle", str(plat.twins[n]))  # its cleanup is not the erasure's
@@ -288,9 +291,17 @@ def main(total_rows: int, accounts: int, heavy_sizes: list[int]) -> None:
                 profiles.append([f"intake + erasure of {n:,}", *probe.figures().values()])
                 assert dprod["status"] == "completed", dprod
                 after = run_child(env, "settle", str(plat.heavy[n]))  # nor the next raw DELETE's
-                print(
-                    f"untimed page cleanup after the raw DELETE {settled['seconds']:.2f}s, "
-                    f"after the erasure {after['seconds']:.2f}s"
+                kinds = dprod["statement_seconds"]
+                first_kind = "WITH gone" if kind == "postgresql" else "DELETE FROM"  # a batch's statement
+                breakdown.append(
+                    [
+                        f"{n:,}",
+                        f"{kinds.get('SELECT count(*)', 0):.2f}",
+                        f"{kinds.get(first_kind, 0):.2f}",
+                        f"{kinds.get(f'{first_kind} (bounded above: a re-check)', 0):.2f}",
+                        f"{kinds.get('COMMIT', 0):.2f}",
+                        f"{before['seconds']:.2f} / {settled['seconds']:.2f} / {after['seconds']:.2f}",
+                    ]
                 )
                 print(
                     f"erase {n:,}: longest transaction {dprod['longest_tx']:.2f}s, its slowest statements "
@@ -330,6 +341,20 @@ def main(total_rows: int, accounts: int, heavy_sizes: list[int]) -> None:
         f"deletion: worst {dworst:.2f}x (target <= 1.5x) {'MET' if dworst <= 1.5 else 'MISSED'}; longest transaction "
         f"{longest:.2f}s (target ~1s) {'MET' if longest <= 1.2 else 'MISSED'}; intake p99 {intake:.2f}x idle "
         f"(target <= 2x) {'MET' if intake <= 2 else 'MISSED'}",
+    )
+    record(
+        "Platform deletion: the erasure's seconds by statement kind, and the untimed page reads",
+        env,
+        [
+            "subject rows",
+            "count s",
+            "first-pass deletes s",
+            "re-check s",
+            "commits s",
+            "untimed read before raw / after raw / after erasure s",
+        ],
+        breakdown,
+        "beside the raw DELETE above; the untimed reads are bench.child settle (PostgreSQL only)",
     )
     record(
         "Platform deletion: where the intake's time goes (bench.contention)",

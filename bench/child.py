@@ -5,7 +5,7 @@ python -m bench.child export-baseline ACCOUNT  the driver dumping the rows to on
 python -m bench.child erase REQUEST_ID         the product's erasure job (longest transaction measured)
 python -m bench.child erase-baseline ACCOUNT   one raw DELETE of the usage rows
 python -m bench.child export-e2e REQUEST_ID    approve, then a worker builds and mails the link (SMTP)
-python -m bench.child settle ACCOUNT           untimed: read the pages a deletion of ACCOUNT's rows left
+python -m bench.child settle ACCOUNT           untimed: read the pages of ACCOUNT's usage rows (live or deleted)
 python -m bench.child sweep                    the retention sweep job (longest transaction measured)
 python -m bench.child sweep-baseline TABLE     one raw DELETE ... WHERE created_at < cutoff on TABLE
 python -m bench.child writer STOPFILE          one usage row per transaction until STOPFILE exists
@@ -172,7 +172,8 @@ def erase_baseline(account_id: int) -> dict:
 
 
 def settle(account_id: int) -> dict:
-    """Untimed, between two timed deletions: read the pages a deletion of ``account_id``'s rows left.
+    """Untimed, around the timed deletions: read the pages of ``account_id``'s rows (before a raw DELETE,
+    as the approval's plan reads the subject's before the erasure; after a deletion, what it left).
 
     PostgreSQL leaves a DELETE's page cleanup (pruning the dead rows, setting their hint bits) to the
     next reader of each page. The heavy subjects and their twins share pages, so without this the

@@ -22,6 +22,11 @@ OUT = ROOT / "bench" / "out"
 RESULTS = ROOT / "bench" / "RESULTS.md"
 
 
+# The operator's own databases, as this process found them before any bench set its own: reset_database
+# drops a PostgreSQL schema outright, and refuses these.
+OPERATOR_DATABASES = {os.environ[k] for k in ("DATABASE_URL", "PLATFORM_DATABASE_URL") if os.environ.get(k)}
+
+
 def bench_env() -> dict[str, str]:
     """Environment for the app under benchmark (never the developer's own database)."""
     OUT.mkdir(parents=True, exist_ok=True)
@@ -67,7 +72,13 @@ def reset_database(env: dict[str, str]) -> None:
         # removed, e.g. a mail body that 0005 made nullable).
         import psycopg
 
-        for url in {env["DATABASE_URL"], env.get("PLATFORM_DATABASE_URL", env["DATABASE_URL"])}:
+        urls = {env["DATABASE_URL"], env.get("PLATFORM_DATABASE_URL", env["DATABASE_URL"])}
+        if urls & OPERATOR_DATABASES:
+            raise SystemExit(
+                "refusing to empty a database named by DATABASE_URL or PLATFORM_DATABASE_URL: "
+                "BENCH_DATABASE_URL and BENCH_PLATFORM_DATABASE_URL must name databases of the benchmark's own"
+            )
+        for url in urls:
             with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
                 conn.execute("DROP SCHEMA public CASCADE")
                 conn.execute("CREATE SCHEMA public")
@@ -112,8 +123,10 @@ def databases(env: dict[str, str]) -> str:
     portal, plat = make_url(env["DATABASE_URL"]), make_url(env.get("PLATFORM_DATABASE_URL", env["DATABASE_URL"]))
     if kind != "postgresql" or plat == portal:
         return kind
-    if (plat.host, plat.port) != (portal.host, portal.port):
+    if plat.host != portal.host:
         return f"{kind}, the platform on a server of its own"
+    if plat.port != portal.port:
+        return f"{kind}, the platform on a second server on the same host"
     return f"{kind}, the platform in a database of its own"
 
 

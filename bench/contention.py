@@ -93,7 +93,7 @@ class Contention:
             return psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"))
         import sqlite3
 
-        conn = sqlite3.connect(self.database_url.removeprefix("sqlite:///"), timeout=30)
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"), timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         return conn

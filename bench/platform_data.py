@@ -92,8 +92,8 @@ def build(total_rows: int, accounts: int, heavy_sizes: list[int], seed: int = 7)
     db.session.commit()
     everyone = ordinary + list(plat.heavy.values()) + list(plat.twins.values())
     email_of = dict(db.session.execute(db.select(Account.id, Account.email)).tuples().all())
-    # Ends the read's transaction: idle across the load, it held PostgreSQL's xmin horizon back, so the
-    # VACUUM below could not mark the loaded pages all-visible (when portal and platform share a server).
+    # Ends the read's transaction (on the platform's connection): idle across the load, it held the
+    # platform server's xmin horizon back, so the VACUUM below could not mark the loaded pages all-visible.
     db.session.commit()
     with engine.begin() as conn:
         conn.execute(

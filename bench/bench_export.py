@@ -27,7 +27,7 @@ def seed_subject(app, email: str, rows: int, seed: int) -> tuple[int, int]:
     db.session.flush()
     account_id = acct.id
     db.session.add(ApiKey(account_id=account_id, prefix=f"sk-b{seed:06d}", key_hash="x" * 64))
-    db.session.commit()  # and not read again: an idle transaction would hold VACUUM's horizon back (make_request)
+    db.session.commit()  # and not read again: idle across the load, a transaction would hold VACUUM's horizon back
     rng = random.Random(seed)
     insert_usage(usage_rows(account_id, [f"sk-b{seed:06d}"], rows, rng, datetime.now(UTC)))
     if db.engine.dialect.name == "postgresql":
@@ -59,13 +59,8 @@ def make_request(email: str, kind: str, status: str = "approved") -> int:
 
         dsr.plan = {"items": erasure_plan(email)}
     db.session.add(dsr)
-    db.session.flush()
-    request_id = dsr.id
-    # Committed and not read again: reading ``dsr.id`` after the commit began a transaction that idled
-    # until the next commit, holding PostgreSQL's xmin horizon back across the next raw DELETE and
-    # erasure (seen 2026-12-04: 10-17 s idle in transaction); a live platform has no such reader.
     db.session.commit()
-    return request_id
+    return dsr.id
 
 
 def main(sizes: list[int]) -> None:

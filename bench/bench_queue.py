@@ -71,9 +71,8 @@ def main(count: int) -> None:
                 db.session.add(dsr)
                 db.session.commit()
                 services.transition(dsr, RequestStatus.APPROVED, Actor.system("bench"))
-                request_id = dsr.id
-                db.session.commit()  # and not read again: no transaction left idle (bench_export.make_request)
-                prod.append((f"fulfil-{request_id}", datetime.now(UTC)))
+                db.session.commit()
+                prod.append((f"fulfil-{dsr.id}", datetime.now(UTC)))
                 time.sleep(0.5)
             deadline = time.time() + 120
 

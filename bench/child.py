@@ -22,6 +22,9 @@ import time
 import zipfile
 from pathlib import Path
 
+# The suffix of a statement kind bounded above: a deletion's re-check of a range it walked.
+RECHECK = " (bounded above: a re-check)"
+
 
 def _app():
     from app import create_app
@@ -246,7 +249,7 @@ def _longest_transactions(engines) -> dict:
     def note(began: float, now: float, statement: str, tx) -> None:
         if tx is not None:
             tx[1].append((began, now, statement))
-        kind = " ".join(statement.split()[:2]) + (" (bounded above: a re-check)" if "<=" in statement else "")
+        kind = " ".join(statement.split()[:2]) + (RECHECK if "<=" in statement else "")
         seen["by_kind"][kind] = round(seen["by_kind"].get(kind, 0.0) + now - began, 3)
 
     def after(conn, _cursor, statement, _params, _context, _many):

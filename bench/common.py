@@ -60,8 +60,15 @@ def database_kind(env: dict[str, str]) -> str:
 
 
 def reset_database(env: dict[str, str]) -> None:
-    """Empty schema at head: delete the SQLite file, or downgrade PostgreSQL to base; then migrate."""
+    """Empty schema at head: delete the SQLite files, or empty PostgreSQL's schemas; then migrate.
+    Never the operator's own (``OPERATOR_DATABASES``)."""
     flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
+    urls = {env["DATABASE_URL"], env.get("PLATFORM_DATABASE_URL", env["DATABASE_URL"])}
+    if urls & OPERATOR_DATABASES:
+        raise SystemExit(
+            "refusing to empty a database named by DATABASE_URL or PLATFORM_DATABASE_URL: "
+            "BENCH_DATABASE_URL and BENCH_PLATFORM_DATABASE_URL must name databases of the benchmark's own"
+        )
     if database_kind(env) == "sqlite":
         for url in (env["DATABASE_URL"], env["PLATFORM_DATABASE_URL"]):
             path = url.removeprefix("sqlite:///")
@@ -72,12 +79,6 @@ def reset_database(env: dict[str, str]) -> None:
         # removed, e.g. a mail body that 0005 made nullable).
         import psycopg
 
-        urls = {env["DATABASE_URL"], env.get("PLATFORM_DATABASE_URL", env["DATABASE_URL"])}
-        if urls & OPERATOR_DATABASES:
-            raise SystemExit(
-                "refusing to empty a database named by DATABASE_URL or PLATFORM_DATABASE_URL: "
-                "BENCH_DATABASE_URL and BENCH_PLATFORM_DATABASE_URL must name databases of the benchmark's own"
-            )
         for url in urls:
             with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
                 conn.execute("DROP SCHEMA public CASCADE")
@@ -86,8 +87,20 @@ def reset_database(env: dict[str, str]) -> None:
 
 
 def run_child(env: dict[str, str], *args: str) -> dict:
-    """Run ``python -m bench.child ARGS``; return its JSON result plus its own ``peak_mb`` (wait4)."""
+    """Run ``python -m bench.child ARGS``; return its JSON result plus its own ``peak_mb`` (wait4).
+
+    The harness's own session transaction ends first: a read of an expired attribute after a commit
+    begins one, and idle across the child it held PostgreSQL's xmin horizon back, so what a raw DELETE
+    left could not be pruned until the erasure timed next did it (2026-12-04: 10-17 s idle, the
+    erasure's count 3.0 s against 0.6 s)."""
     import tempfile
+
+    from flask import has_app_context
+
+    if has_app_context():
+        from app.extensions import db
+
+        db.session.commit()
 
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen([sys.executable, "-m", "bench.child", *args], env=env, cwd=ROOT, stdout=out, stderr=err)
